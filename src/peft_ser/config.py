@@ -1,0 +1,250 @@
+"""Typed configuration: every option has a type, a default and a clear error when it is wrong.
+
+Configurations are pydantic models that forbid unknown keys, so a typo in a YAML file is an
+error naming the key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+PAPER_LABELS: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
+
+
+class StrictModel(BaseModel):
+    """Base for all configs: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(StrictModel):
+    """What to build: a backbone, a PEFT method with its options, and the head's label set."""
+
+    backbone: str = Field(
+        "whisper-tiny",
+        description="registry name, Hugging Face hub id, local directory, or ct2:<dir>",
+    )
+    method: str = Field(
+        "lora",
+        description="frozen (alias finetune), full, lora, adapter, adapter_l, "
+        "embedding_prompt, combined, or peft (any peft tuner via peft_config)",
+    )
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: float = Field(1.0, gt=0, description="scaling = alpha / rank; 1 = the paper")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] | None = Field(
+        None, description="module names for LoRA; default: the two feed-forward projections"
+    )
+    peft_config: dict[str, Any] | None = Field(
+        None, description="a peft config as a dict with peft_type, for method 'peft'"
+    )
+    adapter_dim: int = Field(128, ge=1, description="bottleneck width of adapters")
+    prompt_length: int = Field(5, ge=1, description="learnable prompt vectors per layer")
+    head_dim: int = Field(256, ge=1)
+    labels: list[str] = Field(default_factory=lambda: list(PAPER_LABELS), min_length=2)
+    whisper_window: Literal["crop", "pad30"] = Field(
+        "crop",
+        description="crop: encode only the clip's frames (fast, the paper's choice); "
+        "pad30: pad to Whisper's 30-s training window",
+    )
+
+
+FoldSelector = int | str
+"""A fold by 1-based position in the corpus's fold list (``2``) or by its name (``"fold2"``)."""
+
+
+class DataConfig(StrictModel):
+    """Which corpus and folds to use, and how clips become batches."""
+
+    corpus: str = Field(
+        description="a prepared corpus directory, or a corpus name resolved to prepared_dir "
+        "(default prepared/<name>)"
+    )
+    corpus_dir: Path | None = Field(
+        None,
+        description="raw corpus directory; when set and nothing is prepared yet, "
+        "the corpus is prepared into prepared_dir first",
+    )
+    prepared_dir: Path | None = Field(None, description="where the prepared corpus lives")
+    folds: list[FoldSelector] | None = Field(
+        None, description="folds to run (1-based positions or names); default: all"
+    )
+    crop_seconds: float | None = Field(
+        6.0, gt=0, description="training clips keep their first crop_seconds; None = whole"
+    )
+    eval_max_seconds: float | None = Field(
+        None, gt=0, description="dev/test clips keep their first eval_max_seconds; None = whole"
+    )
+    batch_size: int = Field(32, ge=1, description="global batch, split across processes")
+    eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+    bucketing: bool = Field(True, description="batch clips of similar length (less padding)")
+    bucket_pool: int = Field(
+        50, ge=1, description="batches whose clips are sorted together before batching"
+    )
+    num_workers: int = Field(
+        default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)),
+        ge=0,
+        description="data-loading worker processes; 0 loads in the main process",
+    )
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _split_folds(cls, value: Any) -> Any:
+        """Accept ``"1,2"`` from a command line as well as a YAML list."""
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            return [int(item) if item.isdigit() else item for item in items]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+
+class AugmentConfig(StrictModel):
+    """Training-only waveform augmentation (the paper used audiomentations' equivalents)."""
+
+    enabled: bool = True
+    noise_p: float = Field(0.5, ge=0, le=1, description="probability of additive Gaussian noise")
+    snr_db: tuple[float, float] = Field((10.0, 30.0), description="SNR range of the noise (dB)")
+    time_mask_p: float = Field(0.5, ge=0, le=1, description="probability of one time mask")
+    time_mask_fraction: tuple[float, float] = Field(
+        (0.10, 0.15), description="masked share of the clip, drawn uniformly from this range"
+    )
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> AugmentConfig:
+        if self.snr_db[0] > self.snr_db[1]:
+            raise ValueError(f"snr_db: low {self.snr_db[0]} exceeds high {self.snr_db[1]}")
+        low, high = self.time_mask_fraction
+        if not 0 <= low <= high < 1:
+            raise ValueError(f"time_mask_fraction: need 0 <= low <= high < 1, got {low}, {high}")
+        return self
+
+
+class OptimConfig(StrictModel):
+    """Optimiser, schedule and loss (defaults: the paper's)."""
+
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = Field(1e-4, ge=0)
+    plateau_patience: int = Field(5, ge=0, description="ReduceLROnPlateau on dev loss")
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    min_lr: float = Field(5e-5, ge=0)
+    class_weights: Literal["inverse_frequency", "none"] = Field(
+        "inverse_frequency", description="cross-entropy weights from the training split"
+    )
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm; None = off")
+
+
+class RunConfig(StrictModel):
+    """One training run: a model, a corpus with its folds, and how to train."""
+
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig.model_validate({}))
+    data: DataConfig
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
+    output_dir: Path = Field(Path("runs/run"), description="the run directory")
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU"
+    )
+    feature_cache: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="keep the frozen backbone's hidden states in memory after the first pass; "
+        "auto = on for method frozen. Training on cached states skips waveform augmentation",
+    )
+    progress: bool = Field(True, description="a progress bar per epoch (main process only)")
+
+
+class ConfigError(ValueError):
+    """A configuration that failed validation; the message names each bad key."""
+
+
+CLI_ALIASES: dict[str, str] = {
+    "backbone": "model.backbone",
+    "method": "model.method",
+    "rank": "model.lora_rank",
+    "corpus": "data.corpus",
+    "folds": "data.folds",
+    "batch_size": "data.batch_size",
+    "num_workers": "data.num_workers",
+    "epochs": "optim.epochs",
+    "lr": "optim.lr",
+    "output_dir": "output_dir",
+    "seed": "seed",
+}
+"""Short command-line options and the config keys they set."""
+
+
+def load_run_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Read a run config from YAML (optional) and apply dotted-key overrides on top.
+
+    Overrides such as ``{"model.lora_rank": 8}`` win over the file. Every problem is reported
+    in one `ConfigError` naming the key, the value and what is allowed.
+    """
+    document: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a run config is a mapping of sections, got {loaded!r}")
+        document = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(document, dotted, value)
+    try:
+        return RunConfig.model_validate(document)
+    except ValidationError as error:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(source + format_validation_error(error, RunConfig)) from None
+
+
+def _set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = document
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def format_validation_error(error: ValidationError, root: type[BaseModel]) -> str:
+    """One line per problem: ``key: message (got value)``; unknown keys list the known ones."""
+    lines = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            allowed = ", ".join(_fields_at(root, problem["loc"][:-1]))
+            lines.append(f"{location}: unknown key; allowed keys: {allowed}")
+        elif problem["type"] == "missing":
+            lines.append(f"{location}: required key is missing")
+        else:
+            lines.append(f"{location}: {problem['msg']} (got {problem.get('input')!r})")
+    return "invalid configuration\n  " + "\n  ".join(lines)
+
+
+def _fields_at(root: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
+    """The field names of the section at ``location`` (list indices are skipped)."""
+    model: type[BaseModel] = root
+    for part in location:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,168 @@
+"""Scores of a classifier on one split: UAR, accuracy, macro-F1, confusion, gender fairness.
+
+UAR (unweighted average recall, the mean of per-class recalls) is the field's headline metric
+because emotion corpora are unbalanced. Recall is averaged over the classes that occur in the
+reference labels only: a class absent from a split has no defined recall, and counting it as 0
+would punish a model for the split's composition.
+
+Fairness compares the two genders ``F`` and ``M`` (utterances with unknown gender are left out
+of these numbers only), as differences ``F − M`` so the sign says who is favoured:
+
+* ``uar_F``, ``uar_M``: UAR within each gender; ``uar_gap = uar_F − uar_M``.
+* statistical parity difference of class c: ``P(ŷ = c | F) − P(ŷ = c | M)``, how much more often
+  the model predicts c for women, whatever the true label;
+  ``statistical_parity_difference`` is the largest absolute value over classes.
+* equal opportunity difference of class c: ``P(ŷ = c | y = c, F) − P(ŷ = c | y = c, M)``, the gap
+  in recall of c; ``equal_opportunity_difference`` is the largest absolute value over classes
+  that occur in both genders. (The mean of the signed per-class values is ``uar_gap``.)
+
+The module is pure: plots come back as matplotlib `Figure` objects (no pyplot state, rendered
+with Agg when saved) and the caller decides where they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix, f1_score
+
+SCALARS: tuple[str, ...] = (
+    "uar",
+    "accuracy",
+    "macro_f1",
+    "uar_F",
+    "uar_M",
+    "uar_gap",
+    "statistical_parity_difference",
+    "equal_opportunity_difference",
+)
+"""The scalar metrics, in the order tables list them."""
+
+
+def uar(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (0.0 for an empty split)."""
+    truth, pred = np.asarray(y_true), np.asarray(y_pred)
+    classes = np.unique(truth)
+    if classes.size == 0:
+        return 0.0
+    return float(np.mean([np.mean(pred[truth == c] == c) for c in classes]))
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    labels: Sequence[str],
+    genders: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """All metrics of one split as a JSON-ready dict (see the module docstring).
+
+    ``labels`` names the class ids ``0 … C−1``; ``genders`` (``F``/``M``/``U`` per item) adds
+    the fairness numbers when both ``F`` and ``M`` occur.
+    """
+    truth, pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    ids = list(range(len(labels)))
+    confusion = confusion_matrix(truth, pred, labels=ids) if truth.size else np.zeros((0, 0))
+    present = sorted(set(truth.tolist()) | set(pred.tolist()))
+    result: dict[str, Any] = {
+        "n": int(truth.size),
+        "uar": uar(truth, pred),
+        "accuracy": float(np.mean(truth == pred)) if truth.size else 0.0,
+        "macro_f1": float(f1_score(truth, pred, labels=present, average="macro", zero_division=0))
+        if truth.size
+        else 0.0,
+        "confusion": confusion.astype(int).tolist(),
+        "recall": {
+            labels[c]: float(np.mean(pred[truth == c] == c)) for c in ids if np.any(truth == c)
+        },
+    }
+    if genders is not None:
+        result.update(fairness_metrics(truth, pred, np.asarray(genders), labels))
+    return result
+
+
+def fairness_metrics(
+    truth: np.ndarray, pred: np.ndarray, genders: np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """UAR per gender, its gap, and parity/opportunity differences; empty without F and M."""
+    female, male = genders == "F", genders == "M"
+    if not (female.any() and male.any()):
+        return {}
+    parity = {
+        labels[c]: float(np.mean(pred[female] == c) - np.mean(pred[male] == c))
+        for c in range(len(labels))
+    }
+    opportunity = {
+        labels[c]: float(
+            np.mean(pred[female & (truth == c)] == c) - np.mean(pred[male & (truth == c)] == c)
+        )
+        for c in range(len(labels))
+        if np.any(female & (truth == c)) and np.any(male & (truth == c))
+    }
+    uar_f, uar_m = uar(truth[female], pred[female]), uar(truth[male], pred[male])
+    return {
+        "uar_F": uar_f,
+        "uar_M": uar_m,
+        "uar_gap": uar_f - uar_m,
+        "statistical_parity_difference": max(abs(v) for v in parity.values()),
+        "equal_opportunity_difference": max((abs(v) for v in opportunity.values()), default=0.0),
+        "parity_by_class": parity,
+        "opportunity_by_class": opportunity,
+    }
+
+
+def summarize(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation (population, ddof 0) of each scalar across folds."""
+    summary: dict[str, dict[str, float]] = {}
+    for name in SCALARS:
+        values = [float(m[name]) for m in per_fold if name in m]
+        if values:
+            summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return summary
+
+
+def confusion_figure(
+    confusion: Sequence[Sequence[int]], labels: Sequence[str], title: str
+) -> Figure:
+    """A confusion matrix with counts and row-normalised shading (rows = true labels)."""
+    counts = np.asarray(confusion, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    size = 1.2 + 0.9 * len(labels)
+    figure = Figure(figsize=(size + 1, size))
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        colour = "white" if shares[i, j] > 0.5 else "black"
+        axes.text(j, i, f"{int(count)}", ha="center", va="center", color=colour)
+    axes.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
+    figure.colorbar(image, ax=axes, fraction=0.046, label="share of true label")
+    figure.tight_layout()
+    return figure
+
+
+def learning_curves_figure(history: Sequence[Mapping[str, float]], title: str) -> Figure:
+    """Loss (train, dev) and UAR (train, dev) per epoch, side by side."""
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(10, 4))
+    loss_axes, uar_axes = figure.subplots(1, 2)
+    for split in ("train", "dev"):
+        loss_axes.plot(epochs, [row[f"{split}_loss"] for row in history], marker=".", label=split)
+        uar_axes.plot(epochs, [row[f"{split}_uar"] for row in history], marker=".", label=split)
+    loss_axes.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
+    uar_axes.set(xlabel="epoch", ylabel="UAR", title=f"{title}: UAR", ylim=(0, 1))
+    for axes in (loss_axes, uar_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,65 @@
+"""Run configuration: defaults are the paper's, overrides win, bad input names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peft_ser.config import ConfigError, RunConfig, load_run_config
+
+
+def test_defaults_are_the_papers() -> None:
+    config = load_run_config(overrides={"data.corpus": "iemocap"})
+    assert (config.optim.lr, config.optim.betas, config.optim.weight_decay) == (
+        5e-4,
+        (0.9, 0.98),
+        1e-4,
+    )
+    assert (config.optim.plateau_patience, config.optim.plateau_factor) == (5, 0.5)
+    assert (config.optim.min_lr, config.optim.epochs, config.data.batch_size) == (5e-5, 30, 32)
+    assert config.data.crop_seconds == 6.0
+    assert config.augment.snr_db == (10.0, 30.0)
+    assert config.augment.time_mask_fraction == (0.10, 0.15)
+
+
+def test_overrides_win_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {backbone: whisper-tiny, lora_rank: 4}\ndata: {corpus: iemocap}\n")
+    config = load_run_config(path, {"model.lora_rank": 16, "data.folds": "1,2,Session5"})
+    assert config.model.backbone == "whisper-tiny"
+    assert config.model.lora_rank == 16
+    assert config.data.folds == [1, 2, "Session5"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"optim.lrr": 1e-3}, "optim.lrr: unknown key; allowed keys: epochs, lr,"),
+        ({"mixed_precision": "fp8"}, "'auto', 'no', 'bf16' or 'fp16'"),
+        ({"feature_cache": "yes"}, "feature_cache: Input should be 'auto', 'on' or 'off'"),
+        ({"data.batch_size": 0}, "data.batch_size: Input should be greater than or equal to 1"),
+        ({"augment.snr_db": [30, 10]}, "snr_db: low 30.0 exceeds high 10.0"),
+        ({"optim.class_weights": "balanced"}, "'inverse_frequency' or 'none'"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_allowed_values(
+    overrides: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_run_config(overrides={"data.corpus": "iemocap", **overrides})
+    assert expected in str(error.value)
+
+
+def test_missing_corpus_and_bad_file_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data: required key is missing"):
+        load_run_config()
+    path = tmp_path / "run.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_run_config(path)
+
+
+def test_config_round_trips_through_json() -> None:
+    config = load_run_config(overrides={"data.corpus": "x", "model.method": "frozen"})
+    assert RunConfig.model_validate(config.model_dump(mode="json")) == config
