@@ -69,10 +69,10 @@ class Prosody:
 # a small model trained on a few hundred clips can separate the classes.
 EMOTION_PROSODY: MappingProxyType[str, Prosody] = MappingProxyType(
     {
-        "Neutral": Prosody(rate=165, pitch=45, pitch_range=40, amplitude=90),
-        "Angry": Prosody(rate=205, pitch=55, pitch_range=85, amplitude=150),
-        "Sad": Prosody(rate=125, pitch=25, pitch_range=10, amplitude=55),
-        "Happy": Prosody(rate=185, pitch=80, pitch_range=100, amplitude=115),
+        "Neutral": Prosody(rate=165, pitch=45, pitch_range=40, amplitude=75),
+        "Angry": Prosody(rate=205, pitch=55, pitch_range=85, amplitude=120),
+        "Sad": Prosody(rate=125, pitch=25, pitch_range=10, amplitude=45),
+        "Happy": Prosody(rate=185, pitch=80, pitch_range=100, amplitude=100),
     }
 )
 
@@ -164,8 +164,8 @@ def _clip(value: int, low: int, high: int) -> int:
 def _espeak(text: str, prosody: Prosody, voice: str) -> tuple[np.ndarray, int]:
     """Run espeak-ng into a temporary WAV file and read it back.
 
-    Pitch range has no command-line option, hence the SSML wrapper. `-z` drops the trailing
-    sentence pause, which would otherwise add silence to every clip.
+    Pitch range has no command-line option, hence the SSML wrapper. In SSML mode espeak-ng
+    ignores `-z` and appends about half a second of silence, which is cut off again.
     """
     if not espeak_available():
         raise RuntimeError(f"{ESPEAK} is not installed (install it, or use backend='fallback')")
@@ -181,7 +181,14 @@ def _espeak(text: str, prosody: Prosody, voice: str) -> tuple[np.ndarray, int]:
             message = done.stderr.decode(errors="replace").strip()
             raise RuntimeError(f"{ESPEAK} failed for voice {voice!r}: {message}")
         audio, rate = sf.read(wav, dtype="float32", always_2d=True)
-    return audio.mean(axis=1), int(rate)
+    return _trim_trailing_silence(audio.mean(axis=1), int(rate)), int(rate)
+
+
+def _trim_trailing_silence(audio: np.ndarray, rate: int, keep_s: float = 0.05) -> np.ndarray:
+    """Cut the silent tail (below -80 dBFS), keeping `keep_s` seconds for the last decay."""
+    loud = np.flatnonzero(np.abs(audio) > 1e-4)
+    end = int(loud[-1]) + 1 + round(keep_s * rate) if loud.size else audio.size
+    return audio[: min(end, audio.size)]
 
 
 # Formant frequencies (F1, F2 in Hz) of five vowels; each syllable takes the vowel of its letter,
