@@ -1,0 +1,199 @@
+"""Named backbones with their architecture configs, and resolution of any other source.
+
+Every named checkpoint carries its architecture here, so parameter counts and model shapes are
+known on a machine without hub access; weights are fetched only when a model is really built.
+``tiny-<family>`` entries are small random-weight configs for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig, WhisperConfig
+
+from .base import Backbone
+from .ssl import MODEL_CLASSES, SSLBackbone, ssl_config
+from .whisper import WhisperBackbone
+
+CT2_PREFIX = "ct2:"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named checkpoint: where its weights live and what its architecture is."""
+
+    name: str
+    model_type: str  # "whisper", "wav2vec2", "hubert" or "wavlm"
+    source: str | None  # hub id; None = random weights (tiny test models)
+    architecture: dict[str, Any] = field(default_factory=dict)
+    normalize: bool = False  # zero-mean unit-variance waveforms, as the checkpoint's processor
+
+    def config(self) -> PretrainedConfig:
+        if self.model_type == "whisper":
+            return WhisperConfig(**self.architecture)
+        return ssl_config(self.model_type, **self.architecture)
+
+
+def _whisper(name: str, d_model: int, layers: int, heads: int, mels: int = 80) -> BackboneSpec:
+    architecture = {
+        "d_model": d_model,
+        "encoder_layers": layers,
+        "encoder_attention_heads": heads,
+        "encoder_ffn_dim": 4 * d_model,
+        "decoder_layers": layers,
+        "decoder_attention_heads": heads,
+        "decoder_ffn_dim": 4 * d_model,
+        "num_mel_bins": mels,
+    }
+    return BackboneSpec(name, "whisper", f"openai/{name}", architecture)
+
+
+_LARGE_SSL = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "feat_extract_norm": "layer",
+    "conv_bias": True,
+    "do_stable_layer_norm": True,
+}
+
+_TINY_SSL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": (16, 16, 16),
+    "conv_kernel": (10, 3, 3),
+    "conv_stride": (5, 2, 2),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in [
+        _whisper("whisper-tiny", 384, 4, 6),
+        _whisper("whisper-base", 512, 6, 8),
+        _whisper("whisper-small", 768, 12, 12),
+        _whisper("whisper-medium", 1024, 24, 16),
+        _whisper("whisper-large-v3", 1280, 32, 20, mels=128),
+        BackboneSpec("wav2vec2-base", "wav2vec2", "facebook/wav2vec2-base-960h", normalize=True),
+        BackboneSpec("wavlm-base-plus", "wavlm", "microsoft/wavlm-base-plus"),
+        BackboneSpec("wavlm-large", "wavlm", "microsoft/wavlm-large", _LARGE_SSL, normalize=True),
+        BackboneSpec("hubert-base", "hubert", "facebook/hubert-base-ls960"),
+        BackboneSpec(
+            "hubert-large",
+            "hubert",
+            "facebook/hubert-large-ll60k",
+            {**_LARGE_SSL, "feat_proj_layer_norm": True},
+            normalize=True,
+        ),
+        BackboneSpec("mms-300m", "wav2vec2", "facebook/mms-300m", _LARGE_SSL, normalize=True),
+        BackboneSpec(
+            "tiny-whisper",
+            "whisper",
+            None,
+            {
+                "d_model": 32,
+                "encoder_layers": 2,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64,
+                "decoder_layers": 1,
+                "decoder_attention_heads": 2,
+                "decoder_ffn_dim": 64,
+                "num_mel_bins": 80,
+            },
+        ),
+        BackboneSpec("tiny-wav2vec2", "wav2vec2", None, _TINY_SSL),
+        BackboneSpec("tiny-hubert", "hubert", None, _TINY_SSL),
+        BackboneSpec("tiny-wavlm", "wavlm", None, {**_TINY_SSL, "num_buckets": 16}),
+        BackboneSpec(
+            "tiny-wav2vec2-large",
+            "wav2vec2",
+            None,
+            {**_TINY_SSL, "feat_extract_norm": "layer", "do_stable_layer_norm": True},
+            normalize=True,
+        ),
+    ]
+}
+
+
+def build_backbone(source: str, whisper_window: str = "crop", pretrained: bool = True) -> Backbone:
+    """A backbone from a registry name, ``ct2:<dir>``, a CTranslate2 dir, a hub id or a local dir.
+
+    ``pretrained=False`` builds the architecture with random weights (for counting parameters or
+    for tests); named entries then need no network.
+    """
+    if source in BACKBONES:
+        return _build_named(BACKBONES[source], whisper_window, pretrained)
+    if source.startswith(CT2_PREFIX) or _is_ct2_dir(source):
+        return _build_ct2(source.removeprefix(CT2_PREFIX), whisper_window, pretrained)
+    return _build_from_hub_or_dir(source, whisper_window, pretrained)
+
+
+def backbone_names() -> list[str]:
+    return sorted(BACKBONES)
+
+
+def _build_named(spec: BackboneSpec, whisper_window: str, pretrained: bool) -> Backbone:
+    if pretrained and spec.source is not None:
+        return _from_pretrained(spec.source, spec.model_type, whisper_window, spec.normalize)
+    if spec.model_type == "whisper":
+        config = spec.config()
+        assert isinstance(config, WhisperConfig)
+        return WhisperBackbone.from_config(config, whisper_window)
+    return SSLBackbone.from_config(spec.config(), spec.normalize)
+
+
+def _from_pretrained(source: str, model_type: str, window: str, normalize: bool) -> Backbone:
+    if model_type == "whisper":
+        return WhisperBackbone.from_pretrained(source, window)
+    return SSLBackbone.from_pretrained(source, model_type, normalize)
+
+
+def _build_from_hub_or_dir(source: str, whisper_window: str, pretrained: bool) -> Backbone:
+    """Any hub id or local directory of a supported family, recognised from its config."""
+    config = AutoConfig.from_pretrained(source)
+    model_type = config.model_type
+    if model_type != "whisper" and model_type not in MODEL_CLASSES:
+        supported = ", ".join(["whisper", *MODEL_CLASSES])
+        raise ValueError(f"{source}: model type {model_type!r} is not supported ({supported})")
+    normalize = _processor_normalizes(source)
+    if pretrained:
+        return _from_pretrained(source, model_type, whisper_window, normalize)
+    if model_type == "whisper":
+        return WhisperBackbone.from_config(config, whisper_window)
+    return SSLBackbone.from_config(config, normalize)
+
+
+def _processor_normalizes(source: str) -> bool:
+    """Whether the checkpoint's feature extractor normalises waveforms (absent: it does not)."""
+    try:
+        from transformers import AutoFeatureExtractor
+
+        extractor = AutoFeatureExtractor.from_pretrained(source)
+    except OSError:
+        return False
+    return bool(getattr(extractor, "do_normalize", False))
+
+
+def _is_ct2_dir(source: str) -> bool:
+    path = Path(source)
+    return (path / "model.bin").is_file() and not (path / "pytorch_model.bin").exists()
+
+
+def _build_ct2(directory: str, whisper_window: str, pretrained: bool) -> Backbone:
+    """Whisper encoder read from a CTranslate2 / faster-whisper model directory."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from .ct2 import load_ct2_whisper_encoder
+
+    config, state = load_ct2_whisper_encoder(directory)
+    config._attn_implementation = "sdpa"
+    encoder = WhisperEncoder(config)
+    if pretrained:
+        encoder.load_state_dict(state, strict=True)
+    return WhisperBackbone(encoder, whisper_window)

@@ -1,0 +1,162 @@
+"""Whisper encoders without 30-second padding.
+
+Whisper was trained on 30-s windows (3000 log-mel frames, 1500 encoder positions). Emotion clips
+last 2–6 s, so encoding the full window wastes 5–9× compute on padding. In ``crop`` mode this module
+computes log-mel features in torch on the model's device for only as many frames as the batch's
+longest clip, slices the positional embeddings to that length and masks padded frames out of
+attention. Three details keep every utterance's answer independent of what it is batched with:
+
+* each clip is followed by at least half an STFT window of zeros, so its last frames see the same
+  zeros alone or in a batch (as in Whisper's own 30-s padding);
+* the log-mel clamp at ``max - 8`` uses the maximum over the clip's own valid frames;
+* the convolutional front end sees zeros beyond the clip's frames at both convolutions.
+
+``pad30`` mode reproduces Whisper's training condition (zero padding to 30 s, normalisation over
+the whole window, no attention mask) at full cost; pooling still uses the clip's frames only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import WhisperConfig
+from transformers.audio_utils import mel_filter_bank
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from .base import Backbone, additive_key_mask, frame_mask
+
+SAMPLE_RATE = 16_000
+N_FFT = 400
+HOP_LENGTH = 160
+WINDOW_SECONDS = 30
+WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+
+
+def mel_frame_lengths(sample_lengths: torch.Tensor) -> torch.Tensor:
+    """Log-mel frames a clip of this many samples yields (Whisper drops the last STFT frame)."""
+    return sample_lengths // HOP_LENGTH
+
+
+def encoder_frame_lengths(mel_lengths: torch.Tensor) -> torch.Tensor:
+    """Encoder positions after the stride-2 convolution."""
+    return (mel_lengths - 1) // 2 + 1
+
+
+class LogMel(nn.Module):
+    """Whisper's log-mel front end, in torch, normalised per utterance over its valid frames."""
+
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        filters = mel_filter_bank(
+            num_frequency_bins=1 + N_FFT // 2,
+            num_mel_filters=n_mels,
+            min_frequency=0.0,
+            max_frequency=8000.0,
+            sampling_rate=SAMPLE_RATE,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        self.register_buffer(
+            "filters", torch.tensor(filters.T, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+
+    def forward(self, waveforms: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` zero-padded samples to ``[B, n_mels, F]``, zero beyond each clip's frames."""
+        num_frames = int(mel_lengths.max())
+        needed = num_frames * HOP_LENGTH + N_FFT // 2
+        waveforms = F.pad(waveforms.float(), (0, max(0, needed - waveforms.shape[1])))
+        stft = torch.stft(
+            waveforms, N_FFT, HOP_LENGTH, window=self.window, center=True, return_complex=True
+        )
+        power = stft[..., :num_frames].abs().pow(2)
+        log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()
+        valid = frame_mask(mel_lengths, num_frames).unsqueeze(1)
+        peak = log_spec.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
+        log_spec = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+        return log_spec.masked_fill(~valid, 0.0)
+
+
+class WhisperBackbone(Backbone):
+    """The encoder half of Whisper, run on the clip's own frames (``crop``) or on 30-s windows."""
+
+    family = "whisper"
+    lora_targets = ("fc1", "fc2")
+
+    def __init__(self, encoder: WhisperEncoder, window: str = "crop") -> None:
+        config = encoder.config
+        super().__init__(encoder, encoder.layers, config.d_model)
+        self.window = window
+        self.log_mel = LogMel(config.num_mel_bins)
+
+    @classmethod
+    def from_config(cls, config: WhisperConfig, window: str = "crop") -> WhisperBackbone:
+        return cls(WhisperEncoder(_with_attention(config)), window)
+
+    @classmethod
+    def from_pretrained(cls, source: str, window: str = "crop") -> WhisperBackbone:
+        from transformers import WhisperModel
+
+        model = WhisperModel.from_pretrained(source, attn_implementation="sdpa")
+        return cls(model.get_encoder(), window)
+
+    @property
+    def max_samples(self) -> int:
+        return 2 * self.model.config.max_source_positions * HOP_LENGTH
+
+    def embed(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if int(lengths.max()) > self.max_samples:
+            raise ValueError(
+                f"Whisper encodes at most {self.max_samples / SAMPLE_RATE:.0f} s per clip; got "
+                f"{int(lengths.max()) / SAMPLE_RATE:.1f} s. Split long recordings into windows "
+                "(peft_ser.predict does this with window/hop settings)."
+            )
+        mel_lengths = mel_frame_lengths(lengths)
+        if self.window == "pad30":
+            return self._embed_window(waveforms, lengths), encoder_frame_lengths(mel_lengths)
+        mel = self.log_mel(waveforms, mel_lengths)
+        encoder = self.model
+        hidden = F.gelu(encoder.conv1(mel.to(encoder.conv1.weight.dtype)))
+        hidden = hidden * frame_mask(mel_lengths, hidden.shape[2]).unsqueeze(1)
+        hidden = F.gelu(encoder.conv2(hidden)).transpose(1, 2)
+        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+        hidden = F.dropout(hidden, p=encoder.dropout, training=self.training)
+        return hidden, encoder_frame_lengths(mel_lengths)
+
+    def _embed_window(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Whisper's training condition: every clip zero-padded to the full 30-s window."""
+        padded = F.pad(waveforms, (0, WINDOW_SAMPLES - waveforms.shape[1]))
+        padded = padded * frame_mask(lengths, WINDOW_SAMPLES)
+        window_frames = torch.full_like(lengths, WINDOW_SAMPLES // HOP_LENGTH)
+        mel = self.log_mel(padded, window_frames)
+        encoder = self.model
+        hidden = F.gelu(encoder.conv1(mel.to(encoder.conv1.weight.dtype)))
+        hidden = F.gelu(encoder.conv2(hidden)).transpose(1, 2)
+        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+        return F.dropout(hidden, p=encoder.dropout, training=self.training)
+
+    def run_layer(
+        self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
+    ) -> tuple[torch.Tensor, Any]:
+        mask = None if self.window == "pad30" else additive_key_mask(valid, hidden.dtype)
+        return self.layers[index](hidden, attention_mask=mask), carry
+
+    def finalize(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.layer_norm(last_hidden)
+
+    def ffn_output(self, layer: nn.Module) -> nn.Module:
+        return layer.fc2
+
+    def post_attention(self, layer: nn.Module) -> nn.Module:
+        return layer.final_layer_norm
+
+
+def _with_attention(config: WhisperConfig) -> WhisperConfig:
+    """SDPA attention, which takes our additive masks and runs fused kernels where available."""
+    config._attn_implementation = "sdpa"
+    return config

@@ -1,0 +1,51 @@
+"""LoRA and every other injectable tuner of the ``peft`` library.
+
+``lora`` puts low-rank updates on the two feed-forward projections of every encoder layer, as the
+paper did. Its default ``lora_alpha = 1`` gives the scaling ``1 / r`` of loralib's defaults, which
+the paper used. ``peft`` runs any tuner given as a config dict (``peft_type`` plus its options):
+DoRA (``use_dora``), IA3, LoHa, LoKr, VeRA, AdaLoRA, ...
+"""
+
+from __future__ import annotations
+
+from peft import LoraConfig, get_peft_config, inject_adapter_in_model
+from peft.config import PeftConfig
+
+from ..backbones import Backbone
+from ..config import ModelConfig
+from .registry import register
+
+
+def lora_config(backbone: Backbone, config: ModelConfig) -> LoraConfig:
+    return LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets or backbone.lora_targets),
+    )
+
+
+def inject(backbone: Backbone, peft_config: PeftConfig) -> None:
+    """Insert the tuner's modules into the pre-trained model; only they become trainable."""
+    if getattr(peft_config, "is_prompt_learning", False):
+        raise ValueError(
+            f"peft tuner {peft_config.peft_type} is a prompt-learning method for token inputs; "
+            "use method 'embedding_prompt' for speech encoders"
+        )
+    inject_adapter_in_model(peft_config, backbone.model)
+
+
+@register("lora")
+def lora(backbone: Backbone, config: ModelConfig) -> None:
+    inject(backbone, lora_config(backbone, config))
+
+
+@register("peft")
+def any_peft_tuner(backbone: Backbone, config: ModelConfig) -> None:
+    if not config.peft_config:
+        raise ValueError(
+            "method 'peft' needs peft_config, e.g. {peft_type: IA3, target_modules: …}"
+        )
+    options = dict(config.peft_config)
+    options.setdefault("target_modules", list(backbone.lora_targets))
+    inject(backbone, get_peft_config(options))
