@@ -1,4 +1,4 @@
-"""peft-ser: parameter-efficient fine-tuning of pre-trained speech encoders for emotion recognition."""
+"""peft-ser: parameter-efficient fine-tuning of speech encoders for emotion recognition."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class Backbone(nn.Module, ABC):
     def run_layer(
         self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
     ) -> tuple[torch.Tensor, Any]:
-        """One encoder layer with padded frames masked out; ``carry`` passes state between layers."""
+        """One encoder layer, padded frames masked; ``carry`` passes state between layers."""
 
     def finalize(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """The family's last touch on the final layer's output (e.g. a closing layer norm)."""

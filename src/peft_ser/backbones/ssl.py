@@ -2,11 +2,11 @@
 
 Two things make batching exact here:
 
-* Base models (wav2vec2-base, HuBERT Base, WavLM Base/Base+) normalise the first convolution's output
-  over time with a group norm (one group per channel). Over a zero-padded batch the statistics would
-  include the padding. We run that first convolution batched and compute the normalisation from
-  each clip's own valid frames, so a clip gives the same features alone or batched, without a
-  per-utterance loop.
+* Base models (wav2vec2-base, HuBERT Base, WavLM Base/Base+) normalise the first convolution's
+  output over time with a group norm (one group per channel). Over a zero-padded batch the
+  statistics would include the padding. We run that first convolution batched and compute the
+  normalisation from each clip's own valid frames, so a clip gives the same features alone or
+  batched, without a per-utterance loop.
 * Padded frames are zeroed before the positional convolution and hidden from attention as keys;
   WavLM's relative position bias is computed from the same lengths as the hidden states.
 
