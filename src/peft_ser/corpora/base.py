@@ -1,0 +1,184 @@
+"""What every corpus module provides, and the pieces they share.
+
+A corpus module knows only its own layout: it finds the label rows (`Entry`, with the path
+where the audio should be) and the audio files actually on disk (`Scan`), names its label
+codes (`LabelScheme`) and its fold protocols (`Protocol`). Matching rows with files, label
+mapping, audio checks, exclusion reasons and output files are the same for every corpus and
+live in `peft_ser.corpora.prepare`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peft_ser.manifest import PAPER4, Fold, Utterance
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
+
+# Exclusion reasons, in the order `prepare` checks them.
+MALFORMED_ROW = "malformed_label_row"
+DUPLICATE = "duplicate"
+MISSING_AUDIO = "missing_audio"
+NO_AGREEMENT = "no_agreement"
+UNKNOWN_LABEL = "unknown_label"
+OUTSIDE_LABEL_SET = "outside_label_set"
+OUTSIDE_PROTOCOL = "outside_protocol"
+EMPTY_AUDIO = "empty_audio"
+UNREADABLE_AUDIO = "unreadable_audio"
+SILENT_AUDIO = "silent_audio"
+UNLABELLED_AUDIO = "unlabelled_audio"
+REASONS = (
+    MALFORMED_ROW,
+    DUPLICATE,
+    MISSING_AUDIO,
+    NO_AGREEMENT,
+    UNKNOWN_LABEL,
+    OUTSIDE_LABEL_SET,
+    OUTSIDE_PROTOCOL,
+    EMPTY_AUDIO,
+    UNREADABLE_AUDIO,
+    SILENT_AUDIO,
+    UNLABELLED_AUDIO,
+)
+
+
+class CorpusError(Exception):
+    """Preparation cannot produce anything: wrong root, bad option, or nothing usable left."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One labelled utterance as the corpus's label files (or file names) describe it."""
+
+    key: str
+    speaker: str
+    gender: str
+    path: Path
+    raw_label: str
+    session: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One excluded item: a label row, an audio file or both."""
+
+    key: str
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class Scan:
+    """What a corpus module found: label rows, audio files on disk, and rows it could not read."""
+
+    entries: list[Entry]
+    audio: set[Path]
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A label space: ordered class names and the corpus codes that map to each."""
+
+    names: tuple[str, ...]
+    codes: dict[str, str]
+    description: str
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """A corpus's label codes: its emotion classes, the non-emotion codes it uses and ties.
+
+    ``full`` maps every emotion code to a name (the paper's four first, so class ids agree
+    across label sets); ``other`` lists codes that are valid but name no emotion ("other");
+    ``no_agreement`` the codes for "annotators did not agree"; a raw label containing
+    ``tie_separator`` is a tie of several codes. Anything else is an unknown label.
+    """
+
+    full: dict[str, str]
+    paper4: dict[str, str]
+    other: frozenset[str] = frozenset()
+    no_agreement: frozenset[str] = frozenset()
+    tie_separator: str | None = None
+    extra_sets: dict[str, LabelSet] = field(default_factory=dict)
+
+    @property
+    def sets(self) -> dict[str, LabelSet]:
+        """Every selectable label set by name: ``paper4``, ``full`` and the corpus's extras."""
+        full_names = tuple(dict.fromkeys(self.full.values()))
+        return {
+            "paper4": LabelSet(PAPER4, self.paper4, "the paper's 4 classes"),
+            "full": LabelSet(full_names, self.full, "every emotion class of the corpus"),
+            **self.extra_sets,
+        }
+
+    def classify(self, raw: str, label_set: LabelSet) -> tuple[str | None, str]:
+        """Map ``raw`` into ``label_set``: ``(name, "")`` or ``(None, exclusion reason)``."""
+        if raw in self.no_agreement or (self.tie_separator and self.tie_separator in raw):
+            return None, NO_AGREEMENT
+        if raw not in self.full and raw not in self.other:
+            return None, UNKNOWN_LABEL
+        if raw not in label_set.codes:
+            return None, OUTSIDE_LABEL_SET
+        return label_set.codes[raw], ""
+
+
+FoldRule = Callable[[Sequence[Utterance]], list[Fold]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a corpus is split into folds, and which utterances the protocol uses at all."""
+
+    description: str
+    make_folds: FoldRule
+    keep: Callable[[Entry], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Everything `prepare` needs to know about one corpus."""
+
+    name: str
+    title: str
+    layout: str
+    """The expected layout, shown when a root does not match and in ``--help``."""
+    looks_like: Callable[[Path], bool]
+    scan: Callable[[Path], Scan]
+    labels: LabelScheme
+    protocols: dict[str, Protocol]
+    """Protocols by name; the first one is the default."""
+    top_dirs: tuple[str, ...] = ()
+    """Folder names the corpus ships in, so a root one level above it is accepted too."""
+
+
+def is_audio_file(path: Path) -> bool:
+    """An audio file of the corpus (not AppleDouble ``._`` metadata or other hidden files)."""
+    return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
+
+
+def find_audio(root: Path, pattern: str) -> set[Path]:
+    """Audio files under ``root`` matching the glob ``pattern``."""
+    return {path for path in root.glob(pattern) if is_audio_file(path)}
+
+
+def gender_letter(text: str) -> str:
+    """``F``/``M`` from a gender word or letter in any case; ``U`` when not stated."""
+    initial = text.strip()[:1].upper()
+    return initial if initial in ("F", "M") else "U"
+
+
+def entries_from_names(files: Iterable[Path], parse: Callable[[Path], Entry | None]) -> list[Entry]:
+    """Entries of corpora whose labels are coded in file names; unparsable names are left
+    out here and reported later as audio without labels."""
+    parsed = (parse(path) for path in sorted(files))
+    return [entry for entry in parsed if entry is not None]
+
+
+def natural_key(text: str) -> list[object]:
+    """Sort key that orders ``Session10`` after ``Session9``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]

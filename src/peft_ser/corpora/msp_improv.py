@@ -1,0 +1,92 @@
+"""MSP-IMPROV: six sessions of improvised dyadic recordings, one female and one male actor each.
+
+The label file ships as ``Evalution.txt`` (sic); ``Evaluation.txt`` is accepted too, at the
+root or one folder below. Each blank-line-separated block starts with the consensus line
+``UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:2.4; ...``; the rater lines after it are ignored. The
+audio of ``UTD-IMPROV-<id>.avi`` is ``[Audio/]session<N>/<S01A>/<P>/MSP-IMPROV-<id>.wav``,
+where ``F01`` names the speaker (gender + session number).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from peft_ser.corpora.base import (
+    MALFORMED_ROW,
+    Corpus,
+    Entry,
+    LabelScheme,
+    Problem,
+    Protocol,
+    Scan,
+    find_audio,
+)
+from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
+
+_LABEL_FILES = ("Evalution.txt", "Evaluation.txt")
+_CONSENSUS = re.compile(r"^UTD-IMPROV-((S\d+[A-Z])-(([FM])(\d+))-([A-Z])-([A-Z]+\d+))\.avi$")
+
+
+def _label_file(root: Path) -> Path | None:
+    for folder in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
+        for name in _LABEL_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _audio_base(root: Path) -> Path:
+    return root / "Audio" if (root / "Audio").is_dir() else root
+
+
+def _first_lines(text: str) -> list[str]:
+    """The first line of every blank-line-separated block."""
+    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
+    return [block.strip().splitlines()[0] for block in blocks if block.strip()]
+
+
+def scan(root: Path) -> Scan:
+    """One entry per consensus line; audio under ``Audio/`` or directly under the root."""
+    label_file = _label_file(root)
+    assert label_file is not None  # guaranteed by _looks_like
+    audio_base = _audio_base(root)
+    result = Scan([], find_audio(audio_base, "session*/*/*/*"))
+    for line in _first_lines(label_file.read_text(encoding="utf-8", errors="replace")):
+        fields = [field.strip() for field in line.split(";")]
+        match = _CONSENSUS.match(fields[0])
+        if match is None or len(fields) < 2:
+            result.problems.append(
+                Problem(fields[0], str(label_file), MALFORMED_ROW, "not a consensus line")
+            )
+            continue
+        uid, sentence, speaker, gender, session, kind, _ = match.groups()
+        key = f"MSP-IMPROV-{uid}"
+        path = audio_base / f"session{int(session)}" / sentence / kind / f"{key}.wav"
+        result.entries.append(
+            Entry(key, speaker, gender, path, fields[1], f"Session{int(session)}")
+        )
+    return result
+
+
+CORPUS = Corpus(
+    name="msp-improv",
+    title="MSP-IMPROV",
+    layout="Evalution.txt (or Evaluation.txt) and [Audio/]session<N>/<S01A>/<P|R|S|T>/*.wav",
+    looks_like=lambda root: _label_file(root) is not None,
+    scan=scan,
+    labels=LabelScheme(
+        full={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        other=frozenset({"O"}),
+        no_agreement=frozenset({"X"}),
+    ),
+    protocols={
+        "paper": Protocol("6 folds: one session test, the last remaining dev", session_folds),
+        "loso-speaker-dev": Protocol(
+            "one session test; dev = F of the first and M of the last remaining sessions",
+            session_folds_speaker_dev,
+        ),
+    },
+    top_dirs=("MSP-IMPROV",),
+)

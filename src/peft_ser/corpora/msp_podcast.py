@@ -1,0 +1,83 @@
+"""MSP-Podcast: podcast segments with crowd labels and an official speaker-independent split.
+
+Labels are in ``Labels/labels_consensus.csv`` (``labels_concensus.csv`` in releases 1.6 and
+1.8), audio in flat ``Audios/``. The protocol is the official split: ``Train``, the dev set
+(``Development``, called ``Validation`` in older releases) and ``Test1``; ``Test2``/``Test3``
+utterances stay in the manifest but in no fold. Unknown speakers keep the id ``Unknown``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from peft_ser.corpora.base import (
+    Corpus,
+    Entry,
+    LabelScheme,
+    Protocol,
+    Scan,
+    find_audio,
+    gender_letter,
+)
+from peft_ser.corpora.folds import official_split
+
+_LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
+
+
+def _label_file(root: Path) -> Path | None:
+    found = [root / "Labels" / name for name in _LABEL_FILES if (root / "Labels" / name).is_file()]
+    return found[0] if found else None
+
+
+def _looks_like(root: Path) -> bool:
+    return _label_file(root) is not None and (root / "Audios").is_dir()
+
+
+def scan(root: Path) -> Scan:
+    """One entry per row of the consensus label file."""
+    label_file = _label_file(root)
+    assert label_file is not None  # guaranteed by _looks_like
+    entries = []
+    with open(label_file, newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            name = row["FileName"].strip()
+            speaker = row["SpkrID"].strip() or "Unknown"
+            gender = gender_letter(row["Gender"])
+            path = root / "Audios" / name
+            label = row["EmoClass"].strip()
+            entries.append(
+                Entry(Path(name).stem, speaker, gender, path, label, row["Split_Set"].strip())
+            )
+    return Scan(entries, find_audio(root, "Audios/*"))
+
+
+CORPUS = Corpus(
+    name="msp-podcast",
+    title="MSP-Podcast",
+    layout="Labels/labels_consensus.csv (or labels_concensus.csv) and Audios/*.wav",
+    looks_like=_looks_like,
+    scan=scan,
+    labels=LabelScheme(
+        full={
+            "N": "Neutral",
+            "A": "Angry",
+            "S": "Sad",
+            "H": "Happy",
+            "U": "Surprised",
+            "F": "Fearful",
+            "D": "Disgusted",
+            "C": "Contemptuous",
+        },
+        paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        other=frozenset({"O"}),
+        no_agreement=frozenset({"X"}),
+    ),
+    protocols={
+        "paper": Protocol(
+            "official split: Train / Development (or Validation) / Test1",
+            official_split(("Train",), ("Development", "Validation"), ("Test1",)),
+        ),
+    },
+    top_dirs=("MSP-PODCAST", "MSP-Podcast"),
+)
