@@ -17,3 +17,16 @@ def get_corpus(name: str) -> Corpus:
     if normalised not in CORPORA:
         raise CorpusError(f"unknown corpus {name!r}; choose one of {sorted(CORPORA)}")
     return CORPORA[normalised]
+
+
+def describe_corpora() -> str:
+    """One paragraph per corpus: name, expected layout, label sets and protocols (for --help)."""
+    paragraphs = []
+    for corpus in CORPORA.values():
+        label_sets = ", ".join(corpus.labels.sets)
+        protocols = "; ".join(f"{name}: {p.description}" for name, p in corpus.protocols.items())
+        paragraphs.append(
+            f"{corpus.name} ({corpus.title}): root holds {corpus.layout}. "
+            f"Label sets: {label_sets}. Protocols: {protocols}."
+        )
+    return "\n\n".join(paragraphs)
