@@ -30,7 +30,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -387,17 +387,16 @@ def load_ct2_whisper_encoder(
     for layer in range(num_layers):
         state.update(_layer_state(index, layer))
     d_model, num_mel_bins, _ = state["conv1.weight"].shape
-    config = WhisperConfig(
-        d_model=d_model,
-        num_mel_bins=num_mel_bins,
-        encoder_layers=num_layers,
-        encoder_attention_heads=_scalar(index, _ENCODER + "num_heads"),
-        encoder_ffn_dim=state["layers.0.fc1.weight"].shape[0],
-        max_source_positions=state["embed_positions.weight"].shape[0],
-        **_decoder_fields(index),
-        **_suppression_fields(model_dir),
-    )
-    return config, state
+    fields: dict[str, Any] = {
+        "d_model": d_model,
+        "num_mel_bins": num_mel_bins,
+        "encoder_layers": num_layers,
+        "encoder_attention_heads": _scalar(index, _ENCODER + "num_heads"),
+        "encoder_ffn_dim": state["layers.0.fc1.weight"].shape[0],
+        "max_source_positions": state["embed_positions.weight"].shape[0],
+    }
+    fields |= _decoder_fields(index) | _suppression_fields(model_dir)
+    return WhisperConfig(**fields), state
 
 
 def is_ct2_whisper_dir(path: str | Path) -> bool:
