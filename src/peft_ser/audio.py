@@ -58,9 +58,11 @@ class AudioInfo:
 
 
 def _open(path: str | Path) -> sf.SoundFile:
-    if not os.path.exists(path):
-        raise AudioError(path, "file does not exist", "missing")
-    if os.path.getsize(path) == 0:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError as error:
+        raise AudioError(path, "file does not exist", "missing") from error
+    if size == 0:
         raise AudioError(path, "file is empty (0 bytes)", "empty")
     try:
         return sf.SoundFile(path)

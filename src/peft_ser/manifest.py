@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
@@ -133,7 +133,7 @@ def _utterance_from_row(row: dict[str, str]) -> Utterance:
 
 def write_folds(path: str | Path, folds: Sequence[Fold]) -> None:
     """Write folds as JSON (one object per fold, keys in manifest order)."""
-    document = {"folds": [asdict(fold) for fold in folds]}
+    document = {"folds": [vars(fold) for fold in folds]}
     write_atomic(path, json.dumps(document, indent=1) + "\n")
 
 

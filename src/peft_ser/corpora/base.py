@@ -9,6 +9,8 @@ live in `peft_ser.corpora.prepare`.
 
 from __future__ import annotations
 
+import glob
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,7 +58,7 @@ class Entry:
     key: str
     speaker: str
     gender: str
-    path: Path
+    path: str
     raw_label: str
     session: str = ""
 
@@ -76,7 +78,7 @@ class Scan:
     """What a corpus module found: label rows, audio files on disk, and rows it could not read."""
 
     entries: list[Entry]
-    audio: set[Path]
+    audio: set[str]
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -156,14 +158,22 @@ class Corpus:
     """Folder names the corpus ships in, so a root one level above it is accepted too."""
 
 
-def is_audio_file(path: Path) -> bool:
+def stem(path: str) -> str:
+    """The file name without folder and extension."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def is_audio_file(path: str) -> bool:
     """An audio file of the corpus (not AppleDouble ``._`` metadata or other hidden files)."""
-    return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
+    name = os.path.basename(path)
+    return os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES and not name.startswith(".")
 
 
-def find_audio(root: Path, pattern: str) -> set[Path]:
-    """Audio files under ``root`` matching the glob ``pattern``."""
-    return {path for path in root.glob(pattern) if is_audio_file(path)}
+def find_audio(root: Path, pattern: str) -> set[str]:
+    """Audio files under ``root`` matching the glob ``pattern``, as ``os.path.join`` strings
+    (paths are plain strings throughout a scan: pathlib costs seconds on large corpora)."""
+    found = glob.iglob(os.path.join(glob.escape(str(root)), pattern))
+    return {path for path in found if is_audio_file(path)}
 
 
 def gender_letter(text: str) -> str:
@@ -172,7 +182,7 @@ def gender_letter(text: str) -> str:
     return initial if initial in ("F", "M") else "U"
 
 
-def entries_from_names(files: Iterable[Path], parse: Callable[[Path], Entry | None]) -> list[Entry]:
+def entries_from_names(files: Iterable[str], parse: Callable[[str], Entry | None]) -> list[Entry]:
     """Entries of corpora whose labels are coded in file names; unparsable names are left
     out here and reported later as audio without labels."""
     parsed = (parse(path) for path in sorted(files))

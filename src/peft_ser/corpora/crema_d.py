@@ -10,6 +10,7 @@ Gender comes from ``VideoDemographics.csv`` (``U`` when the file is absent).
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from peft_ser.corpora.base import (
@@ -52,10 +53,10 @@ def scan(root: Path) -> Scan:
     genders = _genders(root)
     entries = []
     for row in _read_csv(root / _VOTES):
-        stem = row["filename"].removesuffix(".wav")
-        actor = stem.split("_", 1)[0]
-        path = root / "AudioWAV" / f"{stem}.wav"
-        entries.append(Entry(stem, actor, genders.get(actor, "U"), path, row["multimodalvote"]))
+        name = row["filename"].removesuffix(".wav")
+        actor = name.split("_", 1)[0]
+        path = os.path.join(root, "AudioWAV", f"{name}.wav")
+        entries.append(Entry(name, actor, genders.get(actor, "U"), path, row["multimodalvote"]))
     return Scan(entries, find_audio(root, "AudioWAV/*"))
 
 

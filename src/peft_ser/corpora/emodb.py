@@ -19,6 +19,7 @@ from peft_ser.corpora.base import (
     Scan,
     entries_from_names,
     find_audio,
+    stem,
 )
 from peft_ser.corpora.folds import speaker_block_folds
 
@@ -27,12 +28,12 @@ _GENDERS = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M"}
 _GENDERS |= {"12": "M", "13": "F", "14": "F", "15": "M", "16": "F"}
 
 
-def _parse(path: Path) -> Entry | None:
-    match = _NAME.match(path.stem)
+def _parse(path: str) -> Entry | None:
+    match = _NAME.match(stem(path))
     if match is None:
         return None
     speaker, emotion = match.groups()
-    return Entry(path.stem, speaker, _GENDERS.get(speaker, "U"), path, emotion)
+    return Entry(stem(path), speaker, _GENDERS.get(speaker, "U"), path, emotion)
 
 
 def scan(root: Path) -> Scan:

@@ -11,6 +11,7 @@ the session prefix, which names who wore the motion-capture markers.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def _parse_file(root: Path, path: Path) -> tuple[list[Entry], list[Problem]]:
             continue
         session, gender = name.groups()
         dialog = turn.rsplit("_", 1)[0]
-        audio = root / f"Session{int(session)}" / "sentences" / "wav" / dialog / f"{turn}.wav"
+        audio = os.path.join(
+            root, f"Session{int(session)}", "sentences", "wav", dialog, f"{turn}.wav"
+        )
         speaker = f"Ses{session}{gender}"
         entries.append(Entry(turn, speaker, gender, audio, label, f"Session{int(session)}"))
     return entries, problems

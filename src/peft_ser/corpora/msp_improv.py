@@ -9,6 +9,7 @@ where ``F01`` names the speaker (gender + session number).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def scan(root: Path) -> Scan:
             continue
         uid, sentence, speaker, gender, session, kind, _ = match.groups()
         key = f"MSP-IMPROV-{uid}"
-        path = audio_base / f"session{int(session)}" / sentence / kind / f"{key}.wav"
+        path = os.path.join(audio_base, f"session{int(session)}", sentence, kind, f"{key}.wav")
         result.entries.append(
             Entry(key, speaker, gender, path, fields[1], f"Session{int(session)}")
         )

@@ -9,6 +9,7 @@ utterances stay in the manifest but in no fold. Unknown speakers keep the id ``U
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from peft_ser.corpora.base import (
@@ -19,6 +20,7 @@ from peft_ser.corpora.base import (
     Scan,
     find_audio,
     gender_letter,
+    stem,
 )
 from peft_ser.corpora.folds import official_split
 
@@ -44,10 +46,10 @@ def scan(root: Path) -> Scan:
             name = row["FileName"].strip()
             speaker = row["SpkrID"].strip() or "Unknown"
             gender = gender_letter(row["Gender"])
-            path = root / "Audios" / name
+            path = os.path.join(root, "Audios", name)
             label = row["EmoClass"].strip()
             entries.append(
-                Entry(Path(name).stem, speaker, gender, path, label, row["Split_Set"].strip())
+                Entry(stem(name), speaker, gender, path, label, row["Split_Set"].strip())
             )
     return Scan(entries, find_audio(root, "Audios/*"))
 

@@ -38,6 +38,7 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_TXT = "summary.txt"
 _PROBE_THREADS = 8
 """Header reads are file-system bound; a few threads hide latency on network storage."""
+_PROBE_CHUNK = 64
 
 
 def prepare_corpus(
@@ -124,7 +125,7 @@ def _select(
     utterances = []
     for (entry, label), info in zip(passed, infos, strict=True):
         if isinstance(info, Problem):
-            problems.append(Problem(entry.key, str(entry.path), info.reason, info.detail))
+            problems.append(Problem(entry.key, entry.path, info.reason, info.detail))
         else:
             utterances.append(_utterance(corpus.name, entry, label, info))
     return utterances, problems
@@ -134,14 +135,14 @@ def _check_row(
     corpus: Corpus,
     entry: Entry,
     seen: dict[str, Entry],
-    audio: set[Path],
+    audio: set[str],
     label_set: LabelSet,
     protocol: Protocol,
 ) -> tuple[str | None, Problem | None]:
     """The row's label name, or the first problem that excludes it."""
 
     def problem(reason: str, detail: str) -> tuple[None, Problem]:
-        return None, Problem(entry.key, str(entry.path), reason, detail)
+        return None, Problem(entry.key, entry.path, reason, detail)
 
     if entry.key in seen:
         return problem(base.DUPLICATE, f"listed again with label {entry.raw_label!r}; first kept")
@@ -155,26 +156,31 @@ def _check_row(
     return label, None
 
 
-def _probe_one(path: Path, check_silence: bool) -> AudioInfo | Problem:
+def _probe_one(path: str, check_silence: bool) -> AudioInfo | Problem:
     try:
         info = probe(path, check_silence=check_silence)
     except AudioError as error:
         reason = base.EMPTY_AUDIO if error.kind == "empty" else base.UNREADABLE_AUDIO
-        return Problem("", str(path), reason, error.problem)
+        return Problem("", path, reason, error.problem)
     if info.silent:
-        return Problem("", str(path), base.SILENT_AUDIO, "peak below -60 dBFS throughout")
+        return Problem("", path, base.SILENT_AUDIO, "peak below -60 dBFS throughout")
     return info
 
 
 def _probe_all(
-    paths: Sequence[Path], check_silence: bool, verbose: bool
+    paths: Sequence[str], check_silence: bool, verbose: bool
 ) -> list[AudioInfo | Problem]:
-    with ThreadPoolExecutor(_PROBE_THREADS) as pool:
-        results = pool.map(lambda path: _probe_one(path, check_silence), paths)
-        bar = tqdm(
-            results, total=len(paths), desc="reading audio", unit="file", disable=not verbose
-        )
-        return list(bar)
+    """Probe in chunks on a few threads: per-file tasks would cost more than the reads."""
+    chunks = [paths[i : i + _PROBE_CHUNK] for i in range(0, len(paths), _PROBE_CHUNK)]
+    results: list[AudioInfo | Problem] = []
+    with (
+        ThreadPoolExecutor(_PROBE_THREADS) as pool,
+        tqdm(total=len(paths), desc="reading audio", unit="file", disable=not verbose) as bar,
+    ):
+        for probed in pool.map(lambda chunk: [_probe_one(p, check_silence) for p in chunk], chunks):
+            results += probed
+            bar.update(len(probed))
+    return results
 
 
 def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Utterance:
@@ -183,7 +189,7 @@ def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Uttera
         corpus=corpus,
         speaker=entry.speaker,
         gender=entry.gender,
-        path=str(entry.path),
+        path=entry.path,
         raw_label=entry.raw_label,
         label=label,
         session=entry.session,
@@ -193,10 +199,10 @@ def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Uttera
     )
 
 
-def _unlabelled(audio: Iterable[Path], entries: Iterable[Entry]) -> list[Problem]:
+def _unlabelled(audio: Iterable[str], entries: Iterable[Entry]) -> list[Problem]:
     referenced = {entry.path for entry in entries}
     return [
-        Problem(path.stem, str(path), base.UNLABELLED_AUDIO, "no label row refers to this file")
+        Problem(base.stem(path), path, base.UNLABELLED_AUDIO, "no label row refers to this file")
         for path in sorted(set(audio) - referenced)
     ]
 

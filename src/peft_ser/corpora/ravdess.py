@@ -21,6 +21,7 @@ from peft_ser.corpora.base import (
     Scan,
     entries_from_names,
     find_audio,
+    stem,
 )
 from peft_ser.corpora.folds import speaker_block_folds
 from peft_ser.manifest import PAPER4
@@ -29,12 +30,12 @@ _NAME = re.compile(r"^\d\d-(\d\d)-(\d\d)-\d\d-\d\d-\d\d-(\d\d)$")
 _PAPER4 = {"01": "Neutral", "05": "Angry", "04": "Sad", "03": "Happy"}
 
 
-def _parse(path: Path) -> Entry | None:
-    match = _NAME.match(path.stem)
+def _parse(path: str) -> Entry | None:
+    match = _NAME.match(stem(path))
     if match is None:
         return None
     _, emotion, actor = match.groups()
-    return Entry(path.stem, actor, "M" if int(actor) % 2 else "F", path, emotion)
+    return Entry(stem(path), actor, "M" if int(actor) % 2 else "F", path, emotion)
 
 
 def scan(root: Path) -> Scan:
