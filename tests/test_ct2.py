@@ -283,5 +283,5 @@ def test_bundled_tiny_en_matches_ctranslate2() -> None:
     reference = np.array(reference_model.encode(ctranslate2.StorageView.from_array(mel)))
     assert reference.shape == ours.shape == (1, 1500, 384)
     # Same float16-stored weights computed in float32 by two implementations: only rounding
-    # differs (about 4e-5 measured, on activations of magnitude ~10).
+    # differs (6.2e-5 max, 1.2e-6 mean measured, on activations up to ~12).
     np.testing.assert_allclose(ours, reference, rtol=0, atol=5e-4)
