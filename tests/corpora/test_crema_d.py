@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _layouts import assert_speaker_independent, build_crema_d, label_counts, report_counts
 
-from peft_ser.corpora import prepare_corpus
+from peft_ser.corpora import CorpusError, prepare_corpus
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,11 @@ def test_full_label_set(corpus, tmp_path):
     prepared = prepare_corpus("crema-d", corpus, tmp_path, labels="full")
     assert label_counts(prepared)["Fearful"] == 1
     assert report_counts(tmp_path)["no_agreement"] == 2
+
+
+def test_vote_table_without_the_vote_column_names_it(tmp_path):
+    (tmp_path / "AudioWAV").mkdir()
+    (tmp_path / "processedResults").mkdir()
+    (tmp_path / "processedResults/summaryTable.csv").write_text('"","FileName","VoiceVote"\n')
+    with pytest.raises(CorpusError, match="multimodalvote"):
+        prepare_corpus("crema-d", tmp_path, tmp_path / "out")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _layouts import assert_speaker_independent, build_iemocap, label_counts, report_counts
+from _layouts import assert_speaker_independent, build_iemocap, label_counts, report_counts, tone
 
 from peft_ser.corpora import CorpusError, load_prepared, prepare_corpus
 
@@ -106,3 +106,15 @@ def test_bad_options(corpus, tmp_path):
         prepare_corpus("iemocap", corpus, tmp_path, protocol="random")
     with pytest.raises(CorpusError, match="unknown corpus"):
         prepare_corpus("timit", corpus, tmp_path)
+
+
+def test_too_few_sessions_for_the_protocol(tmp_path):
+    corpus = tmp_path / "IEMOCAP_full_release"
+    evaluation = corpus / "Session1/dialog/EmoEvaluation"
+    evaluation.mkdir(parents=True)
+    (evaluation / "Ses01F_impro01.txt").write_text(
+        "[1.0 - 2.0]\tSes01F_impro01_F000\tneu\t[2, 2, 2]\n"
+    )
+    tone(corpus / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav")
+    with pytest.raises(CorpusError, match="at least 3 sessions, found 1"):
+        prepare_corpus("iemocap", corpus, tmp_path / "out")

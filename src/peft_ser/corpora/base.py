@@ -51,6 +51,26 @@ class CorpusError(Exception):
     """Preparation cannot produce anything: wrong root, bad option, or nothing usable left."""
 
 
+def audio_reason(kind: str) -> str:
+    """The exclusion reason for an `AudioError` of ``kind`` (missing, empty, unreadable)."""
+    return {"missing": MISSING_AUDIO, "empty": EMPTY_AUDIO}.get(kind, UNREADABLE_AUDIO)
+
+
+def require_columns(path: Path, header: Sequence[str] | None, needed: Sequence[str]) -> None:
+    """Fail with the expected header when a label table lacks a column the parser reads."""
+    present = {name.strip().lower() for name in header or []}
+    missing = [name for name in needed if name.lower() not in present]
+    if missing:
+        raise CorpusError(f"{path}: missing columns {missing}; expected at least {list(needed)}")
+
+
+def require_file(path: Path | None, what: str) -> Path:
+    """``path`` when a layout check found it; otherwise the error naming what was expected."""
+    if path is None:
+        raise CorpusError(f"{what} not found")
+    return path
+
+
 @dataclass(frozen=True)
 class Entry:
     """One labelled utterance as the corpus's label files (or file names) describe it."""

@@ -21,6 +21,7 @@ from peft_ser.corpora.base import (
     Scan,
     find_audio,
     gender_letter,
+    require_columns,
 )
 from peft_ser.corpora.folds import speaker_block_folds
 
@@ -32,27 +33,29 @@ def _looks_like(root: Path) -> bool:
     return (root / "AudioWAV").is_dir() and (root / _VOTES).is_file()
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path, needed: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows keyed by lower-cased column names, so spelling variants of headers agree."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        return [
-            {k.strip().lower(): v.strip() for k, v in row.items() if k}
-            for row in csv.DictReader(handle)
-        ]
+        reader = csv.DictReader(handle)
+        require_columns(path, reader.fieldnames, needed)
+        return [{k.strip().lower(): v.strip() for k, v in row.items() if k} for row in reader]
 
 
 def _genders(root: Path) -> dict[str, str]:
     path = root / _DEMOGRAPHICS
     if not path.is_file():
         return {}
-    return {row["actorid"]: gender_letter(row.get("sex", "")) for row in _read_csv(path)}
+    return {
+        row["actorid"]: gender_letter(row.get("sex", ""))
+        for row in _read_csv(path, ("actorid", "sex"))
+    }
 
 
 def scan(root: Path) -> Scan:
     """One entry per row of the vote table; the audio is ``AudioWAV/<FileName>.wav``."""
     genders = _genders(root)
     entries = []
-    for row in _read_csv(root / _VOTES):
+    for row in _read_csv(root / _VOTES, ("filename", "multimodalvote")):
         name = row["filename"].removesuffix(".wav")
         actor = name.split("_", 1)[0]
         path = os.path.join(root, "AudioWAV", f"{name}.wav")

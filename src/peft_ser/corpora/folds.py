@@ -11,12 +11,15 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
-from peft_ser.corpora.base import natural_key
+from peft_ser.corpora.base import CorpusError, natural_key
 from peft_ser.manifest import Fold, Utterance
 
 
 def _fold(
-    name: str, utterances: Sequence[Utterance], group: Callable[[Utterance], str], splits: dict
+    name: str,
+    utterances: Sequence[Utterance],
+    group: Callable[[Utterance], str],
+    splits: dict[str, str],
 ) -> Fold:
     """Build a fold from a mapping of group value (session, speaker, split) to split name."""
     keys: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
@@ -27,8 +30,16 @@ def _fold(
     return Fold(name, keys["train"], keys["dev"], keys["test"])
 
 
+def _require(groups: Sequence[str], minimum: int, what: str) -> None:
+    """Each fold needs non-empty train, dev and test groups; say so instead of failing later."""
+    if len(groups) < minimum:
+        raise CorpusError(f"this protocol needs at least {minimum} {what}, found {len(groups)}")
+
+
 def _sessions(utterances: Sequence[Utterance]) -> list[str]:
-    return sorted({u.session for u in utterances}, key=natural_key)
+    sessions = sorted({u.session for u in utterances}, key=natural_key)
+    _require(sessions, 3, "sessions")
+    return sessions
 
 
 def session_folds(utterances: Sequence[Utterance]) -> list[Fold]:
@@ -68,6 +79,7 @@ def speaker_block_folds(utterances: Sequence[Utterance], n_folds: int = 5) -> li
     into ``n_folds`` contiguous test blocks (``numpy.array_split`` sizes, e.g. 19,18,18,18,18
     for 91); of each fold's remaining speakers, in order, the last ceil(n/5) are dev."""
     speakers = sorted({u.speaker for u in utterances}, key=natural_key)
+    _require(speakers, n_folds + 2, "speakers")
     folds = []
     for index, block in enumerate(np.array_split(np.array(speakers, dtype=object), n_folds), 1):
         test = set(block.tolist())

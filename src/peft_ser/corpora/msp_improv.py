@@ -22,6 +22,7 @@ from peft_ser.corpora.base import (
     Protocol,
     Scan,
     find_audio,
+    require_file,
 )
 from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
 
@@ -49,8 +50,7 @@ def _first_lines(text: str) -> list[str]:
 
 def scan(root: Path) -> Scan:
     """One entry per consensus line; audio under ``Audio/`` or directly under the root."""
-    label_file = _label_file(root)
-    assert label_file is not None  # guaranteed by _looks_like
+    label_file = require_file(_label_file(root), f"{root}/Evalution.txt or Evaluation.txt")
     audio_base = _audio_base(root)
     result = Scan([], find_audio(audio_base, "session*/*/*/*"))
     for line in _first_lines(label_file.read_text(encoding="utf-8", errors="replace")):

@@ -20,11 +20,14 @@ from peft_ser.corpora.base import (
     Scan,
     find_audio,
     gender_letter,
+    require_columns,
+    require_file,
     stem,
 )
 from peft_ser.corpora.folds import official_split
 
 _LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
+_COLUMNS = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")
 
 
 def _label_file(root: Path) -> Path | None:
@@ -38,11 +41,12 @@ def _looks_like(root: Path) -> bool:
 
 def scan(root: Path) -> Scan:
     """One entry per row of the consensus label file."""
-    label_file = _label_file(root)
-    assert label_file is not None  # guaranteed by _looks_like
+    label_file = require_file(_label_file(root), f"{root}/Labels/labels_consensus.csv")
     entries = []
     with open(label_file, newline="", encoding="utf-8-sig") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        require_columns(label_file, reader.fieldnames, _COLUMNS)
+        for row in reader:
             name = row["FileName"].strip()
             speaker = row["SpkrID"].strip() or "Unknown"
             gender = gender_letter(row["Gender"])

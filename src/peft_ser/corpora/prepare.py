@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -39,6 +40,7 @@ SUMMARY_TXT = "summary.txt"
 _PROBE_THREADS = 8
 """Header reads are file-system bound; a few threads hide latency on network storage."""
 _PROBE_CHUNK = 64
+T = TypeVar("T")
 
 
 def prepare_corpus(
@@ -86,7 +88,7 @@ def prepare_corpus(
     return prepared
 
 
-def _choose(options: dict, name: str, what: str, corpus: str):  # type: ignore[no-untyped-def]
+def _choose(options: Mapping[str, T], name: str, what: str, corpus: str) -> T:
     if name not in options:
         raise CorpusError(f"unknown {what} {name!r} for {corpus}; choose one of {list(options)}")
     return options[name]
@@ -160,8 +162,7 @@ def _probe_one(path: str, check_silence: bool) -> AudioInfo | Problem:
     try:
         info = probe(path, check_silence=check_silence)
     except AudioError as error:
-        reason = base.EMPTY_AUDIO if error.kind == "empty" else base.UNREADABLE_AUDIO
-        return Problem("", path, reason, error.problem)
+        return Problem("", path, base.audio_reason(error.kind), error.problem)
     if info.silent:
         return Problem("", path, base.SILENT_AUDIO, "peak below -60 dBFS throughout")
     return info
@@ -213,7 +214,7 @@ def report_text(problems: Sequence[Problem]) -> str:
     return csv_text(("key", "path", "reason", "detail"), rows)
 
 
-def _split_summary(utterances: Sequence[Utterance], labels: Sequence[str]) -> dict:
+def _split_summary(utterances: Sequence[Utterance], labels: Sequence[str]) -> dict[str, Any]:
     counts = Counter(u.label for u in utterances)
     return {
         "utterances": len(utterances),
@@ -230,13 +231,13 @@ def summarize(
     label_set: str,
     protocol: str,
     root: Path,
-) -> dict:
+) -> dict[str, Any]:
     """Counts per label, speakers and hours for the corpus and every fold split, and the
     number of exclusions per reason."""
     by_key = {u.key: u for u in prepared.manifest}
     excluded = Counter(p.reason for p in problems)
 
-    def split(fold: Fold, name: str) -> dict:
+    def split(fold: Fold, name: str) -> dict[str, Any]:
         keys = getattr(fold, name)
         return _split_summary([by_key[key] for key in keys], prepared.labels)
 
@@ -255,12 +256,12 @@ def summarize(
     }
 
 
-def summary_text(summary: dict) -> str:
+def summary_text(summary: dict[str, Any]) -> str:
     """A short, aligned plain-text rendering of `summarize`'s result."""
     labels = summary["labels"]
     header = f"{'':16}{'utts':>7}{'spk':>5}{'hours':>8}" + "".join(f"{n[:9]:>10}" for n in labels)
 
-    def line(name: str, part: dict) -> str:
+    def line(name: str, part: dict[str, Any]) -> str:
         cells = "".join(f"{part['per_label'][label]:>10}" for label in labels)
         return f"{name:16}{part['utterances']:>7}{part['speakers']:>5}{part['hours']:>8.2f}{cells}"
 
@@ -305,5 +306,6 @@ def preprocess_corpus(
         try:
             computed += cache.ensure(utterance.path)
         except AudioError as error:
-            failed.append(Problem(utterance.key, utterance.path, "audio_error", error.problem))
+            reason = base.audio_reason(error.kind)
+            failed.append(Problem(utterance.key, utterance.path, reason, error.problem))
     return PreprocessResult(computed, len(manifest) - computed - len(failed), failed)
