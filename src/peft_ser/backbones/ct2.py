@@ -107,9 +107,7 @@ class _Index:
     """
 
     path: Path
-    version: int
     spec: str
-    revision: int
     entries: dict[str, _Entry]
     aliases: dict[str, str]
 
@@ -203,7 +201,7 @@ def _read_index(path: Path) -> _Index:
     """Parse the whole ``model.bin`` layout, skipping over the variables' bytes."""
     with path.open("rb") as handle:
         reader = _Reader(path, handle)
-        version, spec, revision = _read_header(reader)
+        version, spec, _ = _read_header(reader)
         entries: dict[str, _Entry] = {}
         for _ in range(reader.uint("<I", "variable count")):
             name = reader.string("variable name")
@@ -213,7 +211,7 @@ def _read_index(path: Path) -> _Index:
             for _ in range(reader.uint("<I", "alias count")):
                 alias = reader.string("alias name")
                 aliases[alias] = reader.string(f"target of alias {alias}")
-    return _Index(path, version, spec, revision, entries, aliases)
+    return _Index(path, spec, entries, aliases)
 
 
 def _read_array(index: _Index, name: str) -> np.ndarray:
@@ -246,7 +244,7 @@ def _float_variable(index: _Index, name: str) -> np.ndarray:
         return array.astype(np.float32) / scale
     if array.dtype.kind != "f":
         raise CT2FormatError(f"{index.path}: variable {name} has non-float dtype {array.dtype}")
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)
 
 
 def _scalar(index: _Index, name: str) -> int:
