@@ -11,6 +11,7 @@ from peft_ser.manifest import (
     load_prepared,
     read_manifest,
     save_prepared,
+    select,
     write_atomic,
     write_manifest,
 )
@@ -67,3 +68,8 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     write_atomic(tmp_path / "sub" / "f.txt", b"two")
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.txt"]
     assert (tmp_path / "sub" / "f.txt").read_text() == "two"
+
+
+def test_select_returns_utterances_in_key_order():
+    prepared = PreparedCorpus(UTTERANCES, [], [])
+    assert [u.key for u in select(prepared, ['q"uote', "a"])] == ['q"uote', "a"]
