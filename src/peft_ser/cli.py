@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -78,3 +79,117 @@ def preprocess(
         typer.echo(f"  {problem.path}: {problem.detail}", err=True)
     if result.failed and not result.computed + result.cached:
         raise typer.Exit(1)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="audio files, folders (searched recursively for wav, flac, ogg, mp3) "
+            "or glob patterns"
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="a model-zoo name or a saved model folder")
+    ],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="how to write the predictions")
+    ] = OutputFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write to this file, not stdout")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="clips or windows per batch")] = 8,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds; a longer recording is cut into windows of this length "
+            "(default: whole up to 30 s, else 10-s windows)"
+        ),
+    ] = None,
+    hop: Annotated[
+        float | None,
+        typer.Option(help="seconds between window starts (default: half a window)"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    ] = None,
+) -> None:
+    """Predict the emotion of each recording; long ones also get a prediction per window.
+
+    Unreadable inputs are reported on stderr and skipped.
+
+    Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted.
+    """
+    from tqdm import tqdm
+
+    from peft_ser.inference import (
+        Failure,
+        find_audio_inputs,
+        format_predictions,
+        iter_predictions,
+        load_model,
+    )
+
+    paths = find_audio_inputs(inputs)
+    try:
+        results = iter_predictions(
+            paths, model=load_model(model, device), batch_size=batch_size, window=window, hop=hop
+        )
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    predictions = []
+    with tqdm(total=len(paths), unit="file", desc="predict") as progress:
+        for result in results:
+            if isinstance(result, Failure):
+                progress.write(f"skipped {result.error}", file=progress.fp)
+            else:
+                predictions.append(result)
+            progress.update()
+    typer.echo(f"predicted {len(predictions)} of {len(paths)} inputs", err=True)
+    if not predictions:
+        raise typer.Exit(2)
+    text = format_predictions(predictions, output_format.value)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+    if len(predictions) < len(paths):
+        raise typer.Exit(1)
+
+
+@app.command()
+def params(
+    backbone: Annotated[str, typer.Option(help="backbone name, hub id or local directory")] = (
+        "whisper-tiny"
+    ),
+    method: Annotated[str, typer.Option(help="PEFT method")] = "lora",
+    rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+    adapter_dim: Annotated[int, typer.Option(help="adapter bottleneck width")] = 128,
+    prompt_length: Annotated[int, typer.Option(help="prompt vectors per layer")] = 5,
+    num_classes: Annotated[int, typer.Option(help="number of emotion classes")] = 4,
+) -> None:
+    """Print trainable and total parameters, computed from configs alone (no weights, no network
+    for named backbones)."""
+    from peft_ser.config import ModelConfig
+    from peft_ser.model import count_parameters
+
+    config = ModelConfig(
+        backbone=backbone,
+        method=method,
+        lora_rank=rank,
+        adapter_dim=adapter_dim,
+        prompt_length=prompt_length,
+        labels=[f"class{i}" for i in range(num_classes)],
+    )
+    count = count_parameters(config)
+    typer.echo(f"backbone   {backbone}\nmethod     {method}")
+    typer.echo(f"trainable  {count.trainable:,}\ntotal      {count.total:,}")
+    typer.echo(f"share      {count.percent:.3f} %")

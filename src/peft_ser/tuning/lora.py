@@ -3,7 +3,8 @@
 ``lora`` puts low-rank updates on the two feed-forward projections of every encoder layer, as the
 paper did. Its default ``lora_alpha = 1`` gives the scaling ``1 / r`` of loralib's defaults, which
 the paper used. ``peft`` runs any tuner given as a config dict (``peft_type`` plus its options):
-DoRA (``use_dora``), IA3, LoHa, LoKr, VeRA, AdaLoRA, ...
+DoRA (``use_dora``), IA3, LoHa, LoKr, ... Tuners that keep state shared across layers (VeRA) or
+schedule ranks during training (AdaLoRA) need peft's own model wrapper and are not injectable.
 """
 
 from __future__ import annotations
@@ -47,5 +48,7 @@ def any_peft_tuner(backbone: Backbone, config: ModelConfig) -> None:
             "method 'peft' needs peft_config, e.g. {peft_type: IA3, target_modules: …}"
         )
     options = dict(config.peft_config)
-    options.setdefault("target_modules", list(backbone.lora_targets))
-    inject(backbone, get_peft_config(options))
+    peft_config = get_peft_config(options)
+    if getattr(peft_config, "target_modules", "absent") is None:
+        peft_config.target_modules = set(backbone.lora_targets)
+    inject(backbone, peft_config)
