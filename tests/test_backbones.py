@@ -95,7 +95,7 @@ def test_whisper_pad30_runs_the_full_window() -> None:
 
 def test_whisper_rejects_clips_over_30_seconds_with_advice() -> None:
     model = build_backbone("tiny-whisper").eval()
-    with pytest.raises(ValueError, match="at most 30 s.*windows"):
+    with pytest.raises(ValueError, match=r"at most 30 s.*windows"):
         model(torch.zeros(1, 16_000 * 31), torch.tensor([16_000 * 31]))
 
 

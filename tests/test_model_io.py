@@ -57,7 +57,7 @@ def test_saved_files_hold_only_trainable_weights(tmp_path) -> None:
 def test_loading_weights_of_another_method_is_refused(tmp_path) -> None:
     build_model(ModelConfig(backbone="tiny-whisper", method="lora")).save(tmp_path)
     other = build_model(ModelConfig(backbone="tiny-whisper", method="adapter"))
-    with pytest.raises(ValueError, match="missing .*adapter"):
+    with pytest.raises(ValueError, match=r"missing .*adapter"):
         other.load_trainable_state_dict(load_file(tmp_path / WEIGHTS_FILE))
 
 

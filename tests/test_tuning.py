@@ -139,5 +139,5 @@ def test_prompt_learning_tuners_are_refused_with_advice() -> None:
 
 
 def test_unknown_method_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="adapter_l.*combined"):
+    with pytest.raises(ValueError, match=r"adapter_l.*combined"):
         build_model(ModelConfig(backbone="tiny-whisper", method="prefix"))

@@ -12,6 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,6 +22,9 @@ from .backbones import Backbone, build_backbone
 from .config import ModelConfig
 from .head import SERHead
 from .tuning import apply_method
+
+if TYPE_CHECKING:
+    from .inference import Prediction
 
 CONFIG_FILE = "peft_ser_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
@@ -54,6 +58,12 @@ class SERModel(nn.Module):
         if waveforms.dim() == 1:
             waveforms = waveforms.unsqueeze(0)
         return self.head(*self.encode(waveforms, lengths))
+
+    def predict(self, inputs: Any, **options: Any) -> list[Prediction]:
+        """Labels and probabilities for files or ``(samples, rate)`` pairs; see ``inference``."""
+        from .inference import predict
+
+        return predict(inputs, model=self, **options)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights a PEFT run changes: the method's parameters and the head."""

@@ -49,6 +49,9 @@ class Backbone(nn.Module, ABC):
 
     family: str = ""
     lora_targets: tuple[str, ...] = ()
+    # transformers modules: their sub-modules are reached by attribute, which typing cannot follow.
+    model: Any
+    layers: Any
 
     def __init__(self, model: nn.Module, layers: nn.ModuleList, hidden_size: int) -> None:
         super().__init__()
@@ -78,11 +81,11 @@ class Backbone(nn.Module, ABC):
         return last_hidden
 
     @abstractmethod
-    def ffn_output(self, layer: nn.Module) -> nn.Module:
+    def ffn_output(self, layer: Any) -> nn.Module:
         """Module whose output is the layer's feed-forward contribution (before the residual)."""
 
     @abstractmethod
-    def post_attention(self, layer: nn.Module) -> nn.Module:
+    def post_attention(self, layer: Any) -> nn.Module:
         """Module whose input is the residual stream right after self-attention."""
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BackboneOutput:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoConfig, PretrainedConfig, WhisperConfig
 
 from .base import Backbone
@@ -151,6 +152,14 @@ def backbone_names() -> list[str]:
 def _build_named(spec: BackboneSpec, whisper_window: str, pretrained: bool) -> Backbone:
     if pretrained and spec.source is not None:
         return _from_pretrained(spec.source, spec.model_type, whisper_window, spec.normalize)
+    # Random weights are drawn from a fixed seed, without touching the caller's random state,
+    # so a saved model on a random backbone (tests, benchmarks) loads back to the same function.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _build_from_architecture(spec, whisper_window)
+
+
+def _build_from_architecture(spec: BackboneSpec, whisper_window: str) -> Backbone:
     if spec.model_type == "whisper":
         config = spec.config()
         assert isinstance(config, WhisperConfig)

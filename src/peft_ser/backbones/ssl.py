@@ -84,7 +84,7 @@ class SSLBackbone(Backbone):
     family = "ssl"
     lora_targets = ("feed_forward.intermediate_dense", "feed_forward.output_dense")
 
-    def __init__(self, model: PreTrainedModel, normalize: bool = False) -> None:
+    def __init__(self, model: Any, normalize: bool = False) -> None:
         config = model.config
         config.layerdrop = 0.0
         super().__init__(model, model.encoder.layers, config.hidden_size)
@@ -149,10 +149,10 @@ class SSLBackbone(Backbone):
             return self.model.encoder.layer_norm(last_hidden)
         return last_hidden
 
-    def ffn_output(self, layer: nn.Module) -> nn.Module:
+    def ffn_output(self, layer: Any) -> nn.Module:
         return layer.feed_forward
 
-    def post_attention(self, layer: nn.Module) -> nn.Module:
+    def post_attention(self, layer: Any) -> nn.Module:
         return layer.final_layer_norm if self.stable_layer_norm else layer.feed_forward
 
 

@@ -48,6 +48,9 @@ def encoder_frame_lengths(mel_lengths: torch.Tensor) -> torch.Tensor:
 class LogMel(nn.Module):
     """Whisper's log-mel front end, in torch, normalised per utterance over its valid frames."""
 
+    filters: torch.Tensor
+    window: torch.Tensor
+
     def __init__(self, n_mels: int) -> None:
         super().__init__()
         filters = mel_filter_bank(
@@ -149,10 +152,10 @@ class WhisperBackbone(Backbone):
     def finalize(self, last_hidden: torch.Tensor) -> torch.Tensor:
         return self.model.layer_norm(last_hidden)
 
-    def ffn_output(self, layer: nn.Module) -> nn.Module:
+    def ffn_output(self, layer: Any) -> nn.Module:
         return layer.fc2
 
-    def post_attention(self, layer: nn.Module) -> nn.Module:
+    def post_attention(self, layer: Any) -> nn.Module:
         return layer.final_layer_norm
 
 
