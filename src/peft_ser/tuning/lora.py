@@ -20,7 +20,7 @@ from .registry import register
 def lora_config(backbone: Backbone, config: ModelConfig) -> LoraConfig:
     return LoraConfig(
         r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
+        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]  # peft scales by any number
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_targets or backbone.lora_targets),
     )
@@ -50,5 +50,5 @@ def any_peft_tuner(backbone: Backbone, config: ModelConfig) -> None:
     options = dict(config.peft_config)
     peft_config = get_peft_config(options)
     if getattr(peft_config, "target_modules", "absent") is None:
-        peft_config.target_modules = set(backbone.lora_targets)
+        peft_config.target_modules = set(backbone.lora_targets)  # type: ignore[attr-defined]
     inject(backbone, peft_config)
