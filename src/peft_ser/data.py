@@ -1,0 +1,295 @@
+"""From utterances to batches: loading, cropping, augmentation, length buckets, cached states.
+
+Every random choice here (the batch order of an epoch, the augmentation of a clip) is drawn
+from a generator seeded by ``(seed, epoch[, item])`` rather than from global state. That makes
+an epoch's batches and augmentations independent of the number of data-loading workers, of the
+number of processes and of whether the run was interrupted and resumed, which is what lets a
+resumed run end with exactly the results of an uninterrupted one.
+
+A file that cannot be decoded does not stop training: its item comes back with the error
+instead of samples, `collate` drops it from the batch and reports it in ``Batch.errors``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from peft_ser.audio import SAMPLE_RATE, AudioError, load_audio
+from peft_ser.config import AugmentConfig
+from peft_ser.manifest import Utterance
+
+
+def add_gaussian_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white Gaussian noise at ``snr_db`` relative to the clip's mean power."""
+    power = float(np.mean(np.square(wave), dtype=np.float64))
+    noise_std = math.sqrt(power / 10 ** (snr_db / 10))
+    noise = rng.standard_normal(wave.shape[0], dtype=np.float32) * noise_std
+    return (wave + noise).astype(np.float32)
+
+
+def time_mask(wave: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Silence one contiguous stretch covering ``fraction`` of the clip, at a random place."""
+    width = round(fraction * wave.shape[0])
+    if width == 0:
+        return wave
+    start = int(rng.integers(0, wave.shape[0] - width + 1))
+    masked = wave.copy()
+    masked[start : start + width] = 0.0
+    return masked
+
+
+def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Noise then time mask, each applied with its own probability (as audiomentations did)."""
+    if rng.random() < config.noise_p:
+        wave = add_gaussian_noise(wave, float(rng.uniform(*config.snr_db)), rng)
+    if rng.random() < config.time_mask_p:
+        wave = time_mask(wave, float(rng.uniform(*config.time_mask_fraction)), rng)
+    return wave
+
+
+def seconds_to_samples(seconds: float | None) -> int | None:
+    """A crop length in samples at 16 kHz (``None`` stays ``None``: keep the whole clip)."""
+    return None if seconds is None else max(1, round(seconds * SAMPLE_RATE))
+
+
+def expected_length(utterance: Utterance, max_samples: int | None) -> int:
+    """Samples the loaded clip will have, from the manifest's duration (no decoding)."""
+    samples = max(1, round(utterance.duration * SAMPLE_RATE))
+    return samples if max_samples is None else min(samples, max_samples)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One loaded item: samples, or the reason they could not be loaded."""
+
+    index: int
+    label: int
+    waveform: np.ndarray | None
+    error: str | None = None
+
+
+class UtteranceDataset(Dataset[Example]):
+    """Utterances as examples: decoded, cropped to their first ``max_samples``, augmented.
+
+    Augmentation draws from a generator seeded by ``(seed, epoch, index)``; call `set_epoch`
+    before each epoch's loader is iterated (workers receive a fresh copy each epoch).
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        labels: Sequence[str],
+        max_samples: int | None = None,
+        augmentation: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.utterances = list(utterances)
+        self.label_ids = {name: i for i, name in enumerate(labels)}
+        self.max_samples = max_samples
+        self.augmentation = augmentation if augmentation and augmentation.enabled else None
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def lengths(self) -> list[int]:
+        """Expected sample counts of the items, for length bucketing."""
+        return [expected_length(u, self.max_samples) for u in self.utterances]
+
+    def label_of(self, index: int) -> int:
+        return self.label_ids[self.utterances[index].label]
+
+    def __getitem__(self, index: int) -> Example:
+        utterance = self.utterances[index]
+        label = self.label_ids[utterance.label]
+        try:
+            wave = load_audio(utterance.path)
+        except AudioError as error:
+            return Example(index, label, None, str(error))
+        wave = wave[: self.max_samples]
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            wave = augment(wave, self.augmentation, rng)
+        return Example(index, label, wave)
+
+
+@dataclass
+class Batch:
+    """Padded waveforms ``[B, T]`` with their true lengths, labels and dataset indices."""
+
+    waveforms: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    """Zero-pad the loaded examples to the longest; failed ones go to ``errors`` instead."""
+    loaded = [e for e in examples if e.waveform is not None]
+    errors = [(e.index, e.error or "unknown error") for e in examples if e.waveform is None]
+    longest = max((e.waveform.shape[0] for e in loaded if e.waveform is not None), default=0)
+    waveforms = torch.zeros(len(loaded), longest)
+    for row, example in enumerate(loaded):
+        assert example.waveform is not None
+        waveforms[row, : example.waveform.shape[0]] = torch.from_numpy(example.waveform)
+    return Batch(
+        waveforms=waveforms,
+        lengths=torch.tensor([e.waveform.shape[0] for e in loaded if e.waveform is not None]),
+        labels=torch.tensor([e.label for e in loaded], dtype=torch.long),
+        indices=torch.tensor([e.index for e in loaded], dtype=torch.long),
+        errors=errors,
+    )
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar-length items, in an order fixed by ``(seed, epoch)``.
+
+    With ``shuffle``, items are permuted, cut into pools of ``pool × batch_size`` items, each
+    pool is sorted by length and cut into batches, and the batches are shuffled: batches hold
+    similar lengths (little padding) yet differ from epoch to epoch. Without ``shuffle`` (for
+    evaluation) items are simply sorted by length. ``bucketing=False`` gives plain random (or
+    in-order) batches for comparison.
+
+    ``batch_size`` is the global batch: with ``num_replicas`` processes, each global batch is
+    dealt out across the processes (rank ``r`` takes items ``r, r + n, …``), so every process
+    runs the same number of steps and the optimisation sees the same batches as on one
+    process. A global batch smaller than ``num_replicas`` is topped up with repeats.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        bucketing: bool = True,
+        pool: int = 50,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucketing = bucketing
+        self.pool = pool
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's batches before they are dealt out across processes."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        count = self.lengths.shape[0]
+        order = rng.permutation(count) if self.shuffle else np.arange(count)
+        if self.bucketing:
+            pool_size = self.pool * self.batch_size if self.shuffle else max(count, 1)
+            pools = [order[i : i + pool_size] for i in range(0, count, pool_size)]
+            order = np.concatenate(
+                [p[np.argsort(self.lengths[p], kind="stable")] for p in pools] or [order]
+            )
+        batches = [
+            order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
+        ]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches():
+            while len(batch) < self.num_replicas:
+                batch = batch + batch[: self.num_replicas - len(batch)]
+            yield batch[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        return math.ceil(self.lengths.shape[0] / self.batch_size)
+
+
+def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    """Share of a batch tensor's cells that are padding, over all batches."""
+    sizes = np.asarray(lengths)
+    used = sum(int(sizes[b].sum()) for b in batches if len(b))
+    allocated = sum(len(b) * int(sizes[b].max()) for b in batches if len(b))
+    return 1.0 - used / allocated if allocated else 0.0
+
+
+class FeatureCache:
+    """Hidden states of a frozen backbone, one ``[L+1, F, D]`` tensor per utterance and crop.
+
+    Entries are keyed by utterance key and crop length, since a cropped clip and the whole clip
+    have different states. States are kept on the CPU in float16 (half the memory; the head
+    computes in float32). ``fingerprint`` identifies the backbone and audio front end the
+    states came from: `bind` to a different one empties the cache.
+    """
+
+    def __init__(self) -> None:
+        self.fingerprint: str | None = None
+        self._states: dict[tuple[str, int | None], torch.Tensor] = {}
+
+    def bind(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint:
+            self._states.clear()
+            self.fingerprint = fingerprint
+
+    def __contains__(self, entry: tuple[str, int | None]) -> bool:
+        return entry in self._states
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def put(self, key: str, max_samples: int | None, states: torch.Tensor) -> None:
+        self._states[(key, max_samples)] = states.detach().to("cpu", torch.float16)
+
+    def get(self, key: str, max_samples: int | None) -> torch.Tensor:
+        return self._states[(key, max_samples)]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._states.values())
+
+
+@dataclass
+class FeatureBatch:
+    """Padded cached states ``[L+1, B, F, D]`` with frame lengths, labels, dataset indices."""
+
+    hidden: torch.Tensor
+    frame_lengths: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def stack_states(
+    states: Sequence[torch.Tensor], labels: Sequence[int], indices: Sequence[int]
+) -> FeatureBatch:
+    """Zero-pad per-utterance states along frames and stack them on a batch axis (float32)."""
+    layers, dim = states[0].shape[0], states[0].shape[2]
+    longest = max(s.shape[1] for s in states)
+    hidden = torch.zeros(layers, len(states), longest, dim)
+    for row, state in enumerate(states):
+        hidden[:, row, : state.shape[1]] = state.float()
+    return FeatureBatch(
+        hidden=hidden,
+        frame_lengths=torch.tensor([s.shape[1] for s in states]),
+        labels=torch.tensor(list(labels), dtype=torch.long),
+        indices=torch.tensor(list(indices), dtype=torch.long),
+    )
