@@ -277,20 +277,22 @@ def params(
 
 @app.command()
 def demo(
-    corpus: Annotated[Path, typer.Option(help="the demo corpus (CREMA-D layout)")] = Path(
-        "demo/CREMA-D"
-    ),
     config: Annotated[Path, typer.Option(help="run config of the demo")] = Path(
         "configs/demo.yaml"
     ),
-    output_dir: Annotated[Path, typer.Option(help="where the demo writes")] = Path("runs/demo"),
+    corpus: Annotated[
+        Path | None, typer.Option(help="the demo corpus (CREMA-D layout; default: the config's)")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="where the demo writes (default: the config's)")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="override the config's epochs")] = None,
 ) -> None:
     """Prepare the synthetic demo corpus, train Whisper tiny.en + LoRA on one fold, print the
     test UAR, and predict one test clip with the trained model. Offline, a few minutes on CPU."""
     from peft_ser.demo import run_demo
 
-    result = run_demo(corpus, config, output_dir, epochs)
+    result = run_demo(config, corpus, output_dir, epochs)
     prediction = result.prediction
     typer.echo(f"\ntest UAR          {result.test_uar:.3f}")
     typer.echo(f"confusion matrix  {result.confusion_png}")

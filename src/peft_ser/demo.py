@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import load_run_config
 from .corpora import prepare_corpus
@@ -16,7 +17,6 @@ from .inference import Prediction, predict
 from .manifest import select
 from .train import train
 
-DEMO_CORPUS = Path("demo/CREMA-D")
 DEMO_CONFIG = Path("configs/demo.yaml")
 
 
@@ -32,28 +32,31 @@ class DemoResult:
 
 
 def run_demo(
-    corpus_dir: Path = DEMO_CORPUS,
     config_path: Path = DEMO_CONFIG,
-    output_dir: Path = Path("runs/demo"),
+    corpus_dir: Path | None = None,
+    output_dir: Path | None = None,
     epochs: int | None = None,
 ) -> DemoResult:
-    """Prepare, train one fold, and predict one test clip with the trained model.
+    """Prepare, train the configured fold, and predict one test clip with the trained model.
 
     A finished demo run is reused (resume), so running the demo again only predicts.
     """
-    prepared_dir = output_dir / "prepared"
-    prepared = prepare_corpus("crema-d", corpus_dir, prepared_dir, verbose=True)
-    overrides: dict[str, object] = {
-        "data.corpus": str(prepared_dir),
-        "output_dir": str(output_dir / "run"),
-    }
+    overrides: dict[str, Any] = {}
+    if corpus_dir is not None:
+        overrides["data.corpus_dir"] = str(corpus_dir)
+    if output_dir is not None:
+        overrides["data.prepared_dir"] = str(output_dir / "prepared")
+        overrides["output_dir"] = str(output_dir / "run")
     if epochs is not None:
         overrides["optim.epochs"] = epochs
     config = load_run_config(config_path, overrides)
+    data = config.data
+    assert data.corpus_dir is not None and data.prepared_dir is not None, "demo config"
+    prepared = prepare_corpus(data.corpus, data.corpus_dir, data.prepared_dir, verbose=True)
     result = train(config, resume=True)
     fold_result = result.folds[0]
     fold = next(f for f in prepared.folds if f.name == fold_result["fold"])
-    fold_dir = next(result.run_dir.glob(f"fold-{fold.name}*"))
+    fold_dir = result.run_dir / f"fold-{fold.name}"
     clip = select(prepared, fold.test[:1])[0]
     prediction = predict(clip.path, model=str(fold_dir / "model"))[0]
     return DemoResult(
