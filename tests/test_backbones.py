@@ -135,3 +135,27 @@ def test_group_norm_checkpoints_are_the_base_models() -> None:
 def test_unknown_local_source_is_a_clear_error(tmp_path) -> None:
     with pytest.raises((OSError, ValueError), match=str(tmp_path.name)):
         build_backbone(str(tmp_path / "missing-model"))
+
+
+@pytest.mark.parametrize("name", ["tiny-whisper", "tiny-wavlm", "tiny-wav2vec2-large"])
+def test_local_directory_loads_through_the_hub_code_path(tmp_path, name: str) -> None:
+    """A directory saved by transformers (as a hub download would be) gives the same states."""
+    from transformers import Wav2Vec2FeatureExtractor, WhisperModel
+
+    source = build_backbone(name).eval()
+    spec = BACKBONES[name]
+    if spec.model_type == "whisper":
+        full = WhisperModel(source.model.config)
+        full.encoder.load_state_dict(source.model.state_dict())
+        full.save_pretrained(tmp_path)
+    else:
+        source.model.save_pretrained(tmp_path)
+        Wav2Vec2FeatureExtractor(do_normalize=spec.normalize).save_pretrained(tmp_path)
+    loaded = build_backbone(str(tmp_path)).eval()
+    assert type(loaded) is type(source)
+    assert getattr(loaded, "normalize", False) == spec.normalize
+    waveforms, lengths = _batch([9_000, 5_000])
+    with torch.no_grad():
+        expected = source(waveforms, lengths).hidden_states
+        actual = loaded(waveforms, lengths).hidden_states
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
