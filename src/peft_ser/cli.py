@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from peft_ser.corpora.registry import CORPORA, describe_corpora
+from peft_ser.zoo import ZOO
 
 app = typer.Typer(
     help="Parameter-efficient fine-tuning of speech encoders for speech emotion recognition.",
@@ -97,7 +98,12 @@ def predict(
         ),
     ],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="a model-zoo name or a saved model folder")
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="a saved model folder or a model-zoo name: " + ", ".join(ZOO),
+        ),
     ],
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="how to write the predictions")

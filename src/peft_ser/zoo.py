@@ -20,10 +20,12 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import PAPER_LABELS, ModelConfig
+
+if TYPE_CHECKING:  # torch is imported where weights are read, so the name table loads fast
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +265,8 @@ def download(name: str, cache_dir: str | Path | None = None) -> list[Path]:
 
 def load_original_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A released ``.pt`` state dict, read with ``weights_only=True`` (never unpickles code)."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -349,6 +353,8 @@ def _layer_weights(weights: torch.Tensor, num_layers: int | None) -> torch.Tenso
         )
     if len(weights) == num_layers + 1:
         return weights
+    import torch
+
     return torch.cat([weights.new_full((1,), float("-inf")), weights])
 
 
