@@ -55,26 +55,37 @@ def conv_output_length(lengths: torch.Tensor, kernel: int, stride: int) -> torch
     return torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
 
 
+def masked_moments(
+    values: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance over each item's first ``lengths`` steps of the last axis.
+
+    ``values`` is ``[B, T]`` or ``[B, C, T]``; the results keep a size-1 time axis.
+    """
+    valid = frame_mask(lengths, values.shape[-1]).to(values.dtype)
+    if values.dim() == 3:
+        valid = valid.unsqueeze(1)
+    count = lengths.to(values.dtype).clamp(min=1).reshape(-1, *[1] * (values.dim() - 1))
+    mean = (values * valid).sum(dim=-1, keepdim=True) / count
+    variance = (((values - mean) * valid) ** 2).sum(dim=-1, keepdim=True) / count
+    return mean, variance
+
+
 def masked_group_norm(
     features: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm
 ) -> torch.Tensor:
     """Per-channel group norm over each clip's valid frames only (``[B, C, F]``)."""
     if norm.num_groups != norm.num_channels:
         raise ValueError("front-end group norm must have one group per channel")
-    valid = frame_mask(lengths, features.shape[2]).unsqueeze(1).to(features.dtype)
-    count = lengths.to(features.dtype).clamp(min=1)[:, None, None]
-    mean = (features * valid).sum(dim=2, keepdim=True) / count
-    variance = (((features - mean) * valid) ** 2).sum(dim=2, keepdim=True) / count
+    mean, variance = masked_moments(features, lengths)
     normed = (features - mean) * torch.rsqrt(variance + norm.eps)
     return normed * norm.weight[None, :, None] + norm.bias[None, :, None]
 
 
 def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance over each clip's samples, as the checkpoints' processors do."""
-    valid = frame_mask(lengths, waveforms.shape[1]).to(waveforms.dtype)
-    count = lengths.to(waveforms.dtype).clamp(min=1).unsqueeze(1)
-    mean = (waveforms * valid).sum(dim=1, keepdim=True) / count
-    variance = (((waveforms - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
+    mean, variance = masked_moments(waveforms, lengths)
+    valid = frame_mask(lengths, waveforms.shape[-1]).to(waveforms.dtype)
     return (waveforms - mean) * torch.rsqrt(variance + 1e-7) * valid
 
 

@@ -121,14 +121,9 @@ class WhisperBackbone(Backbone):
             )
         mel_lengths = mel_frame_lengths(lengths)
         if self.window == "pad30":
-            return self._embed_window(waveforms, lengths), encoder_frame_lengths(mel_lengths)
-        mel = self.log_mel(waveforms, mel_lengths)
-        encoder = self.model
-        hidden = F.gelu(encoder.conv1(mel.to(encoder.conv1.weight.dtype)))
-        hidden = hidden * frame_mask(mel_lengths, hidden.shape[2]).unsqueeze(1)
-        hidden = F.gelu(encoder.conv2(hidden)).transpose(1, 2)
-        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
-        hidden = F.dropout(hidden, p=encoder.dropout, training=self.training)
+            hidden = self._embed_window(waveforms, lengths)
+        else:
+            hidden = self._convolve(self.log_mel(waveforms, mel_lengths), mel_lengths)
         return hidden, encoder_frame_lengths(mel_lengths)
 
     def _embed_window(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -136,9 +131,13 @@ class WhisperBackbone(Backbone):
         padded = F.pad(waveforms, (0, WINDOW_SAMPLES - waveforms.shape[1]))
         padded = padded * frame_mask(lengths, WINDOW_SAMPLES)
         window_frames = torch.full_like(lengths, WINDOW_SAMPLES // HOP_LENGTH)
-        mel = self.log_mel(padded, window_frames)
+        return self._convolve(self.log_mel(padded, window_frames), window_frames)
+
+    def _convolve(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
+        """The two convolutions, with zeros beyond each clip's mel frames, plus positions."""
         encoder = self.model
         hidden = F.gelu(encoder.conv1(mel.to(encoder.conv1.weight.dtype)))
+        hidden = hidden * frame_mask(mel_lengths, hidden.shape[2]).unsqueeze(1)
         hidden = F.gelu(encoder.conv2(hidden)).transpose(1, 2)
         hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
         return F.dropout(hidden, p=encoder.dropout, training=self.training)
