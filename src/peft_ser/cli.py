@@ -236,7 +236,6 @@ def evaluate_command(
         Path | None, typer.Option(help="where metrics and plots go (default: SOURCE/evaluation)")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    seed: Annotated[int, typer.Option(help="build seed of a model directory")] = 0,
 ) -> None:
     """Score trained models on a prepared corpus fold: metrics (JSON, CSV) and confusion plots."""
     import json
@@ -247,7 +246,7 @@ def evaluate_command(
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
     selected = DataConfig.model_validate({"corpus": "-", "folds": folds}).folds
-    result = evaluate(source, corpus, selected, split, output_dir, batch_size, seed)
+    result = evaluate(source, corpus, selected, split, output_dir, batch_size)
     typer.echo(json.dumps(result["overall"]["mean_std"], indent=1))
 
 

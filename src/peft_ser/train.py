@@ -150,7 +150,6 @@ def evaluate(
     split: str = "test",
     output_dir: str | Path | None = None,
     batch_size: int = 32,
-    seed: int = 0,
 ) -> dict[str, Any]:
     """Score a trained run directory, or one saved model directory, on a prepared corpus.
 
@@ -158,18 +157,15 @@ def evaluate(
     run's corpus (or of ``corpus``). For a model directory (``model.save`` output), ``corpus``
     is required and the model is scored on ``split`` of each selected fold (default: all).
     Metrics (JSON, CSV) and confusion matrices go to ``output_dir`` (default
-    ``<source>/evaluation``); the metrics are also returned. ``seed`` must match training for
-    backbones with random weights (the ``tiny-*`` test models); a run directory supplies it.
+    ``<source>/evaluation``); the metrics are also returned.
     """
     source = Path(source)
     accelerator = _accelerator("auto")
     out = Path(output_dir) if output_dir is not None else source / "evaluation"
-    jobs = _evaluation_jobs(source, corpus, folds, seed)
+    jobs = _evaluation_jobs(source, corpus, folds)
     per_fold, pooled_truth, pooled_pred, pooled_gender = [], [], [], []
     for job in jobs:
-        model = _build_seeded(job.model_config, job.seed)
-        model.load_trainable_state_dict(load_file(job.model_dir / WEIGHTS_FILE, device="cpu"))
-        model = accelerator.prepare(model).eval()
+        model = accelerator.prepare(SERModel.load(job.model_dir)).eval()
         utterances = select(job.prepared, getattr(job.fold, split))
         dataset = UtteranceDataset(utterances, job.prepared.labels)
         sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=False)
@@ -725,8 +721,8 @@ def _accelerator(mixed_precision: str) -> Accelerator:
 
 
 def _build_seeded(config: ModelConfig, seed: int) -> SERModel:
-    """Build under a fixed seed, so random-weight parts (tiny backbones, fresh heads, LoRA
-    initialisation) are the same in a run, its resumption and its evaluation."""
+    """Build under the run's seed, so the freshly initialised parts (head, PEFT weights) are the
+    same in a run and its resumption."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(config)
@@ -991,14 +987,12 @@ class _EvaluationJob:
     model_config: ModelConfig
     prepared: PreparedCorpus
     fold: Fold
-    seed: int
 
 
 def _evaluation_jobs(
     source: Path,
     corpus: str | Path | None,
     folds: Sequence[FoldSelector] | None,
-    seed: int,
 ) -> list[_EvaluationJob]:
     """What to score: each completed fold of a run, or one model on the selected folds."""
     if (source / RUN_CONFIG).is_file():
@@ -1007,9 +1001,7 @@ def _evaluation_jobs(
         prepared = resolve_corpus(data)
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
         jobs = [
-            _EvaluationJob(
-                source / f"fold-{_safe(f.name)}" / "model", run.model, prepared, f, run.seed
-            )
+            _EvaluationJob(source / f"fold-{_safe(f.name)}" / "model", run.model, prepared, f)
             for f in chosen
             if (source / f"fold-{_safe(f.name)}" / "model" / WEIGHTS_FILE).is_file()
         ]
@@ -1027,6 +1019,6 @@ def _evaluation_jobs(
             f"model labels {model_config.labels} differ from the corpus's {prepared.labels}"
         )
     return [
-        _EvaluationJob(source, model_config, prepared, f, seed)
+        _EvaluationJob(source, model_config, prepared, f)
         for f in select_folds(prepared.folds, folds)
     ]
