@@ -15,7 +15,7 @@ from .config import load_run_config
 from .corpora import prepare_corpus
 from .inference import Prediction, predict
 from .manifest import select
-from .train import train
+from .train import fold_directory, train
 
 DEMO_CONFIG = Path("configs/demo.yaml")
 
@@ -56,7 +56,7 @@ def run_demo(
     result = train(config, resume=True)
     fold_result = result.folds[0]
     fold = next(f for f in prepared.folds if f.name == fold_result["fold"])
-    fold_dir = result.run_dir / f"fold-{fold.name}"
+    fold_dir = fold_directory(result.run_dir, fold.name)
     clip = select(prepared, fold.test[:1])[0]
     prediction = predict(clip.path, model=str(fold_dir / "model"))[0]
     return DemoResult(

@@ -127,7 +127,7 @@ def train(config: RunConfig, resume: bool = False) -> RunResult:
     cache = FeatureCache()
     fold_results = []
     for fold in select_folds(prepared.folds, config.data.folds):
-        fold_dir = run_dir / f"fold-{_safe(fold.name)}"
+        fold_dir = fold_directory(run_dir, fold.name)
         if (fold_dir / FOLD_RESULTS).is_file():
             log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
             fold_results.append(json.loads((fold_dir / FOLD_RESULTS).read_text()))
@@ -197,6 +197,11 @@ def evaluate(
         out / "confusion.png", confusion_figure(overall["pooled"]["confusion"], labels, split)
     )
     return result
+
+
+def fold_directory(run_dir: Path, fold_name: str) -> Path:
+    """Where a run keeps one fold's checkpoints, model and results."""
+    return run_dir / f"fold-{_safe(fold_name)}"
 
 
 def resolve_corpus(data: DataConfig) -> PreparedCorpus:
@@ -1001,9 +1006,9 @@ def _evaluation_jobs(
         prepared = resolve_corpus(data)
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
         jobs = [
-            _EvaluationJob(source / f"fold-{_safe(f.name)}" / "model", run.model, prepared, f)
+            _EvaluationJob(fold_directory(source, f.name) / "model", run.model, prepared, f)
             for f in chosen
-            if (source / f"fold-{_safe(f.name)}" / "model" / WEIGHTS_FILE).is_file()
+            if (fold_directory(source, f.name) / "model" / WEIGHTS_FILE).is_file()
         ]
         if not jobs:
             raise FileNotFoundError(f"{source}: no completed fold with a saved model")
