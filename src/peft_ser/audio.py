@@ -23,6 +23,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from peft_ser.fileio import write_atomic
+
 SAMPLE_RATE = 16000
 SILENCE_PEAK = 10 ** (-60 / 20)
 """A file whose absolute peak stays below -60 dBFS holds no usable signal."""
@@ -164,14 +166,6 @@ class AudioCache:
 
     @staticmethod
     def _store(entry: Path, samples: np.ndarray) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, samples)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getvalue())
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(entry, buffer.getvalue())

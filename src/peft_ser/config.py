@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from peft_ser.errors import UserError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -168,7 +169,7 @@ class RunConfig(StrictModel):
     progress: bool = Field(True, description="a progress bar per epoch (main process only)")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that failed validation; the message names each bad key."""
 
 

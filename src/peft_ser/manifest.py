@@ -16,11 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from peft_ser.fileio import write_atomic
 
 PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
 """The PEFT-SER paper's four classes, in class-id order."""
@@ -76,21 +76,6 @@ class PreparedCorpus:
 
 _COLUMNS = [f.name for f in fields(Utterance)]
 _INT_COLUMNS = {"sample_rate", "channels"}
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so readers see either the old file or the whole new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

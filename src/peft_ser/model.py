@@ -20,6 +20,7 @@ from torch import nn
 
 from .backbones import Backbone, build_backbone
 from .config import ModelConfig
+from .fileio import write_atomic_with
 from .head import SERHead
 from .tuning import apply_method
 
@@ -88,9 +89,9 @@ class SERModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = {k: v.contiguous().cpu() for k, v in self.trainable_state_dict().items()}
-        _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(weights, path))
+        write_atomic_with(directory / WEIGHTS_FILE, lambda path: save_file(weights, path))
         config_text = self.config.model_dump_json(indent=2)
-        _atomic_write(directory / CONFIG_FILE, lambda path: Path(path).write_text(config_text))
+        write_atomic_with(directory / CONFIG_FILE, lambda path: Path(path).write_text(config_text))
         return directory
 
     @classmethod
@@ -140,15 +141,3 @@ def parameter_count(model: nn.Module) -> ParameterCount:
     return ParameterCount(
         sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
     )
-
-
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    """Write through a temporary file in the same folder, then rename over the target."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -63,6 +63,7 @@ from peft_ser.data import (
     seconds_to_samples,
     stack_states,
 )
+from peft_ser.fileio import write_atomic, write_atomic_with
 from peft_ser.manifest import (
     MANIFEST_FILE,
     Fold,
@@ -70,7 +71,6 @@ from peft_ser.manifest import (
     csv_text,
     load_prepared,
     select,
-    write_atomic,
 )
 from peft_ser.metrics import (
     SCALARS,
@@ -790,9 +790,7 @@ def _pointer(path: Path) -> str | None:
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     buffer = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_file(buffer, str(temporary))
-    temporary.replace(path)
+    write_atomic_with(path, lambda temporary: save_file(buffer, temporary))
 
 
 def _save_figure(path: Path, figure: Figure) -> None:

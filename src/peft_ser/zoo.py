@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import PAPER_LABELS, ModelConfig
+from .errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where weights are read, so the name table loads fast
     import torch
@@ -36,7 +37,7 @@ _CHUNK = 1 << 20
 _DROPBOX = "https://www.dropbox.com/scl/fi/"
 
 
-class ZooError(RuntimeError):
+class ZooError(UserError, RuntimeError):
     """A released model that cannot be fetched, verified or converted; says what to do."""
 
 

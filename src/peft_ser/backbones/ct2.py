@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from transformers import WhisperConfig
 
+from ..errors import UserError
+
 MODEL_FILE = "model.bin"
 CONFIG_FILE = "config.json"
 WHISPER_SPEC = "WhisperSpec"
@@ -85,7 +87,7 @@ _FUSED_QKV_WEIGHT = "self_attention/linear_0/weight"
 _FUSED_QKV_BIAS = "self_attention/linear_0/bias"
 
 
-class CT2FormatError(ValueError):
+class CT2FormatError(UserError, ValueError):
     """A CTranslate2 model file that cannot be read as a Whisper encoder; names file and cause."""
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peft_ser.errors import UserError
 from peft_ser.manifest import PAPER4, Fold, Utterance
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
@@ -47,7 +48,7 @@ REASONS = (
 )
 
 
-class CorpusError(Exception):
+class CorpusError(UserError):
     """Preparation cannot produce anything: wrong root, bad option, or nothing usable left."""
 
 

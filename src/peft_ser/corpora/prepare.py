@@ -24,6 +24,7 @@ from peft_ser.audio import AudioCache, AudioError, AudioInfo, probe
 from peft_ser.corpora import base
 from peft_ser.corpora.base import Corpus, CorpusError, Entry, LabelSet, Problem, Protocol, Scan
 from peft_ser.corpora.registry import get_corpus
+from peft_ser.fileio import write_atomic
 from peft_ser.manifest import (
     Fold,
     PreparedCorpus,
@@ -31,7 +32,6 @@ from peft_ser.manifest import (
     csv_text,
     load_prepared,
     save_prepared,
-    write_atomic,
 )
 
 REPORT_FILE = "report.csv"
