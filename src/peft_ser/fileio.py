@@ -20,11 +20,12 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic_with(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
+def write_atomic_with(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
     """Let ``write(temporary_path)`` fill a temporary file, then move it onto ``path``.
 
     The parent folder is created when needed; on any failure the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. What ``write`` returns is ignored, so writers that return
+    something (``Path.write_bytes`` returns a byte count) can be passed as they are.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
