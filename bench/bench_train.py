@@ -24,7 +24,7 @@ from peft_ser.config import load_run_config
 from peft_ser.corpora.prepare import prepare_corpus
 from peft_ser.data import LengthBucketSampler, expected_length, padding_waste
 from peft_ser.synthetic import espeak_available
-from peft_ser.train import train
+from peft_ser.training import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,9 @@ import soundfile as sf
 
 from peft_ser.config import RunConfig, load_run_config
 from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
-from peft_ser.train import evaluate, train
+from peft_ser.errors import UserError
+from peft_ser.training import evaluate, train
+from peft_ser.training.run import RunDirError
 
 PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
 SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
@@ -134,7 +136,7 @@ def test_run_directory_holds_results_plots_and_model(corpus: Path, tmp_path: Pat
         [fold["test"]["uar"] for fold in result.folds]
     )
     assert (run / "evaluation" / "metrics.csv").is_file()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         train(tiny_run(corpus, run, **{"data.folds": "1,2", "optim.epochs": 2}))
 
 
@@ -210,12 +212,12 @@ def test_a_corrupt_file_is_reported_not_fatal(tmp_path: Path, method: str) -> No
 
 def test_unknown_fold_and_changed_config_are_refused(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(
-        ValueError,
+        UserError,
         match=r"no fold 7; allowed: 1\.\.2 or one of \['fold1', 'fold2'\]",
     ):
         train(tiny_run(corpus, tmp_path / "a", **{"data.folds": "7"}))
     train(tiny_run(corpus, tmp_path / "b", **{"optim.epochs": 1}))
-    with pytest.raises(ValueError, match=r"optim\.epochs"):
+    with pytest.raises(RunDirError, match=r"optim\.epochs"):
         train(tiny_run(corpus, tmp_path / "b", **{"optim.epochs": 2}), resume=True)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from peft_ser.errors import UserError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from peft_ser.errors import UserError
 
 PAPER_LABELS: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
 
@@ -147,6 +148,12 @@ class OptimConfig(StrictModel):
         "inverse_frequency", description="cross-entropy weights from the training split"
     )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm; None = off")
+    max_nonfinite_steps: int = Field(
+        3,
+        ge=0,
+        description="steps with a non-finite loss or gradient are not applied; a fold with "
+        "more than this many stops with an error",
+    )
 
 
 class RunConfig(StrictModel):

@@ -90,6 +90,7 @@ class UtteranceDataset(Dataset[Example]):
         seed: int = 0,
     ) -> None:
         self.utterances = list(utterances)
+        self.label_names = list(labels)
         self.label_ids = {name: i for i, name in enumerate(labels)}
         self.max_samples = max_samples
         self.augmentation = augmentation if augmentation and augmentation.enabled else None
@@ -156,13 +157,22 @@ def collate(examples: Sequence[Example]) -> Batch:
 
 
 class LengthBucketSampler(Sampler[list[int]]):
-    """Batches of similar-length items, in an order fixed by ``(seed, epoch)``.
+    """Batches of similar-length items that stay mixed in labels, in an order fixed by
+    ``(seed, epoch)``.
+
+    Sorting clips by length before batching saves padding, but in emotional speech length
+    follows the label (sad speech is slower, angry speech faster): length-sorted batches hold
+    one emotion each, and a model trained on them chases the last batch and can stay at chance.
+    With ``labels`` given, items are therefore sorted by their length *rank within their own
+    label* (stratified bucketing): a batch takes the clips at the same length quantile of every
+    class, so labels are mixed in their training proportions, and lengths are as similar as the
+    label-length relation allows (as similar as plain sorting when length does not follow the
+    label). A jitter of about one batch on the rank lets batch membership change every epoch.
 
     With ``shuffle``, items are permuted, cut into pools of ``pool × batch_size`` items, each
-    pool is sorted by length and cut into batches, and the batches are shuffled: batches hold
-    similar lengths (little padding) yet differ from epoch to epoch. Without ``shuffle`` (for
-    evaluation) items are simply sorted by length. ``bucketing=False`` gives plain random (or
-    in-order) batches for comparison.
+    pool is sorted (as above) and cut into batches, and the batches are shuffled. Without
+    ``shuffle`` (for evaluation, where batch composition cannot change a result) items are
+    simply sorted by length. ``bucketing=False`` gives plain random (or in-order) batches.
 
     ``batch_size`` is the global batch: with ``num_replicas`` processes, each global batch is
     dealt out across the processes (rank ``r`` takes items ``r, r + n, …``), so every process
@@ -176,6 +186,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         batch_size: int,
         *,
         shuffle: bool,
+        labels: Sequence[int] | None = None,
         bucketing: bool = True,
         pool: int = 50,
         seed: int = 0,
@@ -183,6 +194,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         rank: int = 0,
     ) -> None:
         self.lengths = np.asarray(lengths)
+        self.labels = None if labels is None else np.asarray(labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.bucketing = bucketing
@@ -200,18 +212,31 @@ class LengthBucketSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         count = self.lengths.shape[0]
         order = rng.permutation(count) if self.shuffle else np.arange(count)
-        if self.bucketing:
-            pool_size = self.pool * self.batch_size if self.shuffle else max(count, 1)
+        if self.bucketing and self.shuffle:
+            pool_size = self.pool * self.batch_size
             pools = [order[i : i + pool_size] for i in range(0, count, pool_size)]
-            order = np.concatenate(
-                [p[np.argsort(self.lengths[p], kind="stable")] for p in pools] or [order]
-            )
+            order = np.concatenate([self._sorted_pool(p, rng) for p in pools] or [order])
+        elif self.bucketing:
+            order = order[np.argsort(self.lengths[order], kind="stable")]
         batches = [
             order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
         ]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The pool's items ordered by (jittered) length rank within their label."""
+        groups = np.zeros(pool.shape[0]) if self.labels is None else self.labels[pool]
+        quantile = np.empty(pool.shape[0])
+        for group in np.unique(groups):
+            members = np.flatnonzero(groups == group)
+            ranks = np.empty(members.shape[0])
+            ranks[np.argsort(self.lengths[pool[members]], kind="stable")] = np.arange(len(members))
+            quantile[members] = (ranks + 0.5) / members.shape[0]
+        batch_width = min(1.0, self.batch_size / pool.shape[0])
+        jitter = rng.uniform(-0.5, 0.5, pool.shape[0]) * batch_width
+        return pool[np.argsort(quantile + jitter, kind="stable")]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches():

@@ -15,7 +15,7 @@ from .config import load_run_config
 from .corpora import prepare_corpus
 from .inference import Prediction, predict
 from .manifest import select
-from .train import fold_directory, train
+from .training import fold_directory, train
 
 DEMO_CONFIG = Path("configs/demo.yaml")
 

@@ -1,0 +1,394 @@
+"""One fold: train epoch by epoch with a checkpoint after each, then test the best-dev model.
+
+A step whose loss or gradient is not finite is not applied (see `guards`), so the weights, the
+checkpoints and the saved model stay finite; a run that does not learn is flagged in the log and
+in the fold's results.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from peft_ser.config import ModelConfig, RunConfig
+from peft_ser.data import (
+    Batch,
+    FeatureBatch,
+    FeatureCache,
+    UtteranceDataset,
+    padding_waste,
+    seconds_to_samples,
+)
+from peft_ser.errors import UserError
+from peft_ser.fileio import write_atomic
+from peft_ser.manifest import Fold, PreparedCorpus, csv_text, select
+from peft_ser.metrics import (
+    classification_metrics,
+    confusion_figure,
+    learning_curves_figure,
+    uar,
+)
+from peft_ser.model import WEIGHTS_FILE, SERModel, build_model
+from peft_ser.progress import progress_bar
+from peft_ser.training.batches import BatchSource
+from peft_ser.training.checkpoint import FoldCheckpoints, Progress
+from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
+from peft_ser.training.results import (
+    FOLD_RESULTS,
+    BadAudioLog,
+    json_text,
+    replace_dir,
+    save_figure,
+)
+from peft_ser.training.scoring import Predictions, predict, to_device
+
+log = logging.getLogger(__name__)
+
+
+class FoldRunner:
+    """Trains one fold epoch by epoch, checkpointing each, then tests the best-dev model."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        accelerator: Accelerator,
+        prepared: PreparedCorpus,
+        fold: Fold,
+        fold_dir: Path,
+        cache: FeatureCache,
+        bad_audio: BadAudioLog,
+    ) -> None:
+        self.config, self.accelerator, self.fold, self.dir = config, accelerator, fold, fold_dir
+        self.labels = prepared.labels
+        self.bad_audio = bad_audio
+        crop = seconds_to_samples(config.data.crop_seconds)
+        full = seconds_to_samples(config.data.eval_max_seconds)
+        self.splits = {
+            "train": UtteranceDataset(
+                select(prepared, fold.train), self.labels, crop, config.augment, config.seed
+            ),
+            "dev": UtteranceDataset(select(prepared, fold.dev), self.labels, full),
+            "test": UtteranceDataset(select(prepared, fold.test), self.labels, full),
+        }
+        set_seed(config.seed)
+        self.model = _build_seeded(config.model, config.seed)
+        self.source = BatchSource(
+            config, accelerator, self.splits, cache if self._use_cache() else None, self._report
+        )
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(
+            trainable,
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=config.optim.plateau_factor,
+            patience=config.optim.plateau_patience,
+            min_lr=config.optim.min_lr,
+        )
+        self.model.to(accelerator.device)
+        # The module whose forward runs in training: only the head when states are cached, so
+        # that a multi-process wrapper synchronises exactly the parameters that learn.
+        self.trained, self.optimizer = accelerator.prepare(
+            self.model.head if self.source.cached else self.model, optimizer
+        )
+        self.class_weights = _class_weights(self.splits["train"], len(self.labels), config)
+        self.checkpoints = FoldCheckpoints(fold_dir, accelerator)
+        self.nonfinite = NonFiniteSteps(fold.name, config.optim.max_nonfinite_steps)
+        self.progress = Progress()
+
+    def _use_cache(self) -> bool:
+        frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
+        if self.config.feature_cache == "on" and not frozen:
+            raise UserError(
+                f"feature_cache 'on' needs a frozen backbone; method {self.config.model.method!r}"
+                " trains backbone parameters (use 'auto' or 'off')"
+            )
+        use = self.config.feature_cache == "on" or (self.config.feature_cache == "auto" and frozen)
+        if use and self.config.augment.enabled:
+            log.info("feature cache on: training uses clean cached states, no augmentation")
+        return use
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.progress = self.checkpoints.restore(self.model, self.optimizer, self.scheduler)
+        if self.progress.epoch:
+            log.info("fold %s: resuming after epoch %d", self.fold.name, self.progress.epoch)
+        start = self.progress.epoch + 1
+        main = self.accelerator.is_main_process
+        writer = SummaryWriter(self._tensorboard_dir(), purge_step=start) if main else None
+        if self.source.cached:
+            self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
+        warned = False
+        for epoch in range(start, self.config.optim.epochs + 1):
+            row = self._epoch(epoch)
+            self.progress.epoch = epoch
+            self.progress.history.append(row)
+            if row["dev_uar"] > self.progress.best_uar:
+                self.progress.best_epoch, self.progress.best_uar = epoch, row["dev_uar"]
+            self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
+            if writer is not None:
+                for name, value in row.items():
+                    if name != "epoch":
+                        writer.add_scalar(name, value, epoch)
+                writer.flush()
+            self._log_epoch(row)
+            warnings = collapse_warnings(self.progress.history, len(self.labels))
+            if warnings and not warned:
+                for warning in warnings:
+                    log.warning("fold %s: %s", self.fold.name, warning)
+                warned = True
+        if writer is not None:
+            writer.close()
+        return self._finish()
+
+    def _epoch(self, epoch: int) -> dict[str, Any]:
+        began = time.perf_counter()
+        train_loss, train_uar, waste = self._train_epoch(epoch)
+        dev = self._score("dev")
+        if math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
+            self.scheduler.step(dev["loss"])
+        return {
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            "train_uar": train_uar,
+            "dev_loss": dev["loss"],
+            "dev_uar": dev["uar"],
+            "dev_accuracy": dev["accuracy"],
+            "dev_macro_f1": dev["macro_f1"],
+            "padding_waste": waste,
+            "skipped_steps": self.nonfinite.count,
+            "seconds": time.perf_counter() - began,
+        }
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        log.info(
+            "fold %s epoch %d/%d: train loss %.4f UAR %.3f | dev loss %.4f UAR %.3f | "
+            "lr %.2e | padding %.1f%% | %.1fs",
+            self.fold.name, row["epoch"], self.config.optim.epochs, row["train_loss"],
+            row["train_uar"], row["dev_loss"], row["dev_uar"], row["lr"],
+            100 * row["padding_waste"], row["seconds"],
+        )  # fmt: skip
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        self.splits["train"].set_epoch(epoch)
+        sampler, lengths = self.source.sampler(
+            "train", self.config.data.batch_size, shuffle=True, epoch=epoch
+        )
+        waste = padding_waste(sampler.global_batches(), lengths)
+        self.trained.train()
+        bar = progress_bar(
+            self.config.progress and self.accelerator.is_main_process,
+            total=len(sampler),
+            desc=f"fold {self.fold.name} epoch {epoch}",
+            leave=False,
+        )
+        loss_sum, weight_sum = 0.0, 0.0
+        truth: list[int] = []
+        predicted: list[int] = []
+        for batch in self.source.batches("train", sampler):
+            bar.update()
+            logits = self._step(batch, epoch)
+            if batch is None or logits is None:
+                continue
+            item_weights = self.class_weights[batch.labels]
+            with torch.no_grad():
+                losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
+            loss_sum += float((losses * item_weights).sum())
+            weight_sum += float(item_weights.sum())
+            truth += batch.labels.tolist()
+            predicted += logits.argmax(dim=-1).tolist()
+            running = loss_sum / max(weight_sum, 1e-12)
+            bar.set_postfix(
+                loss=f"{running:.3f}", uar=f"{uar(truth, predicted):.3f}", refresh=False
+            )
+        bar.close()
+        if not truth:
+            return float("nan"), float("nan"), waste
+        return loss_sum / max(weight_sum, 1e-12), uar(truth, predicted), waste
+
+    def _step(self, batch: Batch | FeatureBatch | None, epoch: int) -> torch.Tensor | None:
+        """One optimiser step; returns the batch's logits, or None when the step was refused.
+
+        An empty batch (every file unreadable) still joins the gradient synchronisation. A step
+        whose loss or gradient is not finite on any process is refused on every process (the
+        decision is reduced across processes, so they stay in step).
+        """
+        weights = self.class_weights.to(self.accelerator.device)
+        if batch is None:
+            params = [p for p in self.trained.parameters() if p.requires_grad]
+            loss = sum(p.sum() * 0.0 for p in params)
+            logits = torch.zeros(0, len(self.labels))
+        else:
+            batch = to_device(batch, self.accelerator.device)
+            with self.accelerator.autocast():
+                logits = self._forward(self.trained, batch)
+            loss = nn.functional.cross_entropy(logits.float(), batch.labels, weight=weights)
+        self.accelerator.backward(loss)
+        norm = self._gradient_norm()
+        problem = self._nonfinite(loss, norm)
+        if problem is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            keys = [] if batch is None else self._keys("train", batch.indices.tolist())
+            self.nonfinite.refuse(epoch, problem, keys)
+            return None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return logits.detach().float().cpu()
+
+    def _gradient_norm(self) -> torch.Tensor:
+        """The gradients' total norm, clipped to ``optim.grad_clip`` when that is set."""
+        limit = self.config.optim.grad_clip
+        params = [p for p in self.trained.parameters() if p.requires_grad]
+        if limit is not None:
+            return torch.as_tensor(self.accelerator.clip_grad_norm_(params, limit))
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return torch.zeros(())
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+    def _nonfinite(self, loss: torch.Tensor, norm: torch.Tensor) -> str | None:
+        flags = torch.tensor(
+            [not bool(torch.isfinite(loss)), not bool(torch.isfinite(norm))],
+            device=self.accelerator.device,
+            dtype=torch.float32,
+        )
+        if self.accelerator.num_processes > 1:
+            flags = self.accelerator.reduce(flags, reduction="sum")
+        if flags[0] > 0:
+            return "loss"
+        if flags[1] > 0:
+            return "gradient"
+        return None
+
+    def _forward(self, module: nn.Module, batch: Batch | FeatureBatch) -> torch.Tensor:
+        if isinstance(batch, FeatureBatch):
+            return module(batch.hidden, batch.frame_lengths)
+        return module(batch.waveforms, batch.lengths)
+
+    def _score(self, split: str) -> dict[str, Any]:
+        dataset = self.splits[split]
+        sampler, _ = self.source.sampler(split, self._eval_batch_size(), shuffle=False, epoch=0)
+        self.trained.eval()
+        predictions = predict(
+            self.accelerator,
+            self.trained,
+            self.source.batches(split, sampler),
+            self.class_weights,
+            len(dataset),
+        )
+        if predictions.nonfinite:
+            log.warning(
+                "fold %s %s: non-finite model output for %s (left out of the metrics, counted "
+                "in non_finite_outputs)",
+                self.fold.name, split, ", ".join(self._keys(split, predictions.nonfinite)),
+            )  # fmt: skip
+        truth = [dataset.label_of(i) for i in predictions.indices]
+        genders = [dataset.utterances[i].gender for i in predictions.indices]
+        metrics = classification_metrics(truth, predictions.predicted, self.labels, genders)
+        metrics["loss"] = predictions.loss
+        metrics["non_finite_outputs"] = len(predictions.nonfinite)
+        metrics["predictions"] = predictions
+        return metrics
+
+    def _keys(self, split: str, indices: list[int]) -> list[str]:
+        utterances = self.splits[split].utterances
+        return [utterances[i].key for i in indices]
+
+    def _eval_batch_size(self) -> int:
+        return self.config.data.eval_batch_size or self.config.data.batch_size
+
+    def _report(self, split: str, errors: Sequence[tuple[int, str]]) -> None:
+        utterances = self.splits[split].utterances
+        self.bad_audio.add(
+            [(utterances[i].key, utterances[i].path, split, reason) for i, reason in errors]
+        )
+
+    # -- the end of a fold ------------------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        """Test the best-dev-epoch model and write the fold's results (results.json last)."""
+        best = self.checkpoints.best(self.progress)
+        self.model.load_trainable_state_dict(load_file(best / WEIGHTS_FILE, device="cpu"))
+        test = self._score("test")
+        predictions: Predictions = test.pop("predictions")
+        result = {
+            "fold": self.fold.name,
+            "best_epoch": self.progress.best_epoch,
+            "dev_uar": self.progress.best_uar,
+            "test": test,
+            "history": self.progress.history,
+            "bad_audio": len(self.bad_audio),
+            "skipped_steps": self.nonfinite.count,
+            "warnings": collapse_warnings(self.progress.history, len(self.labels)),
+        }
+        if self.accelerator.is_main_process:
+            replace_dir(best, self.dir / "model", keep_source=True)
+            self._write_fold_files(test, predictions)
+            write_atomic(self.dir / FOLD_RESULTS, json_text(result))
+            self.checkpoints.remove()
+        self.accelerator.wait_for_everyone()
+        log.info(
+            "fold %s: best dev UAR %.3f at epoch %d; test UAR %.3f",
+            self.fold.name, self.progress.best_uar, self.progress.best_epoch, test["uar"],
+        )  # fmt: skip
+        return result
+
+    def _write_fold_files(self, test: dict[str, Any], predictions: Predictions) -> None:
+        dataset = self.splits["test"]
+        rows = [
+            (dataset.utterances[i].key, dataset.utterances[i].label, self.labels[p])
+            for i, p in zip(predictions.indices, predictions.predicted, strict=True)
+        ]
+        write_atomic(self.dir / "predictions.csv", csv_text(["key", "label", "predicted"], rows))
+        history = self.progress.history
+        columns = list(history[0])
+        write_atomic(
+            self.dir / "history.csv", csv_text(columns, [[r[c] for c in columns] for r in history])
+        )
+        title = f"fold {self.fold.name}"
+        save_figure(
+            self.dir / "confusion.png", confusion_figure(test["confusion"], self.labels, title)
+        )
+        save_figure(self.dir / "learning_curves.png", learning_curves_figure(history, title))
+
+    def _tensorboard_dir(self) -> str:
+        return str(self.dir.parent / "tensorboard" / self.dir.name)
+
+
+def _build_seeded(config: ModelConfig, seed: int) -> SERModel:
+    """Build under the run's seed, so the freshly initialised parts (head, PEFT weights) are the
+    same in a run and its resumption."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(config)
+
+
+def _class_weights(dataset: UtteranceDataset, classes: int, config: RunConfig) -> torch.Tensor:
+    """Inverse class frequency of the training split, normalised as n / (C · n_c)."""
+    counts = torch.bincount(
+        torch.tensor([dataset.label_of(i) for i in range(len(dataset))], dtype=torch.long),
+        minlength=classes,
+    ).float()
+    if config.optim.class_weights == "none":
+        return torch.ones(classes)
+    present = counts > 0
+    weights = torch.zeros(classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights

@@ -1,0 +1,171 @@
+"""Training across folds: the run directory, resumption, and the results over all folds.
+
+A run directory is the whole story of a run and the only state `--resume` needs::
+
+    config.yaml                  the resolved configuration (labels from the corpus filled in)
+    fold-<name>/checkpoints/     epoch-NNN/: trainable weights + config (model.save), optimiser,
+                                 scheduler and RNG state; last.json / best.json point into it
+    fold-<name>/model/           the best-dev-epoch model (kept after the fold completes)
+    fold-<name>/results.json     written last: its presence marks the fold complete
+    fold-<name>/*.csv, *.png     history, test predictions, confusion matrix, learning curves
+    tensorboard/<fold>/          TensorBoard scalars per epoch
+    bad_audio.csv                clips that could not be used (and were skipped), with reasons
+    results.json/.csv, confusion.png, summary.txt   over all folds
+
+Every file is written to a temporary name and renamed into place, so a run killed at any
+instant resumes from its last completed epoch. A run that failed before its first checkpoint
+holds nothing worth keeping: the same command simply starts it again.
+
+Randomness comes from three places, all restored on resume: batch order and augmentation
+(generators seeded by seed and epoch, see `peft_ser.data`), and torch's global generator
+(dropout), saved per process with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+
+from peft_ser.config import RunConfig
+from peft_ser.data import FeatureCache
+from peft_ser.errors import UserError
+from peft_ser.fileio import write_atomic
+from peft_ser.training.checkpoint import has_checkpoint
+from peft_ser.training.corpus import fold_directory, resolve_corpus, select_folds
+from peft_ser.training.loop import FoldRunner
+from peft_ser.training.results import (
+    BAD_AUDIO,
+    FOLD_RESULTS,
+    BadAudioLog,
+    overall_metrics,
+    summary_text,
+    write_run_results,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = "config.yaml"
+_NO_COMPARE = {"progress", "num_workers"}
+"""Settings that may change between a run and its resumption without changing its results."""
+
+
+class RunDirError(UserError):
+    """The output folder holds another run, or a run that cannot be resumed as asked."""
+
+
+@dataclass
+class RunResult:
+    """What `train` returns: per-fold results, the pooled and averaged metrics, a summary."""
+
+    run_dir: Path
+    folds: list[dict[str, Any]]
+    overall: dict[str, Any]
+    summary: str
+
+
+def train(config: RunConfig, resume: bool = False) -> RunResult:
+    """Train ``config`` on each selected fold; test at the best dev epoch; write the results.
+
+    With ``resume``, an interrupted run in ``config.output_dir`` continues from the last
+    completed epoch of its unfinished fold, and completed folds are read back, not redone.
+    Works unchanged under ``accelerate launch`` (every process calls `train`).
+    """
+    accelerator = accelerator_for(config.mixed_precision)
+    run_dir = Path(config.output_dir)
+    with accelerator.main_process_first():
+        prepared = resolve_corpus(config.data)
+    config = config.model_copy(
+        update={"model": config.model.model_copy(update={"labels": prepared.labels})}
+    )
+    if accelerator.is_main_process:
+        claim_run_dir(run_dir, config, resume)
+        attach_log_file(run_dir)
+    accelerator.wait_for_everyone()
+    bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
+    cache = FeatureCache()
+    fold_results = []
+    for fold in select_folds(prepared.folds, config.data.folds):
+        fold_dir = fold_directory(run_dir, fold.name)
+        if (fold_dir / FOLD_RESULTS).is_file():
+            log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
+            fold_results.append(json.loads((fold_dir / FOLD_RESULTS).read_text()))
+            continue
+        runner = FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio)
+        fold_results.append(runner.run())
+    overall = overall_metrics(fold_results, prepared.labels)
+    summary = summary_text(config, fold_results, overall)
+    if accelerator.is_main_process:
+        write_run_results(run_dir, fold_results, overall, prepared.labels, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return RunResult(run_dir, fold_results, overall, summary)
+
+
+def accelerator_for(mixed_precision: str) -> Accelerator:
+    """An Accelerator; ``auto`` is bf16 on GPUs that support it, fp16 on others, none on CPU."""
+    if mixed_precision == "auto":
+        if torch.cuda.is_available():
+            mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            mixed_precision = "no"
+    return Accelerator(mixed_precision=mixed_precision)
+
+
+def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    """Write the resolved config; refuse to mix a new run into one that has made progress.
+
+    Progress is a completed epoch (a checkpoint) or a completed fold. A folder whose earlier
+    start failed before either (a typo in a path, a missing corpus) is claimed again silently.
+    """
+    path = run_dir / RUN_CONFIG
+    document = config.model_dump(mode="json")
+    if path.is_file() and _has_progress(run_dir):
+        if not resume:
+            raise RunDirError(
+                f"{run_dir} already holds a run with saved progress: pass --resume to continue "
+                "it, or choose another output_dir"
+            )
+        previous = yaml.safe_load(path.read_text())
+        changed = _differences(previous, document)
+        if changed:
+            raise RunDirError(
+                f"{run_dir}: cannot resume with a different configuration (changed: "
+                f"{', '.join(changed)}); resume with the original settings, or start a new run "
+                "in another output_dir"
+            )
+    elif path.is_file():
+        log.info("%s: the earlier start saved no progress; starting afresh", run_dir)
+    write_atomic(path, yaml.safe_dump(document, sort_keys=False))
+
+
+def _has_progress(run_dir: Path) -> bool:
+    return any(
+        has_checkpoint(fold_dir) or (fold_dir / FOLD_RESULTS).is_file()
+        for fold_dir in run_dir.glob("fold-*")
+    )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            diff
+            for key in sorted(set(old) | set(new))
+            if key not in _NO_COMPARE
+            for diff in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [prefix.rstrip(".")] if old != new else []
+
+
+def attach_log_file(run_dir: Path) -> None:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    package = logging.getLogger("peft_ser")
+    package.addHandler(handler)
+    package.setLevel(min(package.level or logging.INFO, logging.INFO))
