@@ -9,7 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 from peft_ser.config import ModelConfig
-from peft_ser.model import CONFIG_FILE, WEIGHTS_FILE, SERModel, build_model
+from peft_ser.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    SERModel,
+    WeightsError,
+    build_model,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,5 +69,27 @@ def test_loading_weights_of_another_method_is_refused(tmp_path) -> None:
 
 
 def test_loading_a_folder_without_a_model_names_it(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+    with pytest.raises(ModelFileError, match=f"{tmp_path}: not a peft-ser model folder"):
         SERModel.load(tmp_path)
+
+
+def test_saving_non_finite_weights_is_refused_and_writes_nothing(tmp_path) -> None:
+    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
+    with torch.no_grad():
+        model.head.classifier[2].weight[1, 3] = float("nan")
+    message = (
+        f"{tmp_path / 'model'}: not saved: weight 'head.classifier.2.weight' has non-finite "
+        "values (NaN or inf): 1 of 1024"
+    )
+    with pytest.raises(WeightsError) as raised:
+        model.save(tmp_path / "model")
+    assert str(raised.value) == message
+    assert not (tmp_path / "model").exists()
+
+
+def test_registry_names_are_matched_ignoring_case_and_saved_as_registered(tmp_path) -> None:
+    model = build_model(ModelConfig(backbone="Tiny-Whisper", method="LoRA"))
+    assert (model.config.backbone, model.config.method) == ("tiny-whisper", "lora")
+    model.save(tmp_path)
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert (config["backbone"], config["method"]) == ("tiny-whisper", "lora")

@@ -1,13 +1,20 @@
-"""Trainable-parameter counts equal hand-computed ones, from configs alone (meta device)."""
+"""Trainable-parameter counts equal hand-computed ones, from configs alone (meta device).
+
+Names of backbones and methods: matched ignoring case, misspellings refused in one line with the
+closest name, hub failures in one line saying how to work offline.
+"""
 
 from __future__ import annotations
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
+from peft_ser.backbones import BackboneError, registry, resolve_backbone
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
 from peft_ser.model import count_parameters
+from peft_ser.tuning.registry import MethodError, resolve_method
 
 
 def head(width: int, layers: int, classes: int = 4, hidden: int = 256) -> int:
@@ -83,3 +90,75 @@ def test_params_command_prints_the_counts() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "trainable  542,729" in result.output
+
+
+def run_params(*arguments: str) -> Result:
+    return CliRunner().invoke(app, ["params", *arguments])
+
+
+def test_names_are_matched_ignoring_case() -> None:
+    result = run_params("--backbone", "Whisper-Tiny", "--method", "LoRA")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:3] == [
+        "backbone   whisper-tiny",
+        "method     lora",
+        "trainable  542,729",
+    ]
+    assert resolve_backbone("TINY-WAVLM") == "tiny-wavlm"
+    assert resolve_method("Frozen") == "frozen"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ("--backbone", "whisper-tinny"),
+            "error: unknown backbone 'whisper-tinny' (did you mean 'whisper-tiny'?); known: "
+            "ct2-whisper-tiny.en, hubert-base,",
+        ),
+        (
+            ("--backbone", "wavlm-base-plu"),
+            "error: unknown backbone 'wavlm-base-plu' (did you mean 'wavlm-base-plus'?); known:",
+        ),
+        (
+            ("--backbone", "/no/such/model-dir"),
+            "error: backbone '/no/such/model-dir': no such directory",
+        ),
+        (
+            ("--method", "lroa"),
+            "error: unknown PEFT method 'lroa' (did you mean 'lora'?); known: adapter, adapter_l, "
+            "combined, embedding_prompt, finetune, frozen, full, lora, peft",
+        ),
+        (("--rank", "0"), "error: invalid configuration"),
+    ],
+)
+def test_bad_names_and_values_are_one_line(arguments: tuple[str, ...], message: str) -> None:
+    result = run_params(*arguments)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+
+
+def test_hub_failure_is_one_line_saying_how_to_work_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def offline(source: str, **options: object) -> None:
+        raise OSError(f"We couldn't connect to 'https://huggingface.co'.\nCheck {source}.")
+
+    monkeypatch.setattr(registry.AutoConfig, "from_pretrained", offline)
+    result = run_params("--backbone", "some-org/some-model")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: backbone 'some-org/some-model' could not be fetched from the Hugging Face hub "
+        "(We couldn't connect to 'https://huggingface.co'. Check some-org/some-model.); offline, "
+        "download it on a connected machine (hf download some-org/some-model --local-dir DIR) "
+        "and give DIR as the backbone, or copy the hub cache here and set HF_HUB_OFFLINE=1\n"
+    )
+
+
+def test_unknown_names_fail_without_network_in_the_model_builder() -> None:
+    with pytest.raises(BackboneError, match="did you mean 'whisper-tiny'"):
+        count_parameters(ModelConfig(backbone="whisper-tinny"))
+    with pytest.raises(MethodError, match="did you mean 'adapter'"):
+        count_parameters(ModelConfig(method="adaptor"))

@@ -333,3 +333,7 @@ def test_cache_root_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_model_name_lists_the_known_ones() -> None:
     with pytest.raises(ZooError, match="whisper-tiny-lora-16-conv"):
         download("whisper-huge-lora")
+    with pytest.raises(
+        ZooError, match=r"'wavlm-plus-lora-16' \(did you mean 'wavlm-plus-lora-16-conv'"
+    ):
+        download("wavlm-plus-lora-16")

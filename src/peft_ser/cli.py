@@ -313,19 +313,25 @@ def params(
 ) -> None:
     """Print trainable and total parameters, computed from configs alone (no weights, no network
     for named backbones)."""
-    from peft_ser.config import ModelConfig
-    from peft_ser.model import count_parameters
+    from pydantic import ValidationError
 
-    config = ModelConfig(
-        backbone=backbone,
-        method=method,
-        lora_rank=rank,
-        adapter_dim=adapter_dim,
-        prompt_length=prompt_length,
-        labels=[f"class{i}" for i in range(num_classes)],
-    )
+    from peft_ser.config import ConfigError, ModelConfig, format_validation_error
+    from peft_ser.model import count_parameters, with_registry_names
+
+    settings = {
+        "backbone": backbone,
+        "method": method,
+        "lora_rank": rank,
+        "adapter_dim": adapter_dim,
+        "prompt_length": prompt_length,
+        "labels": [f"class{i}" for i in range(num_classes)],
+    }
+    try:
+        config = with_registry_names(ModelConfig.model_validate(settings))
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, ModelConfig)) from None
     count = count_parameters(config)
-    typer.echo(f"backbone   {backbone}\nmethod     {method}")
+    typer.echo(f"backbone   {config.backbone}\nmethod     {config.method}")
     typer.echo(f"trainable  {count.trainable:,}\ntotal      {count.total:,}")
     typer.echo(f"share      {count.percent:.3f} %")
 

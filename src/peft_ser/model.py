@@ -3,32 +3,51 @@
 Only the small trained part is ever saved: ``save(dir)`` writes the trainable weights as
 safetensors and the ``ModelConfig`` as JSON; ``load(dir)`` rebuilds the backbone from its source,
 applies the same PEFT method and loads them back.
+
+Saved models are trusted by training (resume, best epoch), evaluation and inference alike, so
+both ends check them: ``save`` refuses weights with NaN or infinite values, and ``load`` turns
+every way a folder can be damaged or incomplete (a missing, empty, truncated or corrupt file,
+a config that is not valid JSON or lacks keys, weights that do not fit the config, an unknown
+backbone or method) into one `ModelFileError` line naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones import Backbone, build_backbone
-from .config import ModelConfig
+from .backbones import Backbone, build_backbone, resolve_backbone
+from .config import ModelConfig, format_validation_error
+from .errors import UserError
 from .fileio import write_atomic_with
 from .head import SERHead
 from .tuning import apply_method
+from .tuning.registry import resolve_method
 
 if TYPE_CHECKING:
     from .inference import Prediction
 
 CONFIG_FILE = "peft_ser_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
+
+
+class WeightsError(UserError, ValueError):
+    """Weights that cannot be used: non-finite values, or names or shapes the model lacks."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A saved model folder that cannot be loaded; the message names the file and the problem."""
 
 
 class SERModel(nn.Module):
@@ -74,21 +93,42 @@ class SERModel(nn.Module):
             if parameter.requires_grad
         }
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = expected - set(state), set(state) - expected
+    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load trained weights; raises `WeightsError` unless they fit this model exactly.
+
+        Every trainable weight must be given, with its shape, and finite; nothing else may be.
+        """
+        expected = self.trainable_state_dict()
+        missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
         if missing or unexpected:
-            raise ValueError(
-                "trained weights do not match this model: "
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-            )
-        self.load_state_dict(state, strict=False)
+            parts = [
+                f"{what} {sorted(names)[:5]}"
+                for what, names in (("missing", missing), ("unexpected", unexpected))
+                if names
+            ]
+            raise WeightsError(f"trained weights do not match this model: {', '.join(parts)}")
+        for name, tensor in state.items():
+            if tensor.shape != expected[name].shape:
+                raise WeightsError(
+                    f"weight {name!r} has shape {tuple(tensor.shape)}, this model's is "
+                    f"{tuple(expected[name].shape)}"
+                )
+        _check_finite(state)
+        self.load_state_dict(dict(state), strict=False)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the trained weights and the config; the pre-trained backbone is not copied."""
+        """Write the trained weights and the config; the pre-trained backbone is not copied.
+
+        Raises `WeightsError` naming the weight, and writes nothing, when a trained weight holds
+        NaN or infinite values: such a model would predict NaN, so a saved model never does.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         weights = {k: v.contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        try:
+            _check_finite(weights)
+        except WeightsError as error:
+            raise WeightsError(f"{directory}: not saved: {error}") from None
+        directory.mkdir(parents=True, exist_ok=True)
         write_atomic_with(directory / WEIGHTS_FILE, lambda path: save_file(weights, path))
         config_text = self.config.model_dump_json(indent=2)
         write_atomic_with(directory / CONFIG_FILE, lambda path: Path(path).write_text(config_text))
@@ -98,22 +138,128 @@ class SERModel(nn.Module):
     def load(
         cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
     ) -> SERModel:
-        """Rebuild from ``save``'s output, in eval mode."""
+        """Rebuild from ``save``'s output, in eval mode.
+
+        Raises `ModelFileError` naming the file and the problem for a folder that is not a
+        complete, intact saved model. The weights file is read and checked before the backbone
+        is built, so a damaged folder is reported without fetching any checkpoint.
+        """
         directory = Path(directory)
-        config_path = directory / CONFIG_FILE
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        if not directory.is_dir():
+            problem = "is a file, not a model folder" if directory.exists() else "no such folder"
+            raise ModelFileError(f"{directory}: {problem}")
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: no peft-ser model config here")
-        config = ModelConfig.model_validate(json.loads(config_path.read_text()))
-        model = build_model(config)
-        model.load_trainable_state_dict(load_file(directory / WEIGHTS_FILE, device="cpu"))
+            raise ModelFileError(
+                f"{directory}: not a peft-ser model folder ({CONFIG_FILE} is missing)"
+            )
+        with _reported_in(config_path):
+            config = _read_config(config_path)
+        with _reported_in(weights_path):
+            state = _read_weights(weights_path)
+        with _reported_in(config_path):
+            model = build_model(config)
+        with _reported_in(weights_path):
+            model.load_trainable_state_dict(state)
         return model.to(map_location).eval()
 
 
+@contextmanager
+def _reported_in(path: Path) -> Iterator[None]:
+    """Re-raise a `UserError` from inside as a `ModelFileError` that names ``path``."""
+    try:
+        yield
+    except UserError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+
+
+def _read_config(path: Path) -> ModelConfig:
+    """The ``ModelConfig`` a saved model was built from, with every key present and valid.
+
+    ``save`` writes every key, so a missing one means the file was cut or edited: it is an
+    error rather than a silent default (a default backbone or rank would load wrong weights).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError("not UTF-8 text, so not a model config") from None
+    except OSError as error:
+        raise UserError(f"cannot read ({error.strerror})") from None
+    if not text.strip():
+        raise UserError("file is empty")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise UserError(
+            f"expected a JSON object of model settings, found {type(document).__name__}"
+        )
+    missing = [key for key in ModelConfig.model_fields if key not in document]
+    if missing:
+        raise UserError(f"incomplete model config: missing keys {', '.join(missing)}")
+    try:
+        config = ModelConfig.model_validate(document)
+    except ValidationError as error:
+        raise UserError(_one_line(format_validation_error(error, ModelConfig))) from None
+    return config
+
+
+def _one_line(message: str) -> str:
+    """``first line: item; item`` from a message of a heading and indented items."""
+    heading, *items = message.splitlines()
+    return f"{heading}: {'; '.join(item.strip() for item in items)}" if items else heading
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, each finite; a damaged file is one clear error."""
+    if not path.is_file():
+        raise UserError("file is missing (a saved model keeps its trained weights here)")
+    if path.stat().st_size == 0:
+        raise UserError("file is empty (0 bytes)")
+    try:
+        state = load_file(path, device="cpu")
+    except SafetensorError as error:
+        raise UserError(
+            f"not a readable safetensors file, truncated or corrupt ({error})"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot read ({error.strerror})") from None
+    _check_finite(state)
+    return state
+
+
+def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """Raise `WeightsError` naming the first weight with NaN or infinite values."""
+    for name, tensor in state.items():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise WeightsError(
+                f"weight {name!r} has non-finite values (NaN or inf): {bad} of {tensor.numel()}"
+            )
+
+
 def build_model(config: ModelConfig, pretrained: bool = True) -> SERModel:
-    """Backbone from its source, PEFT method applied, fresh head."""
+    """Backbone from its source, PEFT method applied, fresh head.
+
+    The model's config, and so what ``save`` writes, holds the registry names (see
+    `with_registry_names`).
+    """
+    config = with_registry_names(config)
     backbone = build_backbone(config.backbone, config.whisper_window, pretrained=pretrained)
     apply_method(backbone, config)
     return SERModel(config, backbone)
+
+
+def with_registry_names(config: ModelConfig) -> ModelConfig:
+    """``config`` with its backbone and method as the registries spell them.
+
+    ``Whisper-Tiny`` becomes ``whisper-tiny`` and ``LoRA`` ``lora``; a name that is neither a
+    registry name nor another kind of source raises `BackboneError` or `MethodError`, without
+    network or weights.
+    """
+    backbone, method = resolve_backbone(config.backbone), resolve_method(config.method)
+    return config.model_copy(update={"backbone": backbone, "method": method})
 
 
 @dataclass(frozen=True)

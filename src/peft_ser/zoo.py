@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import PAPER_LABELS, ModelConfig
-from .errors import UserError
+from .errors import UserError, suggest
 
 if TYPE_CHECKING:  # torch is imported where weights are read, so the name table loads fast
     import torch
@@ -175,7 +175,9 @@ ZOO: dict[str, ZooEntry] = {
 def zoo_entry(name: str) -> ZooEntry:
     """The released model called ``name``; an unknown name lists the known ones."""
     if name not in ZOO:
-        raise ZooError(f"unknown released model {name!r}; known: {', '.join(sorted(ZOO))}")
+        raise ZooError(
+            f"unknown released model {name!r}{suggest(name, ZOO)}; known: {', '.join(sorted(ZOO))}"
+        )
     return ZOO[name]
 
 

