@@ -7,6 +7,16 @@ suite fast and its timing steady.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
+from _tones import make_corpus
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated tone corpus of `_tones`, prepared, shared by a test module."""
+    return make_corpus(tmp_path_factory.mktemp("tones"))

@@ -69,6 +69,54 @@ def test_bucketing_cuts_padding_and_covers_every_item_once() -> None:
     assert padding_waste(plain.global_batches(), lengths) > 0.3
 
 
+def _length_follows_label(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Four labels whose clip lengths barely overlap (2-3 s, 3-4 s, ...), as in acted speech
+    where sad is slow and angry fast, taken to the extreme."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=count)
+    lengths = (16000 * (2 + labels + rng.uniform(0, 1, size=count))).astype(int)
+    return labels, lengths
+
+
+def _largest_label_share(batches: list[list[int]], labels: np.ndarray) -> float:
+    """Mean over batches of the share held by the batch's most frequent label."""
+    return float(np.mean([np.bincount(labels[b]).max() / len(b) for b in batches]))
+
+
+@pytest.mark.parametrize("count", [100, 2000])
+def test_length_sorted_batches_stay_mixed_in_labels(count: int) -> None:
+    labels, lengths = _length_follows_label(count)
+    stratified = LengthBucketSampler(lengths, 32, shuffle=True, labels=labels, seed=3)
+    random = LengthBucketSampler(lengths, 32, shuffle=True, bucketing=False, seed=3)
+    length_only = LengthBucketSampler(lengths, 32, shuffle=True, seed=3)
+    mixed = _largest_label_share(stratified.global_batches(), labels)
+    # sorting by length alone makes batches (nearly) one label each where length follows label
+    assert _largest_label_share(length_only.global_batches(), labels) > 0.65
+    assert mixed <= _largest_label_share(random.global_batches(), labels) + 0.03
+    assert mixed < 0.45
+    assert sorted(i for b in stratified for i in b) == list(range(count))
+
+
+def test_stratified_buckets_keep_the_padding_saving_when_length_is_unrelated_to_label() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8000, 96000, size=2000)
+    labels = rng.integers(0, 4, size=2000)
+    stratified = LengthBucketSampler(lengths, 16, shuffle=True, labels=labels, seed=1)
+    random = LengthBucketSampler(lengths, 16, shuffle=True, bucketing=False, seed=1)
+    assert padding_waste(stratified.global_batches(), lengths) < 0.1
+    assert padding_waste(random.global_batches(), lengths) > 0.3
+
+
+def test_stratified_batches_change_from_epoch_to_epoch_in_a_single_pool() -> None:
+    labels, lengths = _length_follows_label(96)
+    sampler = LengthBucketSampler(lengths, 8, shuffle=True, labels=labels, seed=0)
+    epochs = []
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        epochs.append({frozenset(b) for b in sampler.global_batches()})
+    assert len(epochs[0] & epochs[1]) < len(epochs[0]) // 2
+
+
 def test_epochs_differ_and_repeat_from_the_seed() -> None:
     sampler = LengthBucketSampler(list(range(100)), 8, shuffle=True, seed=0)
     sampler.set_epoch(1)

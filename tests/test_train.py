@@ -1,8 +1,6 @@
-"""End-to-end training on a small generated corpus with tiny random backbones.
+"""End-to-end training on a small generated corpus (see `_tones`) with tiny random backbones.
 
-The corpus is a caricature of prosody that a random backbone can still carry: each class has
-its own pitch and syllable rate (a tone with an amplitude envelope), 0.5–1 s per clip, two
-speakers per gender. Tests assert on results and on the files a run leaves behind.
+Tests assert on results and on the files a run leaves behind.
 """
 
 from __future__ import annotations
@@ -17,82 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from _tones import make_corpus, tiny_run
 
-from peft_ser.config import RunConfig, load_run_config
-from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
+from peft_ser.config import RunConfig
 from peft_ser.errors import UserError
 from peft_ser.training import evaluate, train
 from peft_ser.training.run import RunDirError
-
-PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
-SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
-SPEAKERS = {"s1": "F", "s2": "M", "s3": "F", "s4": "M"}
-CLIPS_PER_CLASS_AND_SPEAKER = 3
-
-
-def _clip(label: str, rng: np.random.Generator) -> np.ndarray:
-    seconds = rng.uniform(0.5, 1.0)
-    t = np.arange(int(seconds * 16000)) / 16000
-    pitch = PITCH_HZ[label] * rng.uniform(0.9, 1.1)
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * SYLLABLES_HZ[label] * t + rng.uniform(0, 6))
-    noise = 0.01 * rng.standard_normal(t.shape[0])
-    return (0.3 * envelope * np.sin(2 * np.pi * pitch * t) + noise).astype(np.float32)
-
-
-def make_corpus(root: Path) -> Path:
-    """Write clips and a prepared corpus (manifest, two folds, labels); return its directory."""
-    rng = np.random.default_rng(0)
-    utterances = []
-    for speaker, gender in SPEAKERS.items():
-        for label in PAPER4:
-            for take in range(CLIPS_PER_CLASS_AND_SPEAKER):
-                key = f"{speaker}_{label}_{take}"
-                path = root / "wav" / f"{key}.wav"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                wave = _clip(label, rng)
-                sf.write(path, wave, 16000)
-                utterances.append(
-                    Utterance(key, "tones", speaker, gender, str(path), label, label,
-                              speaker, wave.shape[0] / 16000, 16000, 1)
-                )  # fmt: skip
-
-    def keys(take: int, speakers: tuple[str, ...] = tuple(SPEAKERS)) -> list[str]:
-        return [u.key for u in utterances if u.key.endswith(f"_{take}") and u.speaker in speakers]
-
-    # dev and test each hold every class from one speaker of each gender
-    folds = [
-        Fold("fold1", keys(0) + keys(1), keys(2, ("s1", "s2")), keys(2, ("s3", "s4"))),
-        Fold("fold2", keys(1) + keys(2), keys(0, ("s1", "s2")), keys(0, ("s3", "s4"))),
-    ]
-    prepared = root / "prepared"
-    save_prepared(prepared, PreparedCorpus(utterances, folds, list(PAPER4)))
-    return prepared
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("tones"))
-
-
-def tiny_run(corpus: Path, out: Path, **overrides: object) -> RunConfig:
-    """A few seconds of training: tiny backbone, narrow head, short crops, few epochs."""
-    settings: dict[str, object] = {
-        "data.corpus": str(corpus),
-        "data.folds": "1",
-        "data.batch_size": 4,
-        "data.crop_seconds": 0.75,
-        "data.num_workers": 0,
-        "model.backbone": "tiny-wavlm",
-        "model.method": "frozen",
-        "model.head_dim": 32,
-        "optim.epochs": 4,
-        "optim.lr": 5e-3,
-        "output_dir": str(out),
-        "progress": False,
-    }
-    settings.update(overrides)
-    return load_run_config(overrides=settings)
 
 
 def _history(result: dict[str, object]) -> list[dict[str, float]]:

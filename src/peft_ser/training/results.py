@@ -96,7 +96,12 @@ def overall_metrics(
     """Mean ± std of the fold scalars, and the metrics of all folds' test predictions pooled."""
     tests = [fold["test"] for fold in fold_results]
     pooled = np.sum([np.asarray(t["confusion"]) for t in tests], axis=0)
-    return {"mean_std": summarize(tests), "pooled_confusion": pooled.astype(int).tolist()}
+    warnings = [f"fold {f['fold']}: {text}" for f in fold_results for text in f.get("warnings", [])]
+    return {
+        "mean_std": summarize(tests),
+        "pooled_confusion": pooled.astype(int).tolist(),
+        "warnings": warnings,
+    }
 
 
 def metrics_csv(per_fold: Sequence[dict[str, Any]], mean_std: dict[str, dict[str, float]]) -> str:
@@ -146,6 +151,13 @@ def summary_text(
     lines.append("")
     for name, stats in overall["mean_std"].items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    for fold in fold_results:
+        lines += [f"warning: fold {fold['fold']}: {text}" for text in fold.get("warnings", [])]
+        if fold.get("skipped_steps"):
+            lines.append(
+                f"warning: fold {fold['fold']}: {fold['skipped_steps']} training steps had a "
+                "non-finite loss or gradient and were not applied (see train.log)"
+            )
     if any(fold.get("bad_audio") for fold in fold_results):
         lines.append(f"unreadable audio skipped: see {Path(config.output_dir) / BAD_AUDIO}")
     lines.append(f"results: {Path(config.output_dir) / 'results.json'}")

@@ -1,0 +1,167 @@
+"""Broken data and broken runs never become results: NaN audio, non-finite steps, collapsed
+runs, failed starts, label-homogeneous batches."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from _tones import make_corpus, tiny_run
+
+import peft_ser.data
+from peft_ser.training import train
+from peft_ser.training.guards import NonFiniteTrainingError, collapse_warnings
+from peft_ser.training.run import RunDirError
+
+TRAIN_CLIP = "s1_Angry_0"
+"""A clip in fold1's training split."""
+
+
+def _strict_json(path: Path) -> Any:
+    """The file parsed as strict JSON: a NaN or Infinity token fails the test."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{path}: non-JSON number {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _numbers(item)]
+    if isinstance(value, list):
+        return [n for item in value for n in _numbers(item)]
+    return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+@pytest.mark.parametrize("method", ["frozen", "lora"])
+def test_a_clip_that_turns_nan_after_prepare_is_named_and_skipped(
+    tmp_path: Path, method: str
+) -> None:
+    prepared = make_corpus(tmp_path / "corpus")
+    clip = tmp_path / "corpus" / "wav" / f"{TRAIN_CLIP}.wav"
+    wave, rate = sf.read(clip, dtype="float32")
+    wave[100] = np.nan
+    sf.write(clip, wave, rate, subtype="FLOAT")
+
+    result = train(tiny_run(prepared, tmp_path / "run", **{"model.method": method}))
+
+    rows = (tmp_path / "run" / "bad_audio.csv").read_text().splitlines()
+    assert rows[0] == "key,path,split,reason"
+    (row,) = rows[1:]
+    assert row.startswith(f"{TRAIN_CLIP},{clip},train,") and "not finite" in row
+    document = _strict_json(tmp_path / "run" / "results.json")
+    assert all(math.isfinite(n) for n in _numbers(document))
+    assert result.folds[0]["skipped_steps"] == 0
+    assert result.folds[0]["test"]["uar"] > 0.25
+
+
+def _nan_for(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make decoding return NaN samples for one clip, as if it had slipped past every check."""
+    decode = peft_ser.data.load_audio
+
+    def poisoned(path: str, *args: Any, **kwargs: Any) -> np.ndarray:
+        wave = decode(path, *args, **kwargs)
+        return np.full_like(wave, np.nan) if Path(path).stem == key else wave
+
+    monkeypatch.setattr(peft_ser.data, "load_audio", poisoned)
+
+
+def test_a_nonfinite_step_is_not_applied_and_the_run_stays_finite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    prepared = make_corpus(tmp_path / "corpus")
+    _nan_for(TRAIN_CLIP, monkeypatch)
+    settings = {"model.method": "lora", "optim.max_nonfinite_steps": 10}
+    result = train(tiny_run(prepared, tmp_path / "run", **settings))
+
+    fold = result.folds[0]
+    assert fold["skipped_steps"] == 4  # one batch per epoch holds the clip
+    refused = re.findall(
+        r"non-finite loss, step not applied \(\d of at most 10\); batch: (.*)", caplog.text
+    )
+    assert len(refused) == 4 and all(TRAIN_CLIP in keys.split(", ") for keys in refused)
+    assert all(math.isfinite(n) for n in _numbers(_strict_json(tmp_path / "run" / "results.json")))
+    assert fold["test"]["uar"] > 0.25
+
+
+def test_too_many_nonfinite_steps_stop_the_fold_with_the_clip_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = make_corpus(tmp_path / "corpus")
+    _nan_for(TRAIN_CLIP, monkeypatch)
+    config = tiny_run(prepared, tmp_path / "run", **{"model.method": "lora"})
+    with pytest.raises(
+        NonFiniteTrainingError, match=rf"4 training steps .* last batch: .*{TRAIN_CLIP}"
+    ):
+        train(
+            config.model_copy(
+                update={"optim": config.optim.model_copy(update={"max_nonfinite_steps": 3})}
+            )
+        )
+    fold_dir = tmp_path / "run" / "fold-fold1"
+    assert not (fold_dir / "results.json").exists() and not (fold_dir / "model").exists()
+
+
+def test_a_failed_start_can_be_rerun_and_progress_is_protected(
+    corpus: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(Exception, match="no fold 7"):
+        train(tiny_run(corpus, run, **{"data.folds": "7"}))
+    assert (run / "config.yaml").is_file()
+    train(tiny_run(corpus, run, **{"optim.epochs": 1}))  # the fixed command just works
+    with pytest.raises(RunDirError, match="pass --resume to continue it"):
+        train(tiny_run(corpus, run, **{"optim.epochs": 1}))
+    with pytest.raises(RunDirError, match=r"changed: optim\.epochs"):
+        train(tiny_run(corpus, run, **{"optim.epochs": 2}), resume=True)
+
+
+def _history(train_uar: list[float], train_loss: list[float]) -> list[dict[str, float]]:
+    return [
+        {"train_uar": u, "train_loss": loss} for u, loss in zip(train_uar, train_loss, strict=True)
+    ]
+
+
+def test_collapse_warnings_name_chance_level_and_rising_loss() -> None:
+    learning = _history([0.3, 0.45, 0.6, 0.7, 0.8, 0.85], [1.4, 1.2, 1.0, 0.8, 0.7, 0.6])
+    assert collapse_warnings(learning, 4) == []
+    chance = _history([0.3, 0.26, 0.25, 0.27, 0.25, 0.25], [1.39, 1.38, 1.38, 1.37, 1.38, 1.37])
+    (warning,) = collapse_warnings(chance, 4)
+    assert warning.startswith("training UAR stayed at chance (0.25) for the last 5 epochs")
+    assert "length bucketing" in warning and "optim.lr" in warning
+    rising = _history([0.5, 0.6, 0.55, 0.5, 0.45, 0.4], [1.2, 1.0, 1.1, 1.3, 1.6, 2.0])
+    (warning,) = collapse_warnings(rising, 4)
+    assert warning.startswith("training loss rose for the last 4 epochs (from 1.0000 to 2.0000)")
+    binary = _history([0.5] * 5, [0.69] * 5)
+    assert "chance (0.50)" in collapse_warnings(binary, 2)[0]
+
+
+def test_a_run_that_does_not_learn_is_flagged_in_its_results(corpus: Path, tmp_path: Path) -> None:
+    result = train(tiny_run(corpus, tmp_path / "run", **{"optim.lr": 1e-9, "optim.epochs": 6}))
+    (warning,) = result.folds[0]["warnings"]
+    assert "training UAR stayed at chance" in warning
+    assert "warning: fold fold1: training UAR stayed at chance" in result.summary
+    assert result.overall["warnings"] == [f"fold fold1: {warning}"]
+
+
+def test_default_batches_learn_as_well_as_random_ones_where_length_follows_label(
+    tmp_path: Path,
+) -> None:
+    prepared = make_corpus(tmp_path / "corpus", length_by_label=True, clips=5)
+    scores: dict[bool, list[float]] = {True: [], False: []}
+    for bucketing in (True, False):
+        for seed in (0, 1, 2):
+            settings = {"data.bucketing": bucketing, "seed": seed, "data.batch_size": 8}
+            run = tmp_path / f"run-{bucketing}-{seed}"
+            result = train(tiny_run(prepared, run, **settings, **{"optim.epochs": 6}))
+            scores[bucketing].append(result.overall["mean_std"]["uar"]["mean"])
+    default, random = np.array(scores[True]), np.array(scores[False])
+    spread = max(default.std(), random.std(), 0.05)
+    assert default.mean() >= random.mean() - 2 * spread, scores
