@@ -26,15 +26,15 @@ from peft_ser.cli import app
 from peft_ser.config import ModelConfig
 from peft_ser.inference import (
     Failure,
+    InvalidRequestError,
     Prediction,
     WindowPrediction,
-    find_audio_inputs,
-    format_predictions,
     iter_predictions,
     load_model,
     predict,
 )
-from peft_ser.model import SERModel, build_model
+from peft_ser.model import ModelFileError, SERModel, build_model
+from peft_ser.predict_io import find_audio_inputs, format_predictions
 
 RATE = 16000
 
@@ -182,8 +182,8 @@ def test_explicit_window_and_hop(whisper: SERModel) -> None:
 def test_bad_window_settings(
     whisper: SERModel, window: float, hop: float | None, message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        iter_predictions([], model=whisper, window=window, hop=hop)
+    with pytest.raises(InvalidRequestError, match=message):
+        iter_predictions([(tone(1.0), RATE)], model=whisper, window=window, hop=hop)
 
 
 def test_unreadable_inputs(whisper: SERModel, clips: dict[str, Path]) -> None:
@@ -196,7 +196,7 @@ def test_unreadable_inputs(whisper: SERModel, clips: dict[str, Path]) -> None:
     )
     kinds = [result.error.kind if isinstance(result, Failure) else "ok" for result in results]
     assert kinds == ["unreadable", "ok", "empty", "empty"]
-    with pytest.raises(TypeError, match="sample_rate"):
+    with pytest.raises(InvalidRequestError, match=r"inputs\[0\]: .*sample_rate"):
         predict([tone(1.0)], model=whisper)  # type: ignore[list-item]
 
 
@@ -212,16 +212,23 @@ def test_prediction_leaves_training_mode_and_autograd_alone(whisper: SERModel) -
 
 
 def test_unknown_model_name_lists_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown model name 'no-such-model'; known: .*whisper"):
+    with pytest.raises(ModelFileError, match=r"unknown model 'no-such-model'; give .*: whisper"):
         load_model("no-such-model")
+    with pytest.raises(ModelFileError, match=r"\(did you mean 'whisper-tiny-lora-16-conv'\?\)"):
+        load_model("whisper-tiny-lora16-conv")
 
 
 def test_find_audio_inputs(clips: dict[str, Path]) -> None:
     root = clips["dir"]
     found = find_audio_inputs([str(root), str(clips["a"]), str(root / "*.flac"), "nothing.wav"])
     expected = [clips["a"], clips["corrupt"], clips["empty"], clips["b"]]
-    assert found == [str(path) for path in expected] + [str(root / "*.flac"), "nothing.wav"]
-    assert find_audio_inputs([str(root / "**" / "*.flac")]) == [str(clips["b"])]
+    assert found.paths == [str(path) for path in expected]
+    assert [str(failure.error) for failure in found.failures] == [
+        f"{root / '*.flac'}: no audio file matches this pattern",
+        "nothing.wav: file does not exist",
+    ]
+    assert found.count == 6
+    assert find_audio_inputs([str(root / "**" / "*.flac")]).paths == [str(clips["b"])]
 
 
 def test_output_formats(whisper: SERModel) -> None:
@@ -293,10 +300,11 @@ def test_cli_bad_options(saved: Path, clips: dict[str, Path], tmp_path: Path) ->
     runner = CliRunner()
     result = runner.invoke(app, ["predict", str(tmp_path), "--model", str(saved)])
     assert result.exit_code == 2  # a folder without audio files
-    assert "predicted 0 of 0 inputs" in result.stderr
+    assert f"skipped {tmp_path}: no audio files found in this directory" in result.stderr
+    assert "predicted 0 of 1 inputs" in result.stderr
     result = runner.invoke(app, ["predict", str(clips["a"]), "--model", "no-such-model"])
     assert result.exit_code == 2
-    assert "unknown model name 'no-such-model'" in result.stderr
+    assert "error: unknown model 'no-such-model'" in result.stderr
     result = runner.invoke(app, ["predict", str(clips["a"]), "--model", str(saved), "--hop", "12"])
     assert result.exit_code == 2
     assert "hop <= window" in result.stderr

@@ -179,45 +179,55 @@ def predict(
 ) -> None:
     """Predict the emotion of each recording; long ones also get a prediction per window.
 
-    Unreadable inputs are reported on stderr and skipped.
+    Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
+    a pattern matching nothing) are reported on stderr and skipped. The output path and the
+    device are checked before the model is loaded.
 
-    Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted.
+    Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted,
+    or a wrong option or model (one error line).
     """
-    from tqdm import tqdm
+    import sys
 
-    from peft_ser.inference import (
-        Failure,
+    from peft_ser.inference import Failure, iter_predictions, load_model, resolve_device
+    from peft_ser.predict_io import (
+        check_output_path,
         find_audio_inputs,
         format_predictions,
-        iter_predictions,
-        load_model,
+        write_predictions,
     )
+    from peft_ser.progress import progress_bar
 
-    paths = find_audio_inputs(inputs)
-    try:
-        results = iter_predictions(
-            paths, model=load_model(model, device), batch_size=batch_size, window=window, hop=hop
-        )
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+    if output is not None:
+        check_output_path(output)
+    target = resolve_device(device)
+    found = find_audio_inputs(inputs)
+    for failure in found.failures:
+        typer.echo(f"skipped {failure.error}", err=True)
     predictions = []
-    with tqdm(total=len(paths), unit="file", desc="predict") as progress:
-        for result in results:
-            if isinstance(result, Failure):
-                progress.write(f"skipped {result.error}", file=progress.fp)
-            else:
-                predictions.append(result)
-            progress.update()
-    typer.echo(f"predicted {len(predictions)} of {len(paths)} inputs", err=True)
+    if found.paths:
+        results = iter_predictions(
+            found.paths,
+            model=load_model(model, target),
+            batch_size=batch_size,
+            window=window,
+            hop=hop,
+        )
+        with progress_bar(total=len(found.paths), unit="file", desc="predict") as progress:
+            for result in results:
+                if isinstance(result, Failure):
+                    progress.write(f"skipped {result.error}", file=sys.stderr)
+                else:
+                    predictions.append(result)
+                progress.update()
+    typer.echo(f"predicted {len(predictions)} of {found.count} inputs", err=True)
     if not predictions:
         raise typer.Exit(2)
     text = format_predictions(predictions, output_format.value)
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
-    if len(predictions) < len(paths):
+        write_predictions(text, output)
+    if len(predictions) < found.count:
         raise typer.Exit(1)
 
 

@@ -13,23 +13,21 @@ answer never depends on what it was batched with.
 
 from __future__ import annotations
 
-import csv
-import glob
-import io
-import json
+import numbers
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeAlias, TypeGuard
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, to_mono_16k
-from .model import SERModel, build_model
+from .errors import UserError, suggest
+from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SERModel, build_model
 
 WHOLE_CLIP_SECONDS = 30.0
 """By default a clip up to this long is predicted whole (Whisper's window: its encoder limit)."""
@@ -37,14 +35,19 @@ DEFAULT_WINDOW_SECONDS = 10.0
 """Window length for longer recordings when none is given; the hop defaults to half a window."""
 MIN_SAMPLES = 400
 """25 ms: one analysis frame of every backbone's front end; shorter clips cannot be classified."""
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
-"""Files a directory search picks up (case-insensitive)."""
 _CHUNK_BATCHES = 8
 """Inputs are decoded this many batches at a time, so a large folder never sits in memory."""
+_EXPECTED_INPUTS = "give a file path, a (samples, sample_rate) tuple, or a list of them"
 
-ArrayInput: TypeAlias = tuple[Any, int]
-"""``(samples, sample_rate)``: samples ``(T,)``, ``(T, C)`` or ``(C, T)``, float or integer PCM."""
+ArrayInput: TypeAlias = tuple[Any, float]
+"""``(samples, sample_rate)``: samples ``(T,)``, ``(T, C)`` or ``(C, T)``, float or integer PCM;
+the rate in Hz, a whole number (``16000`` or ``16000.0``)."""
 Input: TypeAlias = str | os.PathLike[str] | ArrayInput
+
+
+class InvalidRequestError(UserError, ValueError):
+    """A call that cannot be served as asked: malformed inputs, impossible settings, a device
+    this machine lacks. Raised at the call, before any model is loaded or input decoded."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class WindowPrediction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one input.
+    """The answer for one input; every probability is finite.
 
     For a recording cut into windows, ``windows`` holds each window's answer, and ``label`` and
     ``probabilities`` summarise the whole recording (mean of the window probabilities); for a clip
@@ -78,7 +81,11 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Failure:
-    """An input that could not be predicted; ``error`` names the input and the problem."""
+    """An input that could not be predicted; ``error`` names the input and the problem.
+
+    ``error.kind`` says why: ``missing``, ``empty``, ``unreadable``, ``non_finite`` (NaN or
+    infinite samples) or ``non_finite_output`` (the model produced NaN or infinite scores).
+    """
 
     source: str
     error: AudioError
@@ -100,12 +107,64 @@ class _Segmentation:
         return [(start, start + self.window) for start in starts]
 
 
-def load_model(name_or_path: str | os.PathLike[str], device: str | None = None) -> SERModel:
+@dataclass(frozen=True)
+class _Array:
+    """An array input as checked at the call: its name, samples and rate in whole Hz."""
+
+    source: str
+    samples: np.ndarray
+    rate: int
+
+
+_Source: TypeAlias = str | _Array
+"""A path to decode, or an array input already checked for shape, dtype and rate."""
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run a model on: ``cpu``, then CUDA GPUs, then ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device asked for, checked against this machine; None picks CUDA when available.
+
+    Checked up front, so ``cuda`` on a machine without a GPU fails in one line listing what is
+    available, instead of deep inside the first forward pass.
+    """
+    available = available_devices()
+    if device is None:
+        return torch.device("cuda" if "cuda" in available else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
+        raise InvalidRequestError(
+            f"unknown device {str(device)!r}; available here: {', '.join(available)}"
+        )
+    if chosen.type != "cpu" and str(chosen) not in available:
+        raise InvalidRequestError(
+            f"device {str(device)!r} is not available on this machine; "
+            f"available here: {', '.join(available)}"
+        )
+    return chosen
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str], device: str | torch.device | None = None
+) -> SERModel:
     """A model in eval mode from a directory written by `SERModel.save` or a model-zoo name.
 
-    ``device`` defaults to CUDA when available, else the CPU.
+    ``device`` defaults to CUDA when available, else the CPU. Raises a `UserError` (one line:
+    the model, the file and the problem) for an unavailable device, a damaged model folder, or
+    a name that is neither a folder nor a zoo name.
     """
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = resolve_device(device)
     if Path(name_or_path).is_dir():
         return SERModel.load(name_or_path, map_location=target)
     return _load_zoo_model(os.fspath(name_or_path)).to(target).eval()
@@ -119,13 +178,22 @@ def _load_zoo_model(name: str) -> SERModel:
     from . import zoo
 
     if name not in zoo.ZOO:
-        raise ValueError(
-            f"unknown model name {name!r}; known: {', '.join(sorted(zoo.ZOO))} "
-            "(or give a directory written by SERModel.save)"
-        )
+        raise ModelFileError(_not_a_model(name, list(zoo.ZOO)))
     model = build_model(zoo.ZOO[name].config)
     model.load_trainable_state_dict(zoo.load_zoo_state(name))
     return model
+
+
+def _not_a_model(name: str, zoo_names: list[str]) -> str:
+    """Why ``name`` (no directory, no zoo name) names no model, and what would."""
+    wanted = f"give a folder written by SERModel.save or a zoo name: {', '.join(zoo_names)}"
+    if Path(name).exists():
+        return (
+            f"{name}: is a file, not a model folder (which holds {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        return f"{name}: no such model folder; {wanted}"
+    return f"unknown model {name!r}{suggest(name, zoo_names)}; {wanted}"
 
 
 def predict(
@@ -142,7 +210,8 @@ def predict(
     segments (clips or windows). ``window``/``hop`` (seconds): by default a clip up to 30 s is
     predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
     longer than it is cut into such windows (``hop`` defaults to half a window).
-    Raises `AudioError` for the first input that cannot be read; `iter_predictions` skips them.
+    Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
+    for the first input that cannot be predicted; `iter_predictions` skips those.
     """
     results = []
     for result in iter_predictions(
@@ -162,41 +231,103 @@ def iter_predictions(
     window: float | None = None,
     hop: float | None = None,
 ) -> Iterator[Prediction | Failure]:
-    """Like `predict`, but yields a `Failure` for an unreadable input and carries on.
+    """Like `predict`, but yields a `Failure` for an input that cannot be predicted and carries on.
 
-    Settings are checked (and a named model loaded) at the call, before anything is decoded;
-    inputs are then decoded a few batches at a time, so memory stays bounded on large folders.
+    The call itself is checked first, before a named model is loaded or anything decoded: no
+    inputs, an item that is neither a path nor a ``(samples, sample_rate)`` tuple, a rate that
+    is not a positive whole number of Hz, samples that are not a 1-D or 2-D array of float or
+    signed-integer PCM, or impossible settings raise `InvalidRequestError`. What only the data
+    reveals is a `Failure` of that input, files and arrays alike: unreadable, empty, shorter
+    than 25 ms, NaN or infinite samples, or a non-finite model output. Inputs are decoded a few
+    batches at a time, so memory stays bounded on large folders.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
+    sources = _sources(inputs)
     loaded = model if isinstance(model, SERModel) else load_model(model)
     segmentation = _segmentation(loaded, window, hop)
-    return _predictions(_as_list(inputs), loaded, segmentation, batch_size)
+    return _predictions(sources, loaded, segmentation, batch_size)
 
 
 def _predictions(
-    items: list[Input], model: SERModel, segmentation: _Segmentation, batch_size: int
+    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
 ) -> Iterator[Prediction | Failure]:
     chunk = batch_size * _CHUNK_BATCHES
-    for first in range(0, len(items), chunk):
-        indexed = list(enumerate(items[first : first + chunk], start=first))
-        yield from _predict_chunk(indexed, model, segmentation, batch_size)
+    for first in range(0, len(sources), chunk):
+        yield from _predict_chunk(sources[first : first + chunk], model, segmentation, batch_size)
 
 
-def _as_list(inputs: Input | Sequence[Input]) -> list[Input]:
-    """One input (a path or an array tuple) or a sequence of them."""
-    if isinstance(inputs, (str, os.PathLike)) or _is_array_input(inputs):
-        return [inputs]  # type: ignore[list-item]
-    return list(inputs)  # type: ignore[arg-type]
+def _sources(inputs: object) -> list[_Source]:
+    """One input (a path or an array tuple) or a sequence of them, each checked."""
+    if inputs is None:
+        raise InvalidRequestError(f"inputs is None; {_EXPECTED_INPUTS}")
+    if isinstance(inputs, (str, os.PathLike)) or _is_array_pair(inputs):
+        items: list[object] = [inputs]
+    elif isinstance(inputs, (list, tuple)):
+        items = list(inputs)
+    else:
+        raise InvalidRequestError(f"inputs is {_described(inputs)}; {_EXPECTED_INPUTS}")
+    if not items:
+        raise InvalidRequestError(f"no inputs given; {_EXPECTED_INPUTS}")
+    return [_source(item, index) for index, item in enumerate(items)]
 
 
-def _is_array_input(item: object) -> TypeGuard[ArrayInput]:
+def _is_array_pair(item: object) -> bool:
+    """A two-item tuple whose first item is not a path: meant as ``(samples, sample_rate)``."""
     return (
         isinstance(item, tuple)
         and len(item) == 2
-        and not isinstance(item[0], (str, os.PathLike))
-        and isinstance(item[1], (int, np.integer))
+        and not isinstance(item[0], (str, os.PathLike, tuple))
     )
+
+
+def _source(item: object, index: int) -> _Source:
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    if isinstance(item, tuple) and _is_array_pair(item):
+        name = f"array[{index}]"
+        return _Array(name, _samples(item[0], name), _sample_rate(item[1], name))
+    raise InvalidRequestError(
+        f"inputs[{index}]: expected a file path or a (samples, sample_rate) tuple, "
+        f"got {_described(item)}"
+    )
+
+
+def _samples(value: object, name: str) -> np.ndarray:
+    """``value`` as a 1-D or 2-D array of float or signed-integer PCM (unsigned PCM is offset)."""
+    try:
+        samples = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise InvalidRequestError(f"{name}: samples are not an array ({error})") from None
+    if samples.ndim not in (1, 2):
+        raise InvalidRequestError(
+            f"{name}: samples must be shaped (T,), (T, C) or (C, T); got shape {samples.shape}"
+        )
+    if not (
+        np.issubdtype(samples.dtype, np.floating) or np.issubdtype(samples.dtype, np.signedinteger)
+    ):
+        raise InvalidRequestError(
+            f"{name}: samples must be float or signed-integer PCM; got dtype {samples.dtype}"
+        )
+    return samples
+
+
+def _sample_rate(value: object, name: str) -> int:
+    """A rate in Hz as an int: a positive whole number, given as an int or an integral float."""
+    rate = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else 0.0
+    if np.isfinite(rate) and rate > 0 and rate.is_integer():
+        return int(rate)
+    raise InvalidRequestError(
+        f"{name}: sample rate must be a positive whole number of Hz, got {_described(value)}"
+    )
+
+
+def _described(value: object) -> str:
+    """A short description for an error: the value if it is a scalar, else its type (and shape)."""
+    if value is None or isinstance(value, (numbers.Number, str, np.generic)):
+        return repr(value)
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 def _segmentation(model: SERModel, window: float | None, hop: float | None) -> _Segmentation:
@@ -205,12 +336,14 @@ def _segmentation(model: SERModel, window: float | None, hop: float | None) -> _
     window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
     hop_seconds = window_seconds / 2 if hop is None else hop
     if window_seconds <= 0 or not 0 < hop_seconds <= window_seconds:
-        raise ValueError(
+        raise InvalidRequestError(
             f"need window > 0 and 0 < hop <= window; got window {window_seconds}, hop {hop_seconds}"
         )
     window_samples = round(window_seconds * SAMPLE_RATE)
     if limit is not None and window_samples > limit:
-        raise ValueError(f"this model encodes at most {limit / SAMPLE_RATE:g} s; window is longer")
+        raise InvalidRequestError(
+            f"this model encodes at most {limit / SAMPLE_RATE:g} s; window is longer"
+        )
     whole = round(WHOLE_CLIP_SECONDS * SAMPLE_RATE) if window is None else window_samples
     if limit is not None:
         whole = min(whole, limit)
@@ -230,12 +363,9 @@ def _evaluating(model: SERModel) -> Iterator[None]:
 
 
 def _predict_chunk(
-    indexed: list[tuple[int, Input]],
-    model: SERModel,
-    segmentation: _Segmentation,
-    batch_size: int,
+    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
 ) -> Iterator[Prediction | Failure]:
-    loaded = [_load(item, index) for index, item in indexed]
+    loaded = [_load(source) for source in sources]
     clips = [clip for clip in loaded if not isinstance(clip, Failure)]
     spans = [segmentation.spans(len(samples)) for _, samples in clips]
     segments = [
@@ -251,40 +381,46 @@ def _predict_chunk(
             continue
         (source, samples), ranges = next(clip_spans)
         rows = np.stack([next(probabilities) for _ in ranges])
+        if not np.isfinite(rows).all():
+            problem = "model produced non-finite output (NaN or inf)"
+            yield Failure(source, AudioError(source, problem, "non_finite_output"))
+            continue
         yield _prediction(source, len(samples), ranges, rows, model.labels)
 
 
-def _load(item: Input, index: int) -> tuple[str, np.ndarray] | Failure:
+def _load(source: _Source) -> tuple[str, np.ndarray] | Failure:
     """16 kHz mono samples and a name for the input, or the reason it cannot be used."""
-    if isinstance(item, (str, os.PathLike)):
-        source = os.fspath(item)
-        decode = partial(load_audio, source)
-    elif _is_array_input(item):
-        source = f"array[{index}]"
-        decode = partial(_array_to_16k, np.asarray(item[0]), int(item[1]))
+    if isinstance(source, str):
+        name, decode = source, partial(load_audio, source)
     else:
-        raise TypeError(
-            f"inputs are paths or (samples, sample_rate) tuples; got {type(item).__name__}"
-        )
+        name, decode = source.source, partial(_array_to_16k, source)
     try:
         waveform = decode()
         if len(waveform) < MIN_SAMPLES:
             problem = f"too short to classify ({len(waveform)} samples at 16 kHz)"
-            raise AudioError(source, problem, "empty")
+            raise AudioError(name, problem, "empty")
     except AudioError as error:
-        return Failure(source, error)
-    return source, waveform
+        return Failure(name, error)
+    return name, waveform
 
 
-def _array_to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Float samples at 16 kHz mono; channels lie on the shorter axis, integers are PCM."""
-    if samples.ndim not in (1, 2):
-        raise ValueError(f"audio arrays are (T,), (T, C) or (C, T); got shape {samples.shape}")
+def _array_to_16k(array: _Array) -> np.ndarray:
+    """Float samples at 16 kHz mono; channels lie on the shorter axis, integers are PCM.
+
+    An empty array or one with NaN or infinite samples is refused like an unreadable file.
+    """
+    samples = array.samples
+    if samples.size == 0:
+        raise AudioError(array.source, "no samples (empty array)", "empty")
+    non_finite = samples.size - int(np.isfinite(samples).sum())
+    if non_finite:
+        problem = f"{non_finite} of {samples.size} samples are NaN or infinite"
+        raise AudioError(array.source, problem, "non_finite")
     if samples.ndim == 2 and samples.shape[0] < samples.shape[1]:
         samples = samples.T
     if np.issubdtype(samples.dtype, np.integer):
         samples = samples / float(2 ** (8 * samples.dtype.itemsize - 1))
-    return to_mono_16k(samples.astype(np.float32), rate, SAMPLE_RATE)
+    return to_mono_16k(samples.astype(np.float32), array.rate, SAMPLE_RATE)
 
 
 def _classify(segments: list[np.ndarray], model: SERModel, batch_size: int) -> np.ndarray:
@@ -333,84 +469,3 @@ def _labelled(row: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]
     return labels[int(np.argmax(row))], {
         label: float(p) for label, p in zip(labels, row, strict=True)
     }
-
-
-def find_audio_inputs(arguments: Iterable[str]) -> list[str]:
-    """Expand command-line arguments into input paths, in order, without duplicates.
-
-    A directory yields its audio files (recursively, sorted); a glob pattern its matches. A path
-    that matches nothing is kept, so reading it reports the problem instead of hiding it.
-    """
-    found: dict[str, None] = {}
-    for argument in arguments:
-        matches = sorted(glob.glob(argument, recursive=True)) if glob.has_magic(argument) else []
-        for path in matches or [argument]:
-            for expanded in _audio_files(path) if os.path.isdir(path) else [path]:
-                found.setdefault(expanded)
-    return list(found)
-
-
-def _audio_files(directory: str) -> list[str]:
-    return sorted(
-        str(path)
-        for path in Path(directory).rglob("*")
-        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
-    )
-
-
-def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
-    """Render predictions as ``table`` (aligned text), ``json`` or ``csv``.
-
-    Table and CSV have one row per input (empty ``window`` column) followed, for windowed
-    recordings, by one row per window numbered from 1.
-    """
-    if output_format == "json":
-        return json.dumps([prediction.to_dict() for prediction in predictions], indent=2) + "\n"
-    rows = _rows(predictions)
-    if output_format == "csv":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
-        return buffer.getvalue()
-    if output_format == "table":
-        return _table(rows)
-    raise ValueError(f"unknown output format {output_format!r}; use table, json or csv")
-
-
-def _rows(predictions: Sequence[Prediction]) -> list[list[str]]:
-    """Header plus one row per input and per window: source, window, start, end, label, p…"""
-    labels = list(predictions[0].probabilities) if predictions else []
-    rows = [["source", "window", "start", "end", "label", *labels]]
-    for prediction in predictions:
-        rows.append(
-            _row(prediction.source, "", 0.0, prediction.duration, prediction.label, prediction)
-        )
-        for number, window in enumerate(prediction.windows, start=1):
-            rows.append(
-                _row(prediction.source, str(number), window.start, window.end, window.label, window)
-            )
-    return rows
-
-
-def _row(
-    source: str,
-    window: str,
-    start: float,
-    end: float,
-    label: str,
-    scored: Prediction | WindowPrediction,
-) -> list[str]:
-    scores = [f"{p:.4f}" for p in scored.probabilities.values()]
-    return [source, window, f"{start:.2f}", f"{end:.2f}", label, *scores]
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Columns padded to their widest cell; text left-aligned, numbers right-aligned."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.ljust(width) if column in (0, 4) else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"

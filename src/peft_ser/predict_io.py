@@ -1,0 +1,190 @@
+"""The files around ``peft-ser predict``: finding the audio its arguments name, writing results.
+
+Arguments are folders, files or glob patterns. Each argument that yields no audio file (an
+empty folder, a pattern that matches nothing, a missing file) becomes a `Failure` reported
+like an unreadable file, so no argument is ever dropped silently.
+
+Results are a table, CSV or strict JSON (no NaN, which JSON does not have; predictions are
+finite by construction). The output path is checked before any work, and the file is written
+atomically, so an interrupted run never leaves half a CSV behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audio import AudioError
+from .errors import UserError
+from .fileio import write_atomic
+from .inference import Failure, Prediction, WindowPrediction
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+"""Files a directory search picks up (case-insensitive)."""
+OUTPUT_FORMATS = ("table", "json", "csv")
+_SEARCHED = f"searched recursively for {', '.join(AUDIO_EXTENSIONS)}"
+
+
+class OutputError(UserError, ValueError):
+    """Predictions that cannot be written as asked: an unknown format or an unwritable path."""
+
+
+@dataclass(frozen=True)
+class FoundInputs:
+    """What command-line arguments name: audio files to read, and arguments that name none."""
+
+    paths: list[str]
+    failures: list[Failure]
+
+    @property
+    def count(self) -> int:
+        """Inputs asked for: each file found, and each argument that yielded none."""
+        return len(self.paths) + len(self.failures)
+
+
+def find_audio_inputs(arguments: Iterable[str]) -> FoundInputs:
+    """Expand command-line arguments into input paths, in order, without duplicates.
+
+    An existing path is taken as it is: a file is read whatever its extension, a directory
+    yields its audio files (recursively, sorted). Otherwise an argument with ``*``, ``?`` or
+    ``[`` is a glob pattern (``**`` descends into subfolders). An argument that yields no file
+    is a `Failure` that says why.
+    """
+    paths: dict[str, None] = {}
+    failures: dict[str, Failure] = {}
+    for argument in arguments:
+        expanded = _expand(argument)
+        if isinstance(expanded, Failure):
+            failures.setdefault(argument, expanded)
+        else:
+            paths.update(dict.fromkeys(expanded))
+    return FoundInputs(list(paths), list(failures.values()))
+
+
+def _expand(argument: str) -> list[str] | Failure:
+    if os.path.isdir(argument):
+        return _audio_files(argument) or _nothing(argument, _empty_directory_problem(argument))
+    if os.path.exists(argument):
+        return [argument]
+    if not glob.has_magic(argument):
+        return _nothing(argument, "file does not exist", "missing")
+    matches = sorted(glob.glob(argument, recursive=True))
+    found = [
+        path
+        for match in matches
+        for path in (_audio_files(match) if os.path.isdir(match) else [match])
+    ]
+    return found or _nothing(argument, "no audio file matches this pattern", "missing")
+
+
+def _empty_directory_problem(directory: str) -> str:
+    """A folder named like a file (``x.wav``) is said to be one: the user expected a file."""
+    if Path(directory).suffix.lower() in AUDIO_EXTENSIONS:
+        return f"is a directory with no audio files ({_SEARCHED})"
+    return f"no audio files found in this directory ({_SEARCHED})"
+
+
+def _nothing(argument: str, problem: str, kind: str = "empty") -> Failure:
+    return Failure(argument, AudioError(argument, problem, kind))
+
+
+def _audio_files(directory: str) -> list[str]:
+    return sorted(
+        str(path)
+        for path in Path(directory).rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    )
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse an output file that cannot be written, naming it, before any work starts.
+
+    A temporary file is created and removed in the target folder: that one test sees
+    permissions, read-only file systems and special folders alike.
+    """
+    parent = path.parent
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name to write to")
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise OutputError(f"{path}: cannot write here: the folder {parent} {problem}")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write in {parent} ({error.strerror})") from None
+
+
+def write_predictions(text: str, path: Path) -> None:
+    """Write formatted predictions atomically: readers never see a partial file."""
+    try:
+        write_atomic(path, text)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror})") from None
+
+
+def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
+    """Render predictions as ``table`` (aligned text), ``json`` or ``csv``.
+
+    Table and CSV have one row per input (empty ``window`` column) followed, for windowed
+    recordings, by one row per window numbered from 1. JSON is a list of
+    `Prediction.to_dict`, strict (never NaN or Infinity).
+    """
+    if output_format == "json":
+        items = [prediction.to_dict() for prediction in predictions]
+        return json.dumps(items, indent=2, allow_nan=False) + "\n"
+    rows = _rows(predictions)
+    if output_format == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        return buffer.getvalue()
+    if output_format == "table":
+        return _table(rows)
+    raise OutputError(f"unknown output format {output_format!r}; use {', '.join(OUTPUT_FORMATS)}")
+
+
+def _rows(predictions: Sequence[Prediction]) -> list[list[str]]:
+    """Header plus one row per input and per window: source, window, start, end, label, p…"""
+    labels = list(predictions[0].probabilities) if predictions else []
+    rows = [["source", "window", "start", "end", "label", *labels]]
+    for prediction in predictions:
+        rows.append(
+            _row(prediction.source, "", 0.0, prediction.duration, prediction.label, prediction)
+        )
+        for number, window in enumerate(prediction.windows, start=1):
+            rows.append(
+                _row(prediction.source, str(number), window.start, window.end, window.label, window)
+            )
+    return rows
+
+
+def _row(
+    source: str,
+    window: str,
+    start: float,
+    end: float,
+    label: str,
+    scored: Prediction | WindowPrediction,
+) -> list[str]:
+    scores = [f"{p:.4f}" for p in scored.probabilities.values()]
+    return [source, window, f"{start:.2f}", f"{end:.2f}", label, *scores]
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; text left-aligned, numbers right-aligned."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.ljust(width) if column in (0, 4) else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
