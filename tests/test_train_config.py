@@ -63,3 +63,28 @@ def test_missing_corpus_and_bad_file_are_reported(tmp_path: Path) -> None:
 def test_config_round_trips_through_json() -> None:
     config = load_run_config(overrides={"data.corpus": "x", "model.method": "frozen"})
     assert RunConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_config_file_problems_name_the_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file does not exist$"):
+        load_run_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):
+        load_run_config(tmp_path)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  backbone: whisper-tiny\n  method: [lora\ndata: {corpus: x}\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:4:\d+: invalid YAML \("):
+        load_run_config(broken)
+
+
+def test_a_bad_option_is_not_blamed_on_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {corpus: x}\noptim: {lr: -1}\n")
+    with pytest.raises(ConfigError) as error:
+        load_run_config(path, {"optim.epochs": 0})
+    lines = str(error.value).splitlines()[1:]
+    assert lines == [
+        "  option optim.epochs: Input should be greater than or equal to 1 (got 0)",
+        f"  {path}: optim.lr: Input should be greater than 0 (got -1)",
+    ]
+    with pytest.raises(ConfigError, match=r"^invalid configuration: option data\.batch_size: "):
+        load_run_config(path, {"data.batch_size": 0, "optim.lr": 0.1})

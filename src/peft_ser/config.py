@@ -7,6 +7,7 @@ error naming the key instead of a silently ignored setting.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,21 +203,48 @@ def load_run_config(
     """Read a run config from YAML (optional) and apply dotted-key overrides on top.
 
     Overrides such as ``{"model.lora_rank": 8}`` win over the file. Every problem is reported
-    in one `ConfigError` naming the key, the value and what is allowed.
+    in one `ConfigError` naming the key, the value and what is allowed, and where the value
+    came from: the file (with its name) or an override (the command line's options).
     """
-    document: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a run config is a mapping of sections, got {loaded!r}")
-        document = loaded or {}
-    for dotted, value in (overrides or {}).items():
+    document = _read_config_file(Path(path)) if path is not None else {}
+    overrides = overrides or {}
+    for dotted, value in overrides.items():
         _set_dotted(document, dotted, value)
     try:
         return RunConfig.model_validate(document)
     except ValidationError as error:
-        source = f"{path}: " if path is not None else ""
-        raise ConfigError(source + format_validation_error(error, RunConfig)) from None
+
+        def source(location: str) -> str:
+            from_option = any(
+                location == key or location.startswith(f"{key}.") for key in overrides
+            )
+            if from_option:
+                return "option "
+            return "" if path is None else f"{path}: "
+
+        raise ConfigError(format_validation_error(error, RunConfig, source)) from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``; a missing, unreadable or malformed file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a run config is a mapping of sections, got {loaded!r}")
+    return loaded or {}
 
 
 def _set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
@@ -230,18 +258,28 @@ def _set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def format_validation_error(error: ValidationError, root: type[BaseModel]) -> str:
-    """One line per problem: ``key: message (got value)``; unknown keys list the known ones."""
+def format_validation_error(
+    error: ValidationError,
+    root: type[BaseModel],
+    source: Callable[[str], str] = lambda location: "",
+) -> str:
+    """One line per problem: ``key: message (got value)``; unknown keys list the known ones.
+
+    ``source(key)`` prefixes each line with where the key's value came from.
+    """
     lines = []
     for problem in error.errors():
         location = ".".join(str(part) for part in problem["loc"])
+        prefix = source(location)
         if problem["type"] == "extra_forbidden":
             allowed = ", ".join(_fields_at(root, problem["loc"][:-1]))
-            lines.append(f"{location}: unknown key; allowed keys: {allowed}")
+            lines.append(f"{prefix}{location}: unknown key; allowed keys: {allowed}")
         elif problem["type"] == "missing":
-            lines.append(f"{location}: required key is missing")
+            lines.append(f"{prefix}{location}: required key is missing")
         else:
-            lines.append(f"{location}: {problem['msg']} (got {problem.get('input')!r})")
+            lines.append(f"{prefix}{location}: {problem['msg']} (got {problem.get('input')!r})")
+    if len(lines) == 1:
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration\n  " + "\n  ".join(lines)
 
 
