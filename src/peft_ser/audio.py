@@ -5,9 +5,12 @@ where the installed libsndfile supports it. Every model in the project expects 1
 float32, so `load_audio` always down-mixes and resamples (soxr, high quality): corpora such
 as MSP-Podcast contain stray stereo 44.1 kHz files, and RAVDESS is 48 kHz throughout.
 
-Corpus preparation must stay fast on hundreds of thousands of files, so `probe` reads only
-the header, and optionally scans for silence block by block, stopping at the first block
-with signal: speech files cost one block, only truly silent files are decoded fully.
+Corpus preparation must stay fast on hundreds of thousands of files, so `probe` reads the
+header, decodes the last frame (a file cut short fails there), and optionally scans for
+silence block by block, stopping at the first block with signal: speech files cost one
+block, only truly silent files are decoded fully. Files stored as floats are the exception:
+they are always scanned to the end, since one NaN or ±inf sample anywhere turns every
+loss, gradient and feature computed from the clip into NaN.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +32,26 @@ from peft_ser.fileio import write_atomic
 SAMPLE_RATE = 16000
 SILENCE_PEAK = 10 ** (-60 / 20)
 """A file whose absolute peak stays below -60 dBFS holds no usable signal."""
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+"""Sample formats that can store NaN and ±inf, so `probe` scans them to the end.
+
+Integer PCM (PCM_U8 … PCM_32, FLAC, A-law, ADPCM) has no bit pattern for them. Lossy codecs
+(VORBIS, OPUS, MP3) decode to floats, but from quantised integer coefficients through finite
+arithmetic: a NaN there would be a decoder bug, not data, and scanning every such file would
+make `prepare` decode whole corpora. `load_audio` checks every decoded sample of every format
+anyway, which costs nothing once the samples are in memory."""
+_UNSEEKABLE_LENGTH = frozenset({"MP3"})
+"""Formats whose frame count may be an estimate from the bit rate, so their last frame is not
+checked (a valid file could fail the check)."""
 _SCAN_BLOCK = 8192
 
 
 class AudioError(Exception):
     """A file that cannot be used as audio; the message names the file and the problem.
 
-    ``kind`` is ``missing``, ``empty`` (no bytes or no frames) or ``unreadable``, so callers
-    can count problems by cause without parsing messages.
+    ``kind`` is ``missing``, ``empty`` (no bytes, no frames, or too short to resample),
+    ``unreadable`` or ``non_finite`` (NaN or ±inf samples), so callers can count problems by
+    cause without parsing messages.
     """
 
     def __init__(self, path: str | Path, problem: str, kind: str = "unreadable") -> None:
@@ -59,59 +75,145 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def _open(path: str | Path) -> sf.SoundFile:
+def _describe(error: Exception) -> str:
+    """libsndfile's own words, without the path soundfile prefixes (the message has it)."""
+    if isinstance(error, sf.LibsndfileError):
+        return f"libsndfile: {error.error_string}"
+    return str(error)
+
+
+def _stat(path: str | Path) -> os.stat_result:
+    """``os.stat``, failing with an `AudioError` that tells a broken link from a missing file."""
     try:
-        size = os.stat(path).st_size
+        return os.stat(path)
     except FileNotFoundError as error:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise AudioError(path, f"broken symbolic link (to {target})", "missing") from error
         raise AudioError(path, "file does not exist", "missing") from error
-    if size == 0:
+    except OSError as error:
+        raise AudioError(path, f"cannot read ({error.strerror})") from error
+
+
+def _require_regular_file(path: str | Path) -> None:
+    """Fail on what libsndfile would misreport: a broken link, a folder, a pipe (which would
+    block the reader forever), an empty file."""
+    status = _stat(path)
+    if stat.S_ISDIR(status.st_mode):
+        raise AudioError(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(status.st_mode):
+        raise AudioError(path, "is not a regular file (a pipe, socket or device)")
+    if status.st_size == 0:
         raise AudioError(path, "file is empty (0 bytes)", "empty")
+
+
+def _open(path: str | Path) -> sf.SoundFile:
+    _require_regular_file(path)
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(path, f"unreadable or corrupt audio ({error})") from error
+        raise AudioError(path, f"unreadable or corrupt audio ({_describe(error)})") from error
+
+
+def _require_frames(path: str | Path, frames: int) -> None:
+    if frames <= 0:
+        raise AudioError(path, "no audio frames", "empty")
+
+
+def _require_finite(path: str | Path, non_finite: int, total: int) -> None:
+    if non_finite:
+        problem = f"{non_finite} of {total} samples are not finite (NaN or ±inf)"
+        raise AudioError(path, problem, "non_finite")
+
+
+def _count_non_finite(samples: np.ndarray) -> int:
+    return int(samples.size - np.count_nonzero(np.isfinite(samples)))
+
+
+def _has_signal(block: np.ndarray) -> bool:
+    """Whether any sample reaches the silence threshold. Written as "not all below" because
+    every comparison with NaN is False: ``max(abs(block)) >= peak`` would call a block that
+    holds a NaN silent, this never does."""
+    return not bool(np.all(np.abs(block) < SILENCE_PEAK))
+
+
+def _blocks(handle: sf.SoundFile) -> Iterator[np.ndarray]:
+    handle.seek(0)
+    return handle.blocks(blocksize=_SCAN_BLOCK, dtype="float32", always_2d=True)
+
+
+def _last_frame_decodes(handle: sf.SoundFile) -> bool:
+    """A FLAC cut short keeps a header promising every frame; its end does not decode."""
+    try:
+        handle.seek(handle.frames - 1)
+        return len(handle.read(1, dtype="float32")) == 1
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+
+
+def _scan_to_end(path: str | Path, handle: sf.SoundFile) -> bool:
+    """Decode every block: raise on non-finite samples, else say whether the file is silent."""
+    non_finite, signal = 0, False
+    for block in _blocks(handle):
+        non_finite += _count_non_finite(block)
+        signal = signal or _has_signal(block)
+    _require_finite(path, non_finite, handle.frames * handle.channels)
+    return not signal
+
+
+def _scan(path: str | Path, handle: sf.SoundFile, check_silence: bool) -> bool | None:
+    """The silence verdict (None when not asked for); float files are always read to the end,
+    integer files only when silence is asked for, and then only up to the first signal."""
+    if handle.subtype in FLOAT_SUBTYPES:
+        silent = _scan_to_end(path, handle)
+        return silent if check_silence else None
+    if check_silence:
+        return not any(_has_signal(block) for block in _blocks(handle))
+    return None
 
 
 def probe(path: str | Path, check_silence: bool = False) -> AudioInfo:
-    """Read the header of ``path``; with ``check_silence``, also decide whether it is silent.
+    """Read the header of ``path`` and check that its last frame decodes; with
+    ``check_silence``, also decide whether it is silent.
 
-    Raises `AudioError` for missing, empty (no bytes or no frames) and unreadable files.
+    Float files (`FLOAT_SUBTYPES`) are decoded to the end whether or not silence is asked
+    for, and rejected when any sample is NaN or ±inf. Raises `AudioError` for missing, empty
+    (no bytes or no frames), unreadable (corrupt, truncated) and non-finite files.
     """
     with _open(path) as handle:
-        info = AudioInfo(handle.samplerate, handle.channels, handle.frames)
-        if info.frames <= 0:
-            raise AudioError(path, "no audio frames", "empty")
-        if not check_silence:
-            return info
+        _require_frames(path, handle.frames)
+        if handle.format not in _UNSEEKABLE_LENGTH and not _last_frame_decodes(handle):
+            problem = f"truncated or corrupt: the header promises {handle.frames} frames"
+            raise AudioError(path, f"{problem} but the last one does not decode")
         try:
-            silent = _is_silent(handle)
+            silent = _scan(path, handle, check_silence)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioError(path, f"decoding failed ({error})") from error
-    return AudioInfo(info.sample_rate, info.channels, info.frames, silent)
-
-
-def _is_silent(handle: sf.SoundFile) -> bool:
-    for block in handle.blocks(blocksize=_SCAN_BLOCK, dtype="float32", always_2d=True):
-        if block.size and float(np.max(np.abs(block))) >= SILENCE_PEAK:
-            return False
-    return True
+            raise AudioError(path, f"decoding failed ({_describe(error)})") from error
+        return AudioInfo(handle.samplerate, handle.channels, handle.frames, silent)
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate``, shape ``(T,)``.
 
     Channels are averaged; other rates are resampled with soxr. Raises `AudioError` naming the
-    file and the problem (missing, empty, unreadable, no frames).
+    file and the problem: missing, empty (no frames, or too short to give one sample at
+    ``sample_rate``), unreadable, or non-finite (checked before resampling, which would smear
+    one NaN over its neighbours).
     """
     with _open(path) as handle:
         try:
             data = handle.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioError(path, f"decoding failed ({error})") from error
+            raise AudioError(path, f"decoding failed ({_describe(error)})") from error
         source_rate = handle.samplerate
-    if data.shape[0] == 0:
-        raise AudioError(path, "no audio frames", "empty")
-    return to_mono_16k(data, source_rate, sample_rate)
+    _require_frames(path, data.shape[0])
+    _require_finite(path, _count_non_finite(data), data.size)
+    samples = to_mono_16k(data, source_rate, sample_rate)
+    if samples.size == 0:
+        frames = f"{data.shape[0]} frame{'' if data.shape[0] == 1 else 's'}"
+        problem = f"too short: {frames} at {source_rate} Hz give no sample at {sample_rate} Hz"
+        raise AudioError(path, problem, "empty")
+    return samples
 
 
 def to_mono_16k(data: np.ndarray, source_rate: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -139,11 +241,8 @@ class AudioCache:
     def entry(self, source: str | Path) -> Path:
         """Where the cached samples of ``source`` live (whether or not they exist yet)."""
         absolute = os.path.abspath(source)
-        try:
-            stat = os.stat(absolute)
-        except OSError as error:
-            raise AudioError(source, f"cannot stat ({error.strerror})", "missing") from error
-        token = f"{absolute}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.sample_rate}"
+        status = _stat(source)
+        token = f"{absolute}\0{status.st_size}\0{status.st_mtime_ns}\0{self.sample_rate}"
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
         return self.directory / digest[:2] / f"{digest}.npy"
 

@@ -31,6 +31,7 @@ OUTSIDE_LABEL_SET = "outside_label_set"
 OUTSIDE_PROTOCOL = "outside_protocol"
 EMPTY_AUDIO = "empty_audio"
 UNREADABLE_AUDIO = "unreadable_audio"
+NON_FINITE_AUDIO = "non_finite_audio"
 SILENT_AUDIO = "silent_audio"
 UNLABELLED_AUDIO = "unlabelled_audio"
 REASONS = (
@@ -43,6 +44,7 @@ REASONS = (
     OUTSIDE_PROTOCOL,
     EMPTY_AUDIO,
     UNREADABLE_AUDIO,
+    NON_FINITE_AUDIO,
     SILENT_AUDIO,
     UNLABELLED_AUDIO,
 )
@@ -52,9 +54,13 @@ class CorpusError(UserError):
     """Preparation cannot produce anything: wrong root, bad option, or nothing usable left."""
 
 
+_AUDIO_REASONS = {"missing": MISSING_AUDIO, "empty": EMPTY_AUDIO, "non_finite": NON_FINITE_AUDIO}
+
+
 def audio_reason(kind: str) -> str:
-    """The exclusion reason for an `AudioError` of ``kind`` (missing, empty, unreadable)."""
-    return {"missing": MISSING_AUDIO, "empty": EMPTY_AUDIO}.get(kind, UNREADABLE_AUDIO)
+    """The exclusion reason for an `AudioError` of ``kind`` (missing, empty, unreadable,
+    non_finite)."""
+    return _AUDIO_REASONS.get(kind, UNREADABLE_AUDIO)
 
 
 def require_columns(path: Path, header: Sequence[str] | None, needed: Sequence[str]) -> None:
