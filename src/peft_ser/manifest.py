@@ -16,10 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from peft_ser.errors import UserError
 from peft_ser.fileio import write_atomic
 
 PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
@@ -30,6 +32,7 @@ GENDERS = ("F", "M", "U")
 MANIFEST_FILE = "manifest.csv"
 FOLDS_FILE = "folds.json"
 LABELS_FILE = "labels.json"
+SPLITS = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,33 @@ _COLUMNS = [f.name for f in fields(Utterance)]
 _INT_COLUMNS = {"sample_rate", "channels"}
 
 
+class PreparedCorpusError(UserError):
+    """A prepared corpus directory that lacks a file, holds one that does not parse, or whose
+    files disagree; the message names the file and the problem, and how to fix it."""
+
+
+@contextmanager
+def _parsing(path: str | Path) -> Iterator[None]:
+    """Turn what a missing, damaged or foreign file raises into a `PreparedCorpusError` naming
+    it; the readers raise ``ValueError`` for content that parses but is not what they expect."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise PreparedCorpusError(f"{path} is missing") from error
+    except OSError as error:
+        raise PreparedCorpusError(f"{path}: cannot read ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        problem = f"not UTF-8 text ({error.reason} at byte {error.start})"
+        raise PreparedCorpusError(f"{path}: {problem}") from error
+    except json.JSONDecodeError as error:
+        problem = f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        raise PreparedCorpusError(f"{path}: {problem}") from error
+    except csv.Error as error:
+        raise PreparedCorpusError(f"{path}: not valid CSV ({error})") from error
+    except ValueError as error:
+        raise PreparedCorpusError(f"{path}: {error}") from error
+
+
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Render rows as CSV text (minimal quoting, ``\\n`` line ends) for `write_atomic`."""
     buffer = io.StringIO()
@@ -94,26 +124,43 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a manifest written by `write_manifest`; a missing column is an error naming it."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    """Read a manifest written by `write_manifest`; a missing column, a row that does not
+    parse or a file that is not UTF-8 CSV is a `PreparedCorpusError` naming file and line."""
+    with _parsing(path), open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: manifest lacks columns {missing}")
-        return [_utterance_from_row(row) for row in reader]
+            raise ValueError(f"manifest lacks columns {missing}")
+        utterances = []
+        for row in reader:
+            try:
+                utterances.append(_utterance_from_row(row))
+            except ValueError as error:
+                raise ValueError(f"line {reader.line_num}: {error}") from error
+        return utterances
 
 
-def _utterance_from_row(row: dict[str, str]) -> Utterance:
+def _utterance_from_row(row: dict[str | None, str | None]) -> Utterance:
+    if None in row:
+        raise ValueError("more fields than the header")
     values: dict[str, object] = {}
     for name in _COLUMNS:
         text = row[name]
-        if name in _INT_COLUMNS:
-            values[name] = int(text)
-        elif name == "duration":
-            values[name] = float(text)
-        else:
-            values[name] = text
+        if text is None:
+            raise ValueError("fewer fields than the header")
+        values[name] = _parse_value(name, text)
     return Utterance(**values)  # type: ignore[arg-type]
+
+
+def _parse_value(name: str, text: str) -> object:
+    try:
+        if name in _INT_COLUMNS:
+            return int(text)
+        if name == "duration":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    return text
 
 
 def write_folds(path: str | Path, folds: Sequence[Fold]) -> None:
@@ -123,9 +170,26 @@ def write_folds(path: str | Path, folds: Sequence[Fold]) -> None:
 
 
 def read_folds(path: str | Path) -> list[Fold]:
-    """Read folds written by `write_folds`."""
-    document = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [Fold(**fold) for fold in document["folds"]]
+    """Read folds written by `write_folds`; anything else is a `PreparedCorpusError`."""
+    with _parsing(path):
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        folds = document.get("folds") if isinstance(document, dict) else None
+        if not isinstance(folds, list) or not folds:
+            raise ValueError('expected {"folds": [{"name", "train", "dev", "test"}, ...]}')
+        return [_fold_from_json(index, item) for index, item in enumerate(folds, 1)]
+
+
+def _is_text_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _fold_from_json(index: int, item: object) -> Fold:
+    expected = ["name", *SPLITS]
+    if not isinstance(item, dict) or sorted(item) != sorted(expected):
+        raise ValueError(f"fold {index}: expected exactly the keys {expected}")
+    if not isinstance(item["name"], str) or not all(_is_text_list(item[s]) for s in SPLITS):
+        raise ValueError(f"fold {index}: name must be text, train/dev/test lists of keys")
+    return Fold(**item)
 
 
 def write_labels(path: str | Path, labels: Sequence[str]) -> None:
@@ -134,9 +198,12 @@ def write_labels(path: str | Path, labels: Sequence[str]) -> None:
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """Read the ordered label names."""
-    labels = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [str(label) for label in labels]
+    """Read the ordered label names; anything but a list of distinct names is an error."""
+    with _parsing(path):
+        labels = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not _is_text_list(labels) or not labels or len(set(labels)) != len(labels):
+            raise ValueError('expected a list of distinct label names, e.g. ["Neutral", "Sad"]')
+        return list(labels)
 
 
 def save_prepared(directory: str | Path, prepared: PreparedCorpus) -> None:
@@ -148,13 +215,66 @@ def save_prepared(directory: str | Path, prepared: PreparedCorpus) -> None:
 
 
 def load_prepared(directory: str | Path) -> PreparedCorpus:
-    """Load a prepared corpus directory (as written by ``peft-ser prepare``)."""
+    """Load a prepared corpus directory (as written by ``peft-ser prepare``).
+
+    Raises `PreparedCorpusError` naming the file and the problem: a missing directory or
+    file (with the ``peft-ser prepare`` command that makes one, naming the corpus when the
+    directory is a raw corpus), a file that does not parse, folds naming keys absent from the
+    manifest, or manifest labels absent from ``labels.json``.
+    """
     directory = Path(directory)
-    return PreparedCorpus(
+    _require_files(directory)
+    prepared = PreparedCorpus(
         manifest=read_manifest(directory / MANIFEST_FILE),
         folds=read_folds(directory / FOLDS_FILE),
         labels=read_labels(directory / LABELS_FILE),
     )
+    _require_agreement(directory, prepared)
+    return prepared
+
+
+def _prepare_hint(directory: Path) -> str:
+    # corpora depends on this module, so its registry is imported only to word an error
+    from peft_ser.corpora.registry import prepare_hint
+
+    return prepare_hint(directory)
+
+
+def _require_files(directory: Path) -> None:
+    if not directory.exists():
+        raise PreparedCorpusError(f"{directory} does not exist; {_prepare_hint(directory)}")
+    if not directory.is_dir():
+        raise PreparedCorpusError(f"{directory} is a file, not a prepared corpus directory")
+    if not (directory / MANIFEST_FILE).is_file():
+        raise PreparedCorpusError(
+            f"{directory} is not a prepared corpus (no {MANIFEST_FILE}); {_prepare_hint(directory)}"
+        )
+    missing = [name for name in (FOLDS_FILE, LABELS_FILE) if not (directory / name).is_file()]
+    if missing:
+        raise PreparedCorpusError(
+            f"{directory} has {MANIFEST_FILE} but no {' or '.join(missing)} (an interrupted "
+            "or partial copy?): run `peft-ser prepare` again with this folder as --out"
+        )
+
+
+def _require_agreement(directory: Path, prepared: PreparedCorpus) -> None:
+    """Folds may only name manifest keys, and the manifest only use labels of labels.json."""
+    keys = {u.key for u in prepared.manifest}
+    for fold in prepared.folds:
+        for split in SPLITS:
+            absent = [key for key in getattr(fold, split) if key not in keys]
+            if absent:
+                raise PreparedCorpusError(
+                    f"{directory / FOLDS_FILE}: fold {fold.name} {split} names {len(absent)} "
+                    f"keys absent from {MANIFEST_FILE} (first {absent[:3]}): the files come "
+                    "from different runs; run `peft-ser prepare` again"
+                )
+    unknown = sorted({u.label for u in prepared.manifest} - set(prepared.labels))
+    if unknown:
+        raise PreparedCorpusError(
+            f"{directory / MANIFEST_FILE}: labels {unknown} are not in {LABELS_FILE} "
+            f"{prepared.labels}"
+        )
 
 
 def select(prepared: PreparedCorpus, keys: Iterable[str]) -> list[Utterance]:

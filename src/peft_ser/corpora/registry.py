@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+from pathlib import Path
+
 from peft_ser.corpora import crema_d, emodb, iemocap, msp_improv, msp_podcast, ravdess
-from peft_ser.corpora.base import Corpus, CorpusError
+from peft_ser.corpora.base import Corpus, CorpusError, is_audio_file
+from peft_ser.errors import suggest
 
 CORPORA: dict[str, Corpus] = {
     module.CORPUS.name: module.CORPUS
@@ -11,12 +17,59 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+def _spelling(name: str) -> str:
+    """A name without case and punctuation: ``CREMA-D``, ``crema_d`` and ``cremad`` agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
 def get_corpus(name: str) -> Corpus:
-    """The corpus registered as ``name`` (case-insensitive, ``_`` and ``-`` alike)."""
-    normalised = name.lower().replace("_", "-")
-    if normalised not in CORPORA:
-        raise CorpusError(f"unknown corpus {name!r}; choose one of {sorted(CORPORA)}")
-    return CORPORA[normalised]
+    """The corpus registered as ``name``, spelled in any case, with or without ``-``/``_``."""
+    matches = [corpus for key, corpus in CORPORA.items() if _spelling(key) == _spelling(name)]
+    if len(matches) == 1:
+        return matches[0]
+    raise CorpusError(
+        f"unknown corpus {name!r}{suggest(name, CORPORA)}; choose one of {', '.join(CORPORA)}"
+    )
+
+
+def find_root(corpus: Corpus, root: Path) -> Path | None:
+    """``root`` or its sub-folder with the corpus's shipped name, whichever has its layout."""
+    for candidate in [root] + [root / top for top in corpus.top_dirs]:
+        if candidate.is_dir() and corpus.looks_like(candidate):
+            return candidate
+    return None
+
+
+def detect_corpus(folder: Path) -> Corpus | None:
+    """The first registered corpus whose layout ``folder`` (or its shipped sub-folder) has."""
+    return next((c for c in CORPORA.values() if find_root(c, folder) is not None), None)
+
+
+def _holds_audio(folder: Path, depth: int = 2) -> bool:
+    """Whether audio files lie in ``folder`` or up to ``depth`` levels below it."""
+    for current, folders, files in os.walk(folder):
+        if any(is_audio_file(name) for name in files):
+            return True
+        if len(Path(current).relative_to(folder).parts) >= depth:
+            folders.clear()
+    return False
+
+
+def prepare_hint(folder: Path) -> str:
+    """How to make a prepared corpus of ``folder``, as a working ``peft-ser prepare`` command:
+    naming the corpus when ``folder`` has a known layout, with ``<corpus>`` when it merely
+    holds audio files, and as the output folder otherwise."""
+    names = ", ".join(CORPORA)
+    corpus = detect_corpus(folder)
+    quoted = shlex.quote(str(folder))
+    if corpus is not None:
+        command = f"peft-ser prepare {corpus.name} --root {quoted} --out prepared/{corpus.name}"
+        return f"it looks like raw {corpus.title}: prepare it first with `{command}`"
+    if _holds_audio(folder):
+        command = f"peft-ser prepare <corpus> --root {quoted} --out prepared/<corpus>"
+        return f"it holds audio files: prepare it first with `{command}` (<corpus>: {names})"
+    command = f"peft-ser prepare <corpus> --root <corpus folder> --out {quoted}"
+    return f"write one with `{command}` (<corpus>: {names})"
 
 
 def describe_corpora() -> str:
