@@ -156,7 +156,18 @@ class LabelScheme:
         return label_set.codes[raw], ""
 
 
-FoldRule = Callable[[Sequence[Utterance]], list[Fold]]
+@dataclass(frozen=True)
+class FoldPlan:
+    """The folds a rule made, and what it changed because the corpus is incomplete (one
+    sentence each, e.g. "only 3 sessions (…), made 3 folds instead of 5")."""
+
+    folds: list[Fold]
+    warnings: list[str] = field(default_factory=list)
+
+
+FoldRule = Callable[[Sequence[Utterance], int], FoldPlan]
+"""``rule(utterances, folds)``: the folds of ``utterances``, ``folds`` being how many the
+protocol makes on the complete corpus (a rule makes fewer, and says so, when it must)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class Protocol:
     """How a corpus is split into folds, and which utterances the protocol uses at all."""
 
     description: str
+    folds: int
+    """How many folds the protocol makes on the complete corpus (the paper's count)."""
     make_folds: FoldRule
     keep: Callable[[Entry], bool] | None = None
 

@@ -84,6 +84,7 @@ CORPUS = Corpus(
     protocols={
         "paper": Protocol(
             "5 contiguous actor folds (19,18,18,18,18 test actors); last ceil(n/5) others dev",
+            5,
             speaker_block_folds,
         ),
     },

@@ -63,6 +63,7 @@ CORPUS = Corpus(
     protocols={
         "paper": Protocol(
             "5 contiguous speaker folds (2 test speakers each); the last 2 others dev",
+            5,
             speaker_block_folds,
         ),
     },

@@ -96,14 +96,16 @@ CORPUS = Corpus(
         no_agreement=frozenset({"xxx"}),
     ),
     protocols={
-        "paper": Protocol("5 folds: one session test, the last remaining dev", session_folds),
+        "paper": Protocol("5 folds: one session test, the last remaining dev", 5, session_folds),
         "improvised": Protocol(
             "the paper's folds over improvised dialogs only (scripted excluded)",
+            5,
             session_folds,
             keep=lambda entry: "_impro" in entry.key,
         ),
         "loso-speaker-dev": Protocol(
             "one session test; dev = F of the first and M of the last remaining sessions",
+            5,
             session_folds_speaker_dev,
         ),
     },

@@ -83,9 +83,10 @@ CORPUS = Corpus(
         no_agreement=frozenset({"X"}),
     ),
     protocols={
-        "paper": Protocol("6 folds: one session test, the last remaining dev", session_folds),
+        "paper": Protocol("6 folds: one session test, the last remaining dev", 6, session_folds),
         "loso-speaker-dev": Protocol(
             "one session test; dev = F of the first and M of the last remaining sessions",
+            6,
             session_folds_speaker_dev,
         ),
     },

@@ -82,6 +82,7 @@ CORPUS = Corpus(
     protocols={
         "paper": Protocol(
             "official split: Train / Development (or Validation) / Test1",
+            1,
             official_split(("Train",), ("Development", "Validation"), ("Test1",)),
         ),
     },

@@ -3,14 +3,17 @@
 `prepare_corpus` asks the corpus module for its label rows and audio files, then decides for
 each row, in a fixed order, whether it becomes an `Utterance` or a reported `Problem`:
 duplicate key, missing audio, label (no agreement / unknown / outside the label set), outside
-the protocol, then the audio itself (empty, unreadable, silent). Audio files no row refers to
-are reported last. Problems never stop the run; only a root that is not the corpus, a bad
-option or an empty result raise `CorpusError`.
+the protocol, then the audio itself (empty, unreadable, non-finite, silent). Audio files no
+row refers to are reported last. Problems never stop the run, and an incomplete corpus gets
+as many folds as it allows, with warnings (logged, and kept in summary.json/summary.txt);
+only a root that is not the corpus, a bad option, no usable utterance or no possible fold
+raise `CorpusError`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +26,8 @@ from tqdm import tqdm
 from peft_ser.audio import AudioCache, AudioError, AudioInfo, probe
 from peft_ser.corpora import base
 from peft_ser.corpora.base import Corpus, CorpusError, Entry, LabelSet, Problem, Protocol, Scan
-from peft_ser.corpora.registry import get_corpus
+from peft_ser.corpora.folds import usable_folds
+from peft_ser.corpora.registry import find_root, get_corpus
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import (
     Fold,
@@ -41,6 +45,7 @@ _PROBE_THREADS = 8
 """Header reads are file-system bound; a few threads hide latency on network storage."""
 _PROBE_CHUNK = 64
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def prepare_corpus(
@@ -58,9 +63,11 @@ def prepare_corpus(
     ``out`` defaults to ``prepared/<name>``; it receives manifest.csv, folds.json, labels.json,
     report.csv, summary.json and summary.txt. ``labels`` picks a label set (``paper4``,
     ``full`` or a corpus extra), ``protocol`` a fold protocol (default: the paper's).
-    ``check_silence`` decodes each file up to its first non-silent block. ``verbose`` shows
-    a progress bar and prints the summary. Raises `CorpusError` when ``root`` is not the
-    corpus, an option is unknown, or no usable utterance is left (report.csv is still written).
+    ``check_silence`` decodes each file up to its first non-silent block (files stored as
+    floats are always decoded to the end, to find NaN and ±inf samples). ``verbose`` shows a
+    progress bar and prints the summary. A corpus too small for the protocol's folds gets as
+    many as it allows, with warnings. Raises `CorpusError` when ``root`` is not the corpus,
+    an option is unknown, or no usable utterance or fold is left (report.csv is still written).
     """
     corpus = get_corpus(name)
     label_set = _choose(corpus.labels.sets, labels, "label set", corpus.name)
@@ -77,9 +84,20 @@ def prepare_corpus(
             f"no usable utterance of {corpus.title} under {root} "
             f"({len(problems)} excluded; see {out / REPORT_FILE})"
         )
-    prepared = PreparedCorpus(utterances, chosen.make_folds(utterances), list(label_set.names))
+    try:
+        plan = usable_folds(chosen.make_folds(utterances, chosen.folds))
+    except CorpusError as error:
+        raise CorpusError(
+            f"protocol {protocol_name}: {error}; no fold can be made from the "
+            f"{len(utterances)} usable utterances of {corpus.title} under {root} "
+            f"({len(problems)} excluded; see {out / REPORT_FILE})"
+        ) from error
+    warnings = [f"protocol {protocol_name}: {warning}" for warning in plan.warnings]
+    for warning in warnings:
+        log.warning(warning)
+    prepared = PreparedCorpus(utterances, plan.folds, list(label_set.names))
     save_prepared(out, prepared)
-    summary = summarize(prepared, problems, corpus.name, labels, protocol_name, root)
+    summary = summarize(prepared, problems, corpus.name, labels, protocol_name, root, warnings)
     text = summary_text(summary)
     write_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
     write_atomic(out / SUMMARY_TXT, text)
@@ -97,11 +115,14 @@ def _choose(options: Mapping[str, T], name: str, what: str, corpus: str) -> T:
 def locate_root(corpus: Corpus, root: str | Path) -> Path:
     """The corpus root: ``root`` itself, or its sub-folder with the corpus's shipped name."""
     root = Path(root).expanduser().resolve()
-    candidates = [root] + [root / top for top in corpus.top_dirs]
-    for candidate in candidates:
-        if candidate.is_dir() and corpus.looks_like(candidate):
-            return candidate
-    raise CorpusError(f"{root} does not look like {corpus.title}: expected {corpus.layout}")
+    if not root.exists():
+        raise CorpusError(f"corpus root {root} does not exist")
+    if not root.is_dir():
+        raise CorpusError(f"corpus root {root} is a file, not a folder")
+    found = find_root(corpus, root)
+    if found is None:
+        raise CorpusError(f"{root} does not look like {corpus.title}: expected {corpus.layout}")
+    return found
 
 
 def _select(
@@ -231,9 +252,10 @@ def summarize(
     label_set: str,
     protocol: str,
     root: Path,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Counts per label, speakers and hours for the corpus and every fold split, and the
-    number of exclusions per reason."""
+    """Counts per label, speakers and hours for the corpus and every fold split, the number
+    of exclusions per reason, and what the protocol changed on an incomplete corpus."""
     by_key = {u.key: u for u in prepared.manifest}
     excluded = Counter(p.reason for p in problems)
 
@@ -253,6 +275,7 @@ def summarize(
             {"name": fold.name} | {name: split(fold, name) for name in ("train", "dev", "test")}
             for fold in prepared.folds
         ],
+        "warnings": list(warnings),
     }
 
 
@@ -277,6 +300,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     excluded = summary["excluded"]
     lines.append(f"excluded: {sum(excluded.values())}")
     lines += [f"  {reason}: {count}" for reason, count in excluded.items()]
+    lines += [f"warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
 
 

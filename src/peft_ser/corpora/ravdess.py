@@ -69,6 +69,7 @@ CORPUS = Corpus(
     protocols={
         "paper": Protocol(
             "5 contiguous actor folds (5,5,5,5,4 test actors); last ceil(n/5) others dev",
+            5,
             speaker_block_folds,
             keep=lambda entry: entry.key.startswith("03-01-"),
         ),
