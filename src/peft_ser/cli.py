@@ -70,8 +70,12 @@ def _options(
 
 _PREPARE_HELP = """Read an emotion corpus as its owners ship it into a prepared directory:
 manifest.csv, folds.json, labels.json, report.csv (every excluded item with its reason),
-summary.json and summary.txt. Exits non-zero only when the root is not the corpus or
-nothing usable is left.
+summary.json and summary.txt. A corpus too small for the protocol's folds (fewer speakers
+or sessions than folds) gets as many speaker-independent folds as it allows, with a warning.
+
+Exit status: 0 when the prepared directory is written (warnings or not); 2 when the root is
+missing or not the corpus, an option is unknown, or nothing usable is left (no utterance, or
+not one fold with separate train, dev and test speakers).
 
 Corpora:
 
@@ -96,18 +100,16 @@ def prepare(
         str | None, typer.Option(help="fold protocol, see the corpora above (default: paper)")
     ] = None,
     check_silence: Annotated[
-        bool, typer.Option(help="decode each file up to its first signal to find silent files")
+        bool,
+        typer.Option(
+            help="decode each file up to its first signal to find silent files (files stored "
+            "as floats are read to the end either way, to find NaN and inf samples)"
+        ),
     ] = True,
 ) -> None:
-    from peft_ser.corpora import CorpusError, prepare_corpus
+    from peft_ser.corpora import prepare_corpus
 
-    try:
-        prepare_corpus(
-            corpus, root, out, labels, protocol, check_silence=check_silence, verbose=True
-        )
-    except CorpusError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+    prepare_corpus(corpus, root, out, labels, protocol, check_silence=check_silence, verbose=True)
 
 
 @app.command()
@@ -119,15 +121,26 @@ def preprocess(
     sample_rate: Annotated[int, typer.Option(help="target rate in Hz")] = 16000,
 ) -> None:
     """Decode every manifest utterance to mono float32 at the target rate into an on-disk
-    cache keyed by path, size, mtime and rate; unchanged files are skipped, changed ones redone."""
+    cache keyed by path, size, mtime and rate; unchanged files are skipped, changed ones redone.
+
+    Files that fail are listed on stderr with the reason `prepare` uses (e.g. non_finite_audio).
+    Exit status: 0 when at least one utterance is cached, 1 when every one failed, 2 when the
+    folder is not a prepared corpus.
+    """
+    from collections import Counter
+
     from peft_ser.corpora import preprocess_corpus
 
     result = preprocess_corpus(prepared, cache_dir, sample_rate, verbose=True)
+    reasons = Counter(problem.reason for problem in result.failed)
+    counts = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+    by_reason = f" ({counts})" if counts else ""
     typer.echo(
-        f"decoded {result.computed}, already cached {result.cached}, failed {len(result.failed)}"
+        f"decoded {result.computed}, already cached {result.cached}, "
+        f"failed {len(result.failed)}{by_reason}"
     )
     for problem in result.failed:
-        typer.echo(f"  {problem.path}: {problem.detail}", err=True)
+        typer.echo(f"  {problem.reason}: {problem.path}: {problem.detail}", err=True)
     if result.failed and not result.computed + result.cached:
         raise typer.Exit(1)
 
