@@ -6,11 +6,11 @@ float32, so `load_audio` always down-mixes and resamples (soxr, high quality): c
 as MSP-Podcast contain stray stereo 44.1 kHz files, and RAVDESS is 48 kHz throughout.
 
 Corpus preparation must stay fast on hundreds of thousands of files, so `probe` reads the
-header, decodes the last frame (a file cut short fails there), and optionally scans for
-silence block by block, stopping at the first block with signal: speech files cost one
-block, only truly silent files are decoded fully. Files stored as floats are the exception:
-they are always scanned to the end, since one NaN or ±inf sample anywhere turns every
-loss, gradient and feature computed from the clip into NaN.
+header (and decodes the last frame of a FLAC, which fails when the file was cut short), and
+optionally scans for silence block by block, stopping at the first block with signal:
+speech files cost one block, only truly silent files are decoded fully. Files stored as
+floats are the exception: they are always scanned to the end, since one NaN or ±inf sample
+anywhere turns every loss, gradient and feature computed from the clip into NaN.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ Integer PCM (PCM_U8 … PCM_32, FLAC, A-law, ADPCM) has no bit pattern for them.
 arithmetic: a NaN there would be a decoder bug, not data, and scanning every such file would
 make `prepare` decode whole corpora. `load_audio` checks every decoded sample of every format
 anyway, which costs nothing once the samples are in memory."""
-_UNSEEKABLE_LENGTH = frozenset({"MP3"})
-"""Formats whose frame count may be an estimate from the bit rate, so their last frame is not
-checked (a valid file could fail the check)."""
+_COUNT_FROM_HEADER = frozenset({"FLAC"})
+"""Formats whose frame count comes from the header alone (FLAC's STREAMINFO), so a file cut
+short still claims every frame; `probe` checks that their last frame decodes. libsndfile
+derives the count of WAV, AIFF and the like from the data present (a cut file is simply
+shorter), an OGG cut short fails to open, and an MP3's count may be an estimate from the bit
+rate (a valid file could fail the check)."""
 _SCAN_BLOCK = 8192
 
 
@@ -182,7 +185,7 @@ def probe(path: str | Path, check_silence: bool = False) -> AudioInfo:
     """
     with _open(path) as handle:
         _require_frames(path, handle.frames)
-        if handle.format not in _UNSEEKABLE_LENGTH and not _last_frame_decodes(handle):
+        if handle.format in _COUNT_FROM_HEADER and not _last_frame_decodes(handle):
             problem = f"truncated or corrupt: the header promises {handle.frames} frames"
             raise AudioError(path, f"{problem} but the last one does not decode")
         try:
