@@ -137,8 +137,8 @@ for name, data, count, total in [
     failure = Fails("non_finite", NOT_FINITE.format(count, total))
     CASES[name] = (written(f"{name}.wav", data, subtype="FLOAT"), failure, failure)
 for name, value in [("flac-pos-inf", np.inf), ("flac-neg-inf", -np.inf)]:
-    # FLAC and PCM store integers: libsndfile clips ±inf to full scale, and a NaN cannot be
-    # written at all, so these files are finite by construction
+    # FLAC and PCM store integers: libsndfile writes ±inf as full scale (and refuses to
+    # write a NaN into FLAC), so these files are finite by construction
     data = with_bad_samples(1600, [5], value)
     CASES[name] = (written(f"{name}.flac", data), Decoded(1600), AudioInfo(16000, 1, 1600, False))
 CASES["pcm16-inf"] = (
