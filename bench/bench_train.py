@@ -65,10 +65,14 @@ def padding(prepared: Path, batch_size: int) -> dict[str, float]:
     from peft_ser.manifest import load_prepared, select
 
     corpus = load_prepared(prepared)
-    lengths = [expected_length(u, 6 * 16000) for u in select(corpus, corpus.folds[0].train)]
+    train_split = select(corpus, corpus.folds[0].train)
+    lengths = [expected_length(u, 6 * 16000) for u in train_split]
+    labels = [corpus.labels.index(u.label) for u in train_split]
     waste = {}
     for bucketing in (True, False):
-        sampler = LengthBucketSampler(lengths, batch_size, shuffle=True, bucketing=bucketing)
+        sampler = LengthBucketSampler(
+            lengths, batch_size, shuffle=True, labels=labels, bucketing=bucketing
+        )
         waste["bucketed" if bucketing else "random"] = padding_waste(
             sampler.global_batches(), lengths
         )

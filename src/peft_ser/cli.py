@@ -59,9 +59,7 @@ app = _App(
 def _options(
     debug: Annotated[
         bool,
-        typer.Option(
-            "--debug", help=f"show full tracebacks of errors (or set {DEBUG_ENV}=1)"
-        ),
+        typer.Option("--debug", help=f"show full tracebacks of errors (or set {DEBUG_ENV}=1)"),
     ] = False,
 ) -> None:
     if debug:
@@ -274,7 +272,7 @@ def train_command(
     import yaml
 
     from peft_ser.config import CLI_ALIASES, ConfigError, load_run_config
-    from peft_ser.train import train
+    from peft_ser.training import train
 
     given = {
         "backbone": backbone, "method": method, "rank": rank, "corpus": corpus,
@@ -286,12 +284,11 @@ def train_command(
         key, separator, value = item.partition("=")
         if not separator:
             raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--set")
-        overrides[key.strip()] = yaml.safe_load(value)
-    try:
-        run_config = load_run_config(config, overrides)
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item}: the value is not valid YAML") from None
+    run_config = load_run_config(config, overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     result = train(run_config, resume=resume)
     typer.echo(result.summary, nl=False)
@@ -314,7 +311,7 @@ def evaluate_command(
     import json
 
     from peft_ser.config import DataConfig
-    from peft_ser.train import evaluate
+    from peft_ser.training import evaluate
 
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
