@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from peft_ser.config import DataConfig, FoldSelector
+from peft_ser.corpora.registry import prepare_hint
 from peft_ser.errors import UserError
 from peft_ser.manifest import MANIFEST_FILE, Fold, PreparedCorpus, load_prepared
 
@@ -34,32 +35,12 @@ def resolve_corpus(data: DataConfig) -> PreparedCorpus:
         return prepare_corpus(data.corpus, data.corpus_dir, prepared_dir)
     if direct.is_dir():
         raise UserError(
-            f"{direct} is not a prepared corpus (no {MANIFEST_FILE}); {_how_to_prepare(direct)}"
+            f"{direct} is not a prepared corpus (no {MANIFEST_FILE}); {prepare_hint(direct)}"
         )
     raise UserError(
         f"data.corpus: no prepared corpus at {direct} or {prepared_dir}; prepare one with "
         f"`peft-ser prepare <corpus> --root <corpus folder> --out {prepared_dir}`, "
         "or set data.corpus_dir to the raw corpus folder"
-    )
-
-
-def _how_to_prepare(folder: Path) -> str:
-    """The command that prepares ``folder``, naming the corpus when its layout is recognised."""
-    from peft_ser.corpora import CORPORA, CorpusError
-    from peft_ser.corpora.prepare import locate_root
-
-    for name, corpus in CORPORA.items():
-        try:
-            locate_root(corpus, folder)
-        except CorpusError:
-            continue
-        return (
-            f"it looks like raw {corpus.title}: prepare it first with "
-            f"`peft-ser prepare {name} --root {folder} --out prepared/{name}`"
-        )
-    return (
-        f"prepare a corpus first with `peft-ser prepare <corpus> --root {folder} "
-        f"--out prepared/<corpus>` (corpora: {', '.join(CORPORA)})"
     )
 
 
