@@ -88,6 +88,7 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with_inf = tone(1.0, 44100, 2)
     with_inf[300, 1] = -np.inf
     sf.write(root / "inf.wav", with_inf, 44100, subtype="DOUBLE")
+    sf.write(root / "huge.wav", np.full(16000, 1e30), 16000, subtype="FLOAT")  # finite, yet NaN out
     sf.write(root / "short.wav", tone(0.005, 16000), 16000)
     sf.write(root / "no-frames.wav", np.zeros(0), 16000)
     (root / "empty.wav").write_bytes(b"")
@@ -143,8 +144,9 @@ def test_cli_predicts_every_rate_channel_count_subtype_and_odd_name(
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("nan.wav", "NaN"),
-        ("inf.wav", "inf"),
+        ("nan.wav", "2 of 16000 samples are not finite (NaN or ±inf)"),
+        ("inf.wav", "1 of 88200 samples are not finite (NaN or ±inf)"),
+        ("huge.wav", "model produced non-finite output (NaN or ±inf)"),
         ("short.wav", "too short to classify (80 samples at 16 kHz)"),
         ("no-frames.wav", "no audio frames"),
         ("empty.wav", "file is empty (0 bytes)"),
@@ -189,10 +191,10 @@ def test_cli_folder_search_skips_bad_files_and_writes_the_rest(
     assert_clean(result)
     assert result.exit_code == 1
     skipped = sorted(line.split(": ")[0] for line in result.stderr.splitlines()[:-1])
-    bad = ["corrupt.flac", "empty.wav", "inf.wav", "nan.wav", "no-frames.wav", "short.wav"]
-    assert skipped == sorted(f"skipped {audio / name}" for name in [*bad, "text.wav"])
+    bad = "corrupt.flac empty.wav huge.wav inf.wav nan.wav no-frames.wav short.wav text.wav"
+    assert skipped == sorted(f"skipped {audio / name}" for name in bad.split())
     good = len(GOOD_FILES)
-    assert result.stderr.splitlines()[-1] == f"predicted {good} of {good + 7} inputs"
+    assert result.stderr.splitlines()[-1] == f"predicted {good} of {good + 8} inputs"
     assert result.stdout == ""
     rows = target.read_text().splitlines()
     assert rows[0] == "source,window,start,end,label,Neutral,Angry,Sad,Happy"
@@ -326,12 +328,20 @@ def with_value(value: float, at: int = 100) -> np.ndarray:
 @pytest.mark.parametrize(
     ("item", "kind", "problem"),
     [
-        ((with_value(np.nan), 16000), "non_finite", "1 of 16000 samples are NaN or infinite"),
-        ((with_value(np.inf), 16000), "non_finite", "1 of 16000 samples are NaN or infinite"),
+        (
+            (with_value(np.nan), 16000),
+            "non_finite",
+            "1 of 16000 samples are not finite (NaN or ±inf)",
+        ),
+        (
+            (with_value(np.inf), 16000),
+            "non_finite",
+            "1 of 16000 samples are not finite (NaN or ±inf)",
+        ),
         (
             (np.stack([rows(), with_value(-np.inf)]), 16000),
             "non_finite",
-            "1 of 32000 samples are NaN or infinite",
+            "1 of 32000 samples are not finite (NaN or ±inf)",
         ),
         ((np.zeros(0, np.float32), 16000), "empty", "no samples (empty array)"),
         ((np.zeros((0, 2)), 44100), "empty", "no samples (empty array)"),
@@ -339,7 +349,7 @@ def with_value(value: float, at: int = 100) -> np.ndarray:
         (
             (np.full(16000, 1e30, np.float32), 16000),
             "non_finite_output",
-            "model produced non-finite output (NaN or inf)",
+            "model produced non-finite output (NaN or ±inf)",
         ),
     ],
 )

@@ -27,7 +27,14 @@ from peft_ser.cli import app
 from peft_ser.config import ModelConfig
 from peft_ser.errors import UserError
 from peft_ser.inference import load_model
-from peft_ser.model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SERModel, build_model
+from peft_ser.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    SERModel,
+    build_model,
+    read_weights,
+)
 
 Damage = Callable[[Path], None]
 
@@ -320,6 +327,15 @@ def test_unreachable_hub_is_one_line_naming_the_config(
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {expected}")
     assert result.stderr.count("\n") == 1
+
+
+def test_read_weights_names_the_file_as_checkpoints_need(saved: Path, tmp_path: Path) -> None:
+    """Training reads checkpoint weights with it: a cut file is one line, not a traceback."""
+    directory = damaged_copy(saved, tmp_path, truncate_weights(0.5))
+    with pytest.raises(ModelFileError) as raised:
+        read_weights(directory / WEIGHTS_FILE)
+    assert_one_line(raised.value, f"{directory / WEIGHTS_FILE}: {SAFETENSORS}")
+    assert read_weights(saved / WEIGHTS_FILE).keys() == load_file(saved / WEIGHTS_FILE).keys()
 
 
 def test_intact_copy_loads(saved: Path, tmp_path: Path) -> None:

@@ -382,7 +382,7 @@ def _predict_chunk(
         (source, samples), ranges = next(clip_spans)
         rows = np.stack([next(probabilities) for _ in ranges])
         if not np.isfinite(rows).all():
-            problem = "model produced non-finite output (NaN or inf)"
+            problem = "model produced non-finite output (NaN or ±inf)"
             yield Failure(source, AudioError(source, problem, "non_finite_output"))
             continue
         yield _prediction(source, len(samples), ranges, rows, model.labels)
@@ -414,7 +414,7 @@ def _array_to_16k(array: _Array) -> np.ndarray:
         raise AudioError(array.source, "no samples (empty array)", "empty")
     non_finite = samples.size - int(np.isfinite(samples).sum())
     if non_finite:
-        problem = f"{non_finite} of {samples.size} samples are NaN or infinite"
+        problem = f"{non_finite} of {samples.size} samples are not finite (NaN or ±inf)"
         raise AudioError(array.source, problem, "non_finite")
     if samples.ndim == 2 and samples.shape[0] < samples.shape[1]:
         samples = samples.T

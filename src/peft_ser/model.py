@@ -155,8 +155,7 @@ class SERModel(nn.Module):
             )
         with _reported_in(config_path):
             config = _read_config(config_path)
-        with _reported_in(weights_path):
-            state = _read_weights(weights_path)
+        state = read_weights(weights_path)
         with _reported_in(config_path):
             model = build_model(config)
         with _reported_in(weights_path):
@@ -211,8 +210,17 @@ def _one_line(message: str) -> str:
     return f"{heading}: {'; '.join(item.strip() for item in items)}" if items else heading
 
 
+def read_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file written by ``save``, each checked to be finite.
+
+    Raises `ModelFileError` naming the file for a missing, empty, truncated or corrupt file or
+    NaN or infinite values, where safetensors would raise a bare deserializer error.
+    """
+    with _reported_in(Path(path)):
+        return _read_weights(Path(path))
+
+
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, each finite; a damaged file is one clear error."""
     if not path.is_file():
         raise UserError("file is missing (a saved model keeps its trained weights here)")
     if path.stat().st_size == 0:
