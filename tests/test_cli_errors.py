@@ -102,8 +102,7 @@ def test_evaluate_on_a_folder_that_is_no_run_or_model(tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    monkeypatch.setenv(DEBUG_ENV, "0")  # restored after the test: --debug sets it to 1
     result = CliRunner().invoke(app, ["--debug", "train", "--config", str(tmp_path / "run.yaml")])
     assert result.exit_code == 1
     assert "config file does not exist" in str(result.exception)
-    monkeypatch.delenv(DEBUG_ENV, raising=False)

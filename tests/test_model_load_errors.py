@@ -214,19 +214,22 @@ CASES: list[Any] = [
     pytest.param(
         edit_config(backbone="whisper-tinny"),
         CONFIG_FILE,
-        "unknown backbone 'whisper-tinny' (did you mean 'whisper-tiny'?); known: ",
+        "invalid configuration: backbone: unknown backbone 'whisper-tinny' "
+        "(did you mean 'whisper-tiny'?); known: ",
         id="config-unknown-backbone",
     ),
     pytest.param(
         edit_config(method="lroa"),
         CONFIG_FILE,
-        "unknown PEFT method 'lroa' (did you mean 'lora'?); known: adapter, adapter_l,",
+        "invalid configuration: method: unknown PEFT method 'lroa' (did you mean 'lora'?); "
+        "known: adapter, adapter_l,",
         id="config-unknown-method",
     ),
     pytest.param(
         edit_config(backbone="/data/models/no-such-encoder"),
         CONFIG_FILE,
-        "backbone '/data/models/no-such-encoder': no such directory",
+        "invalid configuration: backbone: backbone '/data/models/no-such-encoder': "
+        "no such directory",
         id="config-backbone-dir-missing",
     ),
 ]

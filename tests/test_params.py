@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import Result
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from peft_ser.backbones import BackboneError, registry, resolve_backbone
@@ -113,20 +114,23 @@ def test_names_are_matched_ignoring_case() -> None:
     [
         (
             ("--backbone", "whisper-tinny"),
-            "error: unknown backbone 'whisper-tinny' (did you mean 'whisper-tiny'?); known: "
-            "ct2-whisper-tiny.en, hubert-base,",
+            "error: invalid configuration: backbone: unknown backbone 'whisper-tinny' "
+            "(did you mean 'whisper-tiny'?); known: ct2-whisper-tiny.en, hubert-base,",
         ),
         (
             ("--backbone", "wavlm-base-plu"),
-            "error: unknown backbone 'wavlm-base-plu' (did you mean 'wavlm-base-plus'?); known:",
+            "error: invalid configuration: backbone: unknown backbone 'wavlm-base-plu' "
+            "(did you mean 'wavlm-base-plus'?); known:",
         ),
         (
             ("--backbone", "/no/such/model-dir"),
-            "error: backbone '/no/such/model-dir': no such directory",
+            "error: invalid configuration: backbone: backbone '/no/such/model-dir': "
+            "no such directory",
         ),
         (
             ("--method", "lroa"),
-            "error: unknown PEFT method 'lroa' (did you mean 'lora'?); known: adapter, adapter_l, "
+            "error: invalid configuration: method: unknown PEFT method 'lroa' "
+            "(did you mean 'lora'?); known: adapter, adapter_l, "
             "combined, embedding_prompt, finetune, frozen, full, lora, peft",
         ),
         (("--rank", "0"), "error: invalid configuration"),
@@ -157,8 +161,18 @@ def test_hub_failure_is_one_line_saying_how_to_work_offline(
     )
 
 
-def test_unknown_names_fail_without_network_in_the_model_builder() -> None:
+def test_unknown_names_are_refused_by_the_config_and_the_model_builder() -> None:
+    with pytest.raises(ValidationError, match="did you mean 'whisper-tiny'"):
+        ModelConfig(backbone="whisper-tinny")
+    with pytest.raises(ValidationError, match="did you mean 'adapter'"):
+        ModelConfig(method="adaptor")
+    # a config built without validation still cannot reach the network with a typo
     with pytest.raises(BackboneError, match="did you mean 'whisper-tiny'"):
-        count_parameters(ModelConfig(backbone="whisper-tinny"))
+        count_parameters(ModelConfig.model_construct(backbone="whisper-tinny"))
     with pytest.raises(MethodError, match="did you mean 'adapter'"):
-        count_parameters(ModelConfig(method="adaptor"))
+        count_parameters(ModelConfig.model_construct(method="adaptor"))
+
+
+def test_the_config_stores_the_registry_spelling() -> None:
+    config = ModelConfig(backbone="Whisper-Tiny", method="LoRA")
+    assert (config.backbone, config.method) == ("whisper-tiny", "lora")

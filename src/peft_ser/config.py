@@ -63,6 +63,22 @@ class ModelConfig(StrictModel):
         "pad30: pad to Whisper's 30-s training window",
     )
 
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        """The registry's spelling of a named backbone; a misspelt name is refused here, with
+        the closest name, before anything is built or fetched (no weights, no network)."""
+        from peft_ser.backbones import resolve_backbone
+
+        return resolve_backbone(value)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from peft_ser.tuning.registry import resolve_method
+
+        return resolve_method(value)
+
 
 FoldSelector = int | str
 """A fold by 1-based position in the corpus's fold list (``2``) or by its name (``"fold2"``)."""
@@ -276,6 +292,8 @@ def format_validation_error(
             lines.append(f"{prefix}{location}: unknown key; allowed keys: {allowed}")
         elif problem["type"] == "missing":
             lines.append(f"{prefix}{location}: required key is missing")
+        elif isinstance(problem.get("ctx", {}).get("error"), UserError):
+            lines.append(f"{prefix}{location}: {problem['ctx']['error']}")  # names the value
         else:
             lines.append(f"{prefix}{location}: {problem['msg']} (got {problem.get('input')!r})")
     if len(lines) == 1:

@@ -23,3 +23,12 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     lowered = {choice.lower(): choice for choice in options}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
+def match_name(name: str, choices: Iterable[str]) -> str | None:
+    """``name`` if it is one of ``choices``, else the only choice equal to it ignoring case."""
+    options = list(choices)
+    if name in options:
+        return name
+    folded = [choice for choice in options if choice.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None

@@ -7,7 +7,6 @@ from .registry import (
     BackboneSpec,
     backbone_names,
     build_backbone,
-    match_name,
     resolve_backbone,
 )
 
@@ -19,6 +18,5 @@ __all__ = [
     "BackboneSpec",
     "backbone_names",
     "build_backbone",
-    "match_name",
     "resolve_backbone",
 ]

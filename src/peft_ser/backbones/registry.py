@@ -7,7 +7,7 @@ known on a machine without hub access; weights are fetched only when a model is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PretrainedConfig, WhisperConfig
 
-from ..errors import UserError, suggest
+from ..errors import UserError, match_name, suggest
 from .base import Backbone
 from .ct2 import find_bundled_whisper_tiny_en, is_ct2_whisper_dir, load_ct2_whisper_encoder
 from .ssl import MODEL_CLASSES, SSLBackbone, ssl_config
@@ -180,15 +180,6 @@ def resolve_backbone(source: str) -> str:
 
 def backbone_names() -> list[str]:
     return sorted(BACKBONES)
-
-
-def match_name(name: str, choices: Iterable[str]) -> str | None:
-    """``name`` if it is one of ``choices``, else the only choice equal to it ignoring case."""
-    options = list(choices)
-    if name in options:
-        return name
-    folded = [choice for choice in options if choice.casefold() == name.casefold()]
-    return folded[0] if len(folded) == 1 else None
 
 
 def _is_path_not_hub_id(source: str) -> bool:

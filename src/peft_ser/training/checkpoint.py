@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch.optim import Optimizer
 
 from peft_ser.fileio import write_atomic, write_atomic_with
-from peft_ser.model import WEIGHTS_FILE, SERModel
+from peft_ser.model import WEIGHTS_FILE, SERModel, read_weights
 
 
 def pointer(path: Path) -> str | None:
@@ -143,7 +143,7 @@ class FoldCheckpoints:
             return Progress()
         source = self.root / name
         state = json.loads((source / "state.json").read_text())
-        model.load_trainable_state_dict(load_file(source / WEIGHTS_FILE, device="cpu"))
+        model.load_trainable_state_dict(read_weights(source / WEIGHTS_FILE))
         optimizer.load_state_dict(
             unflatten_optimizer(load_file(source / "optimizer.safetensors"), state)
         )

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -39,7 +38,7 @@ from peft_ser.metrics import (
     learning_curves_figure,
     uar,
 )
-from peft_ser.model import WEIGHTS_FILE, SERModel, build_model
+from peft_ser.model import WEIGHTS_FILE, SERModel, build_model, read_weights
 from peft_ser.progress import progress_bar
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
@@ -325,7 +324,7 @@ class FoldRunner:
     def _finish(self) -> dict[str, Any]:
         """Test the best-dev-epoch model and write the fold's results (results.json last)."""
         best = self.checkpoints.best(self.progress)
-        self.model.load_trainable_state_dict(load_file(best / WEIGHTS_FILE, device="cpu"))
+        self.model.load_trainable_state_dict(read_weights(best / WEIGHTS_FILE))
         test = self._score("test")
         predictions: Predictions = test.pop("predictions")
         result = {

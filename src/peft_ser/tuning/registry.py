@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..backbones import Backbone, match_name
+from ..backbones import Backbone
 from ..config import ModelConfig
-from ..errors import UserError, suggest
+from ..errors import UserError, match_name, suggest
 
 Method = Callable[[Backbone, ModelConfig], None]
 
