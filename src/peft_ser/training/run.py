@@ -70,12 +70,14 @@ class RunResult:
     summary: str
 
 
-def train(config: RunConfig, resume: bool = False) -> RunResult:
+def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = None) -> RunResult:
     """Train ``config`` on each selected fold; test at the best dev epoch; write the results.
 
     With ``resume``, an interrupted run in ``config.output_dir`` continues from the last
     completed epoch of its unfinished fold, and completed folds are read back, not redone.
-    Works unchanged under ``accelerate launch`` (every process calls `train`).
+    Works unchanged under ``accelerate launch`` (every process calls `train`). Runs that share
+    a frozen backbone (a grid over head settings, seeds or samplers) can share one ``cache`` of
+    its hidden states: each clip is then encoded once for all of them.
     """
     accelerator = accelerator_for(config.mixed_precision)
     run_dir = Path(config.output_dir)
@@ -89,7 +91,7 @@ def train(config: RunConfig, resume: bool = False) -> RunResult:
         attach_log_file(run_dir)
     accelerator.wait_for_everyone()
     bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
-    cache = FeatureCache()
+    cache = cache if cache is not None else FeatureCache()
     fold_results = []
     for fold in select_folds(prepared.folds, config.data.folds):
         fold_dir = fold_directory(run_dir, fold.name)
