@@ -158,3 +158,20 @@ def test_cli_rejects_a_bad_key_with_its_name(corpus: Path, tmp_path: Path) -> No
     )
     assert done.returncode == 2
     assert "optim.lrr: unknown key; allowed keys: epochs, lr" in done.stderr
+
+
+def test_off_a_terminal_training_prints_one_plain_line_per_epoch(
+    corpus: Path, tmp_path: Path
+) -> None:
+    config = tiny_run(corpus, tmp_path / "run", **{"optim.epochs": 3, "progress": True})
+    done = subprocess.run(
+        _cli("train", "--config", str(_write_config(config, tmp_path / "c.yaml"))),
+        capture_output=True,
+        text=True,
+        env=ONE_THREAD,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr  # no progress-bar frames in a pipe
+    epochs = [line for line in done.stderr.splitlines() if " epoch " in line]
+    assert [line.split(" epoch ")[1].split(":")[0] for line in epochs] == ["1/3", "2/3", "3/3"]
+    assert (tmp_path / "run" / "train.log").read_text().count(" epoch ") == 3

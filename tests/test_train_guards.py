@@ -15,6 +15,7 @@ import soundfile as sf
 from _tones import make_corpus, tiny_run
 
 import peft_ser.data
+from peft_ser.errors import UserError
 from peft_ser.training import train
 from peft_ser.training.guards import NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError
@@ -113,8 +114,12 @@ def test_a_failed_start_can_be_rerun_and_progress_is_protected(
     corpus: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    with pytest.raises(Exception, match="no fold 7"):
+    with pytest.raises(UserError, match="no fold 7"):
         train(tiny_run(corpus, run, **{"data.folds": "7"}))
+    assert not run.exists()  # refused before anything was written
+    bad = {"model.method": "lora", "feature_cache": "on"}  # found only when the fold starts
+    with pytest.raises(UserError, match="feature_cache 'on' needs a frozen backbone"):
+        train(tiny_run(corpus, run, **bad))
     assert (run / "config.yaml").is_file()
     train(tiny_run(corpus, run, **{"optim.epochs": 1}))  # the fixed command just works
     with pytest.raises(RunDirError, match="pass --resume to continue it"):

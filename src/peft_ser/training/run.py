@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.fileio import write_atomic
+from peft_ser.manifest import Fold, PreparedCorpus
 from peft_ser.training.checkpoint import has_checkpoint
 from peft_ser.training.corpus import fold_directory, resolve_corpus, select_folds
 from peft_ser.training.loop import FoldRunner
@@ -86,28 +89,39 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
     config = config.model_copy(
         update={"model": config.model.model_copy(update={"labels": prepared.labels})}
     )
+    folds = select_folds(prepared.folds, config.data.folds)
     if accelerator.is_main_process:
         claim_run_dir(run_dir, config, resume)
-        attach_log_file(run_dir)
     accelerator.wait_for_everyone()
-    bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
     cache = cache if cache is not None else FeatureCache()
-    fold_results = []
-    for fold in select_folds(prepared.folds, config.data.folds):
-        fold_dir = fold_directory(run_dir, fold.name)
-        if (fold_dir / FOLD_RESULTS).is_file():
-            log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
-            fold_results.append(json.loads((fold_dir / FOLD_RESULTS).read_text()))
-            continue
-        runner = FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio)
-        fold_results.append(runner.run())
-    overall = overall_metrics(fold_results, prepared.labels)
-    summary = summary_text(config, fold_results, overall)
-    if accelerator.is_main_process:
-        write_run_results(run_dir, fold_results, overall, prepared.labels, summary)
+    with run_log(run_dir / "train.log", accelerator.is_main_process):
+        fold_results = [
+            _fold_result(config, accelerator, prepared, fold, run_dir, cache) for fold in folds
+        ]
+        overall = overall_metrics(fold_results, prepared.labels)
+        summary = summary_text(config, fold_results, overall)
+        if accelerator.is_main_process:
+            write_run_results(run_dir, fold_results, overall, prepared.labels, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return RunResult(run_dir, fold_results, overall, summary)
+
+
+def _fold_result(
+    config: RunConfig,
+    accelerator: Accelerator,
+    prepared: PreparedCorpus,
+    fold: Fold,
+    run_dir: Path,
+    cache: FeatureCache,
+) -> dict[str, Any]:
+    """A fold's results: read back when the fold is complete, else trained (or resumed)."""
+    fold_dir = fold_directory(run_dir, fold.name)
+    if (fold_dir / FOLD_RESULTS).is_file():
+        log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
+        return dict(json.loads((fold_dir / FOLD_RESULTS).read_text()))
+    bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
+    return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio).run()
 
 
 def accelerator_for(mixed_precision: str) -> Accelerator:
@@ -165,9 +179,21 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
-def attach_log_file(run_dir: Path) -> None:
-    handler = logging.FileHandler(run_dir / "train.log")
+@contextmanager
+def run_log(path: Path, enabled: bool) -> Iterator[None]:
+    """Copy the package's log records (INFO and up) into ``path`` while the run lasts."""
+    if not enabled:
+        yield
+        return
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     package = logging.getLogger("peft_ser")
+    level = package.level
     package.addHandler(handler)
-    package.setLevel(min(package.level or logging.INFO, logging.INFO))
+    package.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()
