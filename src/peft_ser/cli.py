@@ -469,13 +469,14 @@ def demo(
         Path | None, typer.Option(help="where the demo writes (default: the config's)")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="override the config's epochs")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
 ) -> None:
     """Prepare the synthetic demo corpus, train Whisper tiny.en + LoRA on one fold, print the
     test UAR, and predict one test clip with the trained model. Offline, a few minutes on CPU."""
     from peft_ser.demo import run_demo
 
     _log_to_stderr()
-    result = run_demo(config, corpus, output_dir, epochs)
+    result = run_demo(config, corpus, output_dir, epochs, seed)
     prediction = result.prediction
     typer.echo(f"\ntest UAR          {result.test_uar:.3f}")
     typer.echo(f"confusion matrix  {result.confusion_png}")

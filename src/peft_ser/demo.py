@@ -36,6 +36,7 @@ def run_demo(
     corpus_dir: Path | None = None,
     output_dir: Path | None = None,
     epochs: int | None = None,
+    seed: int | None = None,
 ) -> DemoResult:
     """Prepare, train the configured fold, and predict one test clip with the trained model.
 
@@ -49,6 +50,8 @@ def run_demo(
         overrides["output_dir"] = str(output_dir / "run")
     if epochs is not None:
         overrides["optim.epochs"] = epochs
+    if seed is not None:
+        overrides["seed"] = seed
     config = load_run_config(config_path, overrides)
     data = config.data
     assert data.corpus_dir is not None and data.prepared_dir is not None, "demo config"
