@@ -21,7 +21,8 @@ def test_demo_trains_and_predicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(REPO)
     result = run_demo(DEMO_CONFIG, output_dir=tmp_path, epochs=1)
     assert result.run_dir == tmp_path / "run"
-    assert 0.0 <= result.test_uar <= 1.0
+    assert 0.0 <= result.test_interval[0] <= result.test_uar <= result.test_interval[1] <= 1.0
+    assert (result.test_clips, result.dev_clips) == (32, 32)
     assert result.confusion_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (result.model_dir / "trainable.safetensors").is_file()
     assert result.prediction.label in {"Neutral", "Angry", "Sad", "Happy"}

@@ -13,6 +13,7 @@ from peft_ser.metrics import (
     learning_curves_figure,
     summarize,
     uar,
+    uar_interval,
 )
 
 LABELS = ["Neutral", "Angry", "Sad"]
@@ -78,3 +79,17 @@ def test_figures_render_to_png() -> None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_uar_interval_covers_the_uar_and_narrows_with_more_items() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, size=32)
+    pred = np.where(rng.random(32) < 0.7, truth, (truth + 1) % 4)
+    low, high = uar_interval(truth, pred)
+    assert low < uar(truth, pred) < high
+    big_truth, big_pred = np.tile(truth, 30), np.tile(pred, 30)
+    big_low, big_high = uar_interval(big_truth, big_pred)
+    assert big_high - big_low < (high - low) / 3  # width shrinks about as 1/sqrt(n)
+    assert uar_interval(truth, pred) == (low, high)  # reproducible from its seed
+    assert uar_interval(truth, truth) == (1.0, 1.0)
+    assert "uar_ci95" in classification_metrics(truth, pred, list("abcd"), interval=True)

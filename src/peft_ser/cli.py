@@ -478,7 +478,12 @@ def demo(
     _log_to_stderr()
     result = run_demo(config, corpus, output_dir, epochs, seed)
     prediction = result.prediction
-    typer.echo(f"\ntest UAR          {result.test_uar:.3f}")
+    low, high = result.test_interval
+    typer.echo(f"\ndev UAR           {result.dev_uar:.3f}  ({result.dev_clips} clips, best epoch)")
+    typer.echo(
+        f"test UAR          {result.test_uar:.3f}  ({result.test_clips} clips; "
+        f"95 % bootstrap interval {low:.2f}-{high:.2f})"
+    )
     typer.echo(f"confusion matrix  {result.confusion_png}")
     typer.echo(f"trained weights   {result.model_dir}")
     typer.echo(f"\n$ peft-ser predict {result.clip} --model {result.model_dir}")

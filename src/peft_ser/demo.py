@@ -24,6 +24,10 @@ DEMO_CONFIG = Path("configs/demo.yaml")
 class DemoResult:
     run_dir: Path
     test_uar: float
+    test_interval: tuple[float, float]
+    test_clips: int
+    dev_uar: float
+    dev_clips: int
     confusion_png: Path
     model_dir: Path
     clip: Path
@@ -65,6 +69,10 @@ def run_demo(
     return DemoResult(
         run_dir=result.run_dir,
         test_uar=float(fold_result["test"]["uar"]),
+        test_interval=(fold_result["test"]["uar_ci95"][0], fold_result["test"]["uar_ci95"][1]),
+        test_clips=len(fold.test),
+        dev_uar=float(fold_result["dev_uar"]),
+        dev_clips=len(fold.dev),
         confusion_png=fold_dir / "confusion.png",
         model_dir=fold_dir / "model",
         clip=Path(clip.path),

@@ -52,7 +52,9 @@ def evaluate(
         predictions = predict(accelerator, model, batches, None, len(dataset))
         truth = [dataset.label_of(i) for i in predictions.indices]
         genders = [utterances[i].gender for i in predictions.indices]
-        metrics = classification_metrics(truth, predictions.predicted, job.prepared.labels, genders)
+        metrics = classification_metrics(
+            truth, predictions.predicted, job.prepared.labels, genders, interval=True
+        )
         metrics["fold"] = job.fold.name
         per_fold.append(metrics)
         pooled_truth += truth
@@ -66,7 +68,9 @@ def evaluate(
         )
     labels = jobs[0].prepared.labels
     overall = {
-        "pooled": classification_metrics(pooled_truth, pooled_pred, labels, pooled_gender),
+        "pooled": classification_metrics(
+            pooled_truth, pooled_pred, labels, pooled_gender, interval=True
+        ),
         "mean_std": summarize(per_fold),
     }
     result = {"split": split, "folds": per_fold, "overall": overall}

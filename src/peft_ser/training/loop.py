@@ -300,7 +300,9 @@ class FoldRunner:
             )  # fmt: skip
         truth = [dataset.label_of(i) for i in predictions.indices]
         genders = [dataset.utterances[i].gender for i in predictions.indices]
-        metrics = classification_metrics(truth, predictions.predicted, self.labels, genders)
+        metrics = classification_metrics(
+            truth, predictions.predicted, self.labels, genders, interval=split == "test"
+        )
         metrics["loss"] = predictions.loss
         metrics["non_finite_outputs"] = len(predictions.nonfinite)
         metrics["predictions"] = predictions
