@@ -123,7 +123,7 @@ def test_unparsable_file_is_named_with_its_problem(tmp_path, name, content, prob
         ("b,c,s,F,/x.wav,N,Neutral,,abc,16000,1", "line 4: duration 'abc' is not a number"),
         ("b,c,s,F,/x.wav,N,Neutral,,1.0,16k,1", "line 4: sample_rate '16k' is not a number"),
         ("b,c,s,F,/x.wav", "line 4: fewer fields than the header"),
-        ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,extra", "line 4: more fields than the header"),
+        ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,extra", "line 4: more fields than the header"),
     ],
 )
 def test_bad_manifest_row_is_named_by_line(tmp_path, row, problem):
@@ -154,7 +154,8 @@ def test_missing_directory_and_file_are_named(tmp_path):
     assert load_error(tmp_path / "nowhere") == (
         f"{tmp_path / 'nowhere'} does not exist; write one with `peft-ser prepare <corpus> "
         f"--root <corpus folder> --out {tmp_path / 'nowhere'}` "
-        "(<corpus>: iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb)"
+        "(<corpus>: iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb, meld, "
+        "or folder for your own clips in one sub-folder per label)"
     )
     (tmp_path / "file").write_text("x")
     assert load_error(tmp_path / "file") == (
@@ -179,5 +180,6 @@ def test_folder_of_audio_files_gets_a_prepare_command(tmp_path):
         f"{tmp_path / 'clips'} is not a prepared corpus (no manifest.csv); it holds audio "
         f"files: prepare it first with `peft-ser prepare <corpus> --root {tmp_path / 'clips'} "
         "--out prepared/<corpus>` "
-        "(<corpus>: iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb)"
+        "(<corpus>: iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb, meld, "
+        "or folder for your own clips in one sub-folder per label)"
     )

@@ -195,17 +195,25 @@ def probe(path: str | Path, check_silence: bool = False) -> AudioInfo:
         return AudioInfo(handle.samplerate, handle.channels, handle.frames, silent)
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate``, shape ``(T,)``.
 
-    Channels are averaged; other rates are resampled with soxr. Raises `AudioError` naming the
-    file and the problem: missing, empty (no frames, or too short to give one sample at
-    ``sample_rate``), unreadable, or non-finite (checked before resampling, which would smear
-    one NaN over its neighbours).
+    ``start``/``end`` (seconds; ``end=None`` is the end of the file) decode only that segment
+    of a longer recording, seeking to it rather than decoding what comes before. Channels are
+    averaged; other rates are resampled with soxr. Raises `AudioError` naming the file and
+    the problem: missing, empty (no frames, a segment that starts past the end, or too short
+    to give one sample at ``sample_rate``), unreadable, or non-finite (checked before
+    resampling, which would smear one NaN over its neighbours).
     """
     with _open(path) as handle:
         try:
-            data = handle.read(dtype="float32", always_2d=True)
+            data = _read_segment(handle, start, end)
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioError(path, f"decoding failed ({_describe(error)})") from error
         source_rate = handle.samplerate
@@ -217,6 +225,17 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         problem = f"too short: {frames} at {source_rate} Hz give no sample at {sample_rate} Hz"
         raise AudioError(path, problem, "empty")
     return samples
+
+
+def _read_segment(handle: sf.SoundFile, start: float, end: float | None) -> np.ndarray:
+    """Frames ``[start, end)`` (seconds) of an open file as ``(T, C)`` float32."""
+    first = round(start * handle.samplerate)
+    last = handle.frames if end is None else min(handle.frames, round(end * handle.samplerate))
+    if first >= last:
+        return np.zeros((0, handle.channels), dtype=np.float32)
+    if first:
+        handle.seek(first)
+    return handle.read(last - first, dtype="float32", always_2d=True)
 
 
 def to_mono_16k(data: np.ndarray, source_rate: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -241,28 +260,32 @@ class AudioCache:
         self.directory = Path(directory)
         self.sample_rate = sample_rate
 
-    def entry(self, source: str | Path) -> Path:
-        """Where the cached samples of ``source`` live (whether or not they exist yet)."""
+    def entry(self, source: str | Path, start: float = 0.0, end: float | None = None) -> Path:
+        """Where the cached samples of ``source`` (or of its segment ``start``–``end``) live,
+        whether or not they exist yet."""
         absolute = os.path.abspath(source)
         status = _stat(source)
         token = f"{absolute}\0{status.st_size}\0{status.st_mtime_ns}\0{self.sample_rate}"
+        if start != 0.0 or end is not None:
+            token += f"\0{start!r}\0{end!r}"
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
         return self.directory / digest[:2] / f"{digest}.npy"
 
-    def ensure(self, source: str | Path) -> bool:
-        """Make sure ``source`` is cached; returns True when it had to be (re)computed."""
-        entry = self.entry(source)
+    def ensure(self, source: str | Path, start: float = 0.0, end: float | None = None) -> bool:
+        """Make sure ``source`` (or its segment) is cached; True when it had to be computed."""
+        entry = self.entry(source, start, end)
         if entry.exists():
             return False
-        self._store(entry, load_audio(source, self.sample_rate))
+        self._store(entry, load_audio(source, self.sample_rate, start=start, end=end))
         return True
 
-    def load(self, source: str | Path) -> np.ndarray:
-        """The samples of ``source``, from the cache when fresh, else decoded and stored."""
-        entry = self.entry(source)
+    def load(self, source: str | Path, start: float = 0.0, end: float | None = None) -> np.ndarray:
+        """The samples of ``source`` (or its segment), from the cache when fresh, else decoded
+        and stored."""
+        entry = self.entry(source, start, end)
         if entry.exists():
             return np.load(entry)
-        samples = load_audio(source, self.sample_rate)
+        samples = load_audio(source, self.sample_rate, start=start, end=end)
         self._store(entry, samples)
         return samples
 

@@ -4,7 +4,8 @@ Everything downstream of corpus preparation (training, evaluation, caching) read
 corpus directory through this module only, so the on-disk formats are defined here once:
 
 * ``manifest.csv``: one row per `Utterance`, columns in field order, read back losslessly;
-* ``folds.json``: ``{"folds": [{"name", "train", "dev", "test"}, ...]}`` listing utterance keys;
+* ``folds.json``: ``{"folds": [{"name", "train", "dev", "test"}, ...]}`` listing utterance keys,
+  and ``"speaker_leakage"`` when some speaker is in two splits of a fold (see `PreparedCorpus`);
 * ``labels.json``: the ordered label names, index = class id.
 
 All files are written atomically (temporary file in the same directory, then ``os.replace``)
@@ -43,6 +44,10 @@ class Utterance:
     can be derived later without re-reading the corpus; ``label`` is its name in the chosen
     space. ``session`` holds the recording session or the official split, whichever the
     corpus's protocol is defined over (empty when it has neither).
+
+    ``start`` and ``end`` (seconds) select a segment of a longer recording, so one file can
+    hold many labelled turns; ``end`` is ``None`` for "to the end of the file", and a whole
+    file is ``start=0.0, end=None``. ``duration`` is the segment's.
     """
 
     key: str
@@ -56,6 +61,13 @@ class Utterance:
     duration: float
     sample_rate: int
     channels: int
+    start: float = 0.0
+    end: float | None = None
+
+    @property
+    def is_segment(self) -> bool:
+        """Whether the utterance is a part of its file rather than the whole file."""
+        return self.start != 0.0 or self.end is not None
 
 
 @dataclass(frozen=True)
@@ -70,15 +82,25 @@ class Fold:
 
 @dataclass(frozen=True)
 class PreparedCorpus:
-    """What a prepared corpus directory holds, in memory."""
+    """What a prepared corpus directory holds, in memory.
+
+    ``speaker_leakage`` is ``None`` when no speaker is in two of train/dev/test of any fold;
+    otherwise one sentence saying which folds share speakers and why (an utterance-level split,
+    an official split that reuses speakers), for results to carry as a warning: scores of
+    such folds overstate how well a model does on speakers it has never heard.
+    """
 
     manifest: list[Utterance]
     folds: list[Fold]
     labels: list[str]
+    speaker_leakage: str | None = None
 
 
 _COLUMNS = [f.name for f in fields(Utterance)]
+_OPTIONAL_COLUMNS = {"start": "0.0", "end": ""}
+"""Columns added after the first manifests were written, with the value older files imply."""
 _INT_COLUMNS = {"sample_rate", "channels"}
+_FLOAT_COLUMNS = {"duration", "start"}
 
 
 class PreparedCorpusError(UserError):
@@ -118,9 +140,14 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
-    """Write utterances as CSV; floats use ``repr`` so they read back bit-identical."""
-    rows = ([getattr(u, name) for name in _COLUMNS] for u in utterances)
+    """Write utterances as CSV; floats use ``repr`` so they read back bit-identical, and an
+    open ``end`` is an empty field."""
+    rows = ([_cell(getattr(u, name)) for name in _COLUMNS] for u in utterances)
     write_atomic(path, csv_text(_COLUMNS, rows))
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -128,7 +155,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     parse or a file that is not UTF-8 CSV is a `PreparedCorpusError` naming file and line."""
     with _parsing(path), open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+        present = reader.fieldnames or []
+        missing = [c for c in _COLUMNS if c not in present and c not in _OPTIONAL_COLUMNS]
         if missing:
             raise ValueError(f"manifest lacks columns {missing}")
         utterances = []
@@ -145,7 +173,7 @@ def _utterance_from_row(row: dict[str | None, str | None]) -> Utterance:
         raise ValueError("more fields than the header")
     values: dict[str, object] = {}
     for name in _COLUMNS:
-        text = row[name]
+        text = row[name] if name in row else _OPTIONAL_COLUMNS[name]
         if text is None:
             raise ValueError("fewer fields than the header")
         values[name] = _parse_value(name, text)
@@ -156,27 +184,42 @@ def _parse_value(name: str, text: str) -> object:
     try:
         if name in _INT_COLUMNS:
             return int(text)
-        if name == "duration":
+        if name in _FLOAT_COLUMNS:
             return float(text)
+        if name == "end":
+            return float(text) if text else None
     except ValueError:
         raise ValueError(f"{name} {text!r} is not a number") from None
     return text
 
 
-def write_folds(path: str | Path, folds: Sequence[Fold]) -> None:
-    """Write folds as JSON (one object per fold, keys in manifest order)."""
-    document = {"folds": [vars(fold) for fold in folds]}
+def write_folds(
+    path: str | Path, folds: Sequence[Fold], speaker_leakage: str | None = None
+) -> None:
+    """Write folds as JSON (one object per fold, keys in manifest order), with the
+    ``speaker_leakage`` sentence when there is one."""
+    document: dict[str, object] = {"folds": [vars(fold) for fold in folds]}
+    if speaker_leakage is not None:
+        document["speaker_leakage"] = speaker_leakage
     write_atomic(path, json.dumps(document, indent=1) + "\n")
 
 
 def read_folds(path: str | Path) -> list[Fold]:
     """Read folds written by `write_folds`; anything else is a `PreparedCorpusError`."""
+    return _read_folds_document(path)[0]
+
+
+def _read_folds_document(path: str | Path) -> tuple[list[Fold], str | None]:
+    """The folds and the speaker-leakage sentence of a folds file."""
     with _parsing(path):
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         folds = document.get("folds") if isinstance(document, dict) else None
         if not isinstance(folds, list) or not folds:
             raise ValueError('expected {"folds": [{"name", "train", "dev", "test"}, ...]}')
-        return [_fold_from_json(index, item) for index, item in enumerate(folds, 1)]
+        leakage = document.get("speaker_leakage")
+        if leakage is not None and not isinstance(leakage, str):
+            raise ValueError("speaker_leakage must be text")
+        return [_fold_from_json(index, item) for index, item in enumerate(folds, 1)], leakage
 
 
 def _is_text_list(value: object) -> bool:
@@ -210,7 +253,7 @@ def save_prepared(directory: str | Path, prepared: PreparedCorpus) -> None:
     """Write the manifest, folds and labels of a prepared corpus into ``directory``."""
     directory = Path(directory)
     write_manifest(directory / MANIFEST_FILE, prepared.manifest)
-    write_folds(directory / FOLDS_FILE, prepared.folds)
+    write_folds(directory / FOLDS_FILE, prepared.folds, prepared.speaker_leakage)
     write_labels(directory / LABELS_FILE, prepared.labels)
 
 
@@ -224,10 +267,12 @@ def load_prepared(directory: str | Path) -> PreparedCorpus:
     """
     directory = Path(directory)
     _require_files(directory)
+    folds, speaker_leakage = _read_folds_document(directory / FOLDS_FILE)
     prepared = PreparedCorpus(
         manifest=read_manifest(directory / MANIFEST_FILE),
-        folds=read_folds(directory / FOLDS_FILE),
+        folds=folds,
         labels=read_labels(directory / LABELS_FILE),
+        speaker_leakage=speaker_leakage,
     )
     _require_agreement(directory, prepared)
     return prepared
