@@ -113,7 +113,8 @@ def test_missing_root_and_file_root_are_named(tmp_path):
 def test_unknown_corpus_suggests_a_name(tmp_path, name, hint):
     assert one_line_error(["prepare", name, "--root", str(tmp_path)]) == (
         f"unknown corpus {name!r}{hint}; choose one of "
-        "iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb"
+        "iemocap, crema-d, msp-improv, msp-podcast, ravdess, emodb, meld, "
+        "or table or folder for your own data"
     )
 
 

@@ -23,6 +23,7 @@ AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 
 # Exclusion reasons, in the order `prepare` checks them.
 MALFORMED_ROW = "malformed_label_row"
+EMPTY_LABEL = "empty_label"
 DUPLICATE = "duplicate"
 MISSING_AUDIO = "missing_audio"
 NO_AGREEMENT = "no_agreement"
@@ -33,9 +34,13 @@ EMPTY_AUDIO = "empty_audio"
 UNREADABLE_AUDIO = "unreadable_audio"
 NON_FINITE_AUDIO = "non_finite_audio"
 SILENT_AUDIO = "silent_audio"
+SEGMENT_OUTSIDE = "segment_outside_audio"
+TOO_SHORT = "too_short"
+RARE_LABEL = "rare_label"
 UNLABELLED_AUDIO = "unlabelled_audio"
 REASONS = (
     MALFORMED_ROW,
+    EMPTY_LABEL,
     DUPLICATE,
     MISSING_AUDIO,
     NO_AGREEMENT,
@@ -46,6 +51,9 @@ REASONS = (
     UNREADABLE_AUDIO,
     NON_FINITE_AUDIO,
     SILENT_AUDIO,
+    SEGMENT_OUTSIDE,
+    TOO_SHORT,
+    RARE_LABEL,
     UNLABELLED_AUDIO,
 )
 
@@ -80,7 +88,8 @@ def require_file(path: Path | None, what: str) -> Path:
 
 @dataclass(frozen=True)
 class Entry:
-    """One labelled utterance as the corpus's label files (or file names) describe it."""
+    """One labelled utterance as the corpus's label files (or file names) describe it;
+    ``start``/``end`` (seconds) when it is a segment of a longer file (see `Utterance`)."""
 
     key: str
     speaker: str
@@ -88,6 +97,8 @@ class Entry:
     path: str
     raw_label: str
     session: str = ""
+    start: float = 0.0
+    end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,12 @@ class Scan:
     problems: list[Problem] = field(default_factory=list)
 
 
+Materialize = Callable[[Scan, Path, bool], Scan]
+"""``materialize(scan, out, verbose)``: ``scan`` with media the audio reader cannot open
+(MELD's mp4 clips) decoded once into audio files under the prepared folder ``out``, the rows
+pointing at them, and what failed to decode as problems."""
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """A label space: ordered class names and the corpus codes that map to each."""
@@ -116,6 +133,29 @@ class LabelSet:
     names: tuple[str, ...]
     codes: dict[str, str]
     description: str
+
+
+def label_map(spec: str) -> LabelSet:
+    """The label set ``--labels`` describes: ``neu=Neutral,hap+exc=Happy,sad`` maps ``neu`` to
+    Neutral, merges ``hap`` and ``exc`` into Happy and keeps ``sad`` under its own name.
+
+    Class ids follow the order in which names first appear, so a mapping fixes them; every
+    raw label it does not name is outside the label set. Raises `CorpusError` for an empty
+    item, an empty code or name, or a code given twice.
+    """
+    codes: dict[str, str] = {}
+    for item in spec.split(","):
+        raw, _, name = item.partition("=")
+        name = (name if "=" in item else raw).strip()
+        sources = [code.strip() for code in raw.split("+")]
+        if not name or not all(sources):
+            raise CorpusError(f"--labels {spec!r}: {item.strip()!r} is not code[+code]=Name")
+        for code in sources:
+            if code in codes:
+                raise CorpusError(f"--labels {spec!r}: {code!r} is mapped twice")
+            codes[code] = name
+    names = tuple(dict.fromkeys(codes.values()))
+    return LabelSet(names, codes, f"--labels {spec}")
 
 
 @dataclass(frozen=True)
@@ -179,6 +219,9 @@ class Protocol:
     """How many folds the protocol makes on the complete corpus (the paper's count)."""
     make_folds: FoldRule
     keep: Callable[[Entry], bool] | None = None
+    speaker_independent: bool = True
+    """False for protocols that do not keep each speaker in one split (an official split
+    that reuses speakers, an utterance-level split): the leakage check then always warns."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +239,8 @@ class Corpus:
     """Protocols by name; the first one is the default."""
     top_dirs: tuple[str, ...] = ()
     """Folder names the corpus ships in, so a root one level above it is accepted too."""
+    materialize: Materialize | None = None
+    """For corpora shipped as media libsndfile cannot read (video): see `Materialize`."""
 
 
 def stem(path: str) -> str:

@@ -1,7 +1,10 @@
-"""Fold rules shared by the corpora: by session, by contiguous speaker blocks, by official split.
+"""Fold rules shared by the corpora: by session, by contiguous speaker blocks, by official split,
+as given by the user's own table, or generated (speaker-independent k-fold); and the check
+that tells which speakers a fold's splits share.
 
-Every rule is deterministic (no shuffling): the paper's folds are defined by order, and a
-re-run must give byte-identical ``folds.json``. Keys keep manifest order inside each split.
+Every rule is deterministic: the paper's folds are defined by order (no shuffling), the
+generated ones by a seed, and a re-run must give byte-identical ``folds.json``. Keys keep
+manifest order inside each split.
 
 A corpus on disk is often incomplete (a RAVDESS download with 4 of the 24 actors, an IEMOCAP
 copy with 3 of its 5 sessions). The rules then make as many speaker-independent folds as the
@@ -13,9 +16,11 @@ corpus they make exactly the paper's folds, without warnings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, natural_key
 from peft_ser.manifest import SPLITS, Fold, Utterance
@@ -168,3 +173,138 @@ def usable_folds(plan: FoldPlan) -> FoldPlan:
     if not kept:
         raise CorpusError("no usable fold: " + "; ".join(dropped or ["the rule made none"]))
     return FoldPlan(kept, plan.warnings + [f"{reason}: left out" for reason in dropped])
+
+
+def given_split(splits: Mapping[str, str]) -> FoldRule:
+    """One fold ``given`` from a train/dev/test name per utterance key (a table's ``split``
+    column); utterances without one stay in the manifest, in no fold."""
+
+    def rule(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
+        return FoldPlan([_fold("given", utterances, lambda u: u.key, dict(splits))])
+
+    return rule
+
+
+def given_folds(numbers: Mapping[str, str]) -> FoldRule:
+    """Folds from a fold number per utterance key (a table's ``fold`` column): fold ``n`` tests
+    on the utterances numbered ``n``, picks its epoch on the next number (the first after the
+    last) and trains on the others, so every number is test once and dev once."""
+
+    def rule(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
+        present = {u.key for u in utterances}
+        values = sorted({numbers[k] for k in present if k in numbers}, key=natural_key)
+        if len(values) < MIN_SESSIONS:
+            raise CorpusError(
+                f"the fold column has {_count(values, 'value')}: a fold needs one each for "
+                "test, dev and train"
+            )
+
+        def number(utterance: Utterance) -> str:
+            return numbers.get(utterance.key, "")
+
+        folds = []
+        for index, test in enumerate(values):
+            dev = values[(index + 1) % len(values)]
+            splits = {v: "train" for v in values} | {dev: "dev", test: "test"}
+            folds.append(_fold(f"fold{test}", utterances, number, splits))
+        return FoldPlan(folds)
+
+    return rule
+
+
+def speaker_kfold(k: int, seed: int) -> FoldRule:
+    """Generated speaker-independent folds: every speaker is test in exactly one of ``k``
+    folds (scikit-learn's `StratifiedGroupKFold`, stratified by label where the classes are
+    large enough, shuffled by ``seed``); each fold's dev speakers are drawn the same way from
+    its training speakers (about 1/k of them), so dev never shares a speaker with train or
+    test. Fewer speakers than ``k`` (at least 3) give one fold per speaker, with a warning."""
+    return lambda utterances, n_folds: _kfold(utterances, k, seed, by_speaker=True)
+
+
+def utterance_kfold(k: int, seed: int) -> FoldRule:
+    """Generated folds over utterances, for corpora whose speakers are not known: the rule of
+    `speaker_kfold` with every utterance a group of its own (`StratifiedKFold`). A speaker's
+    clips can then be in train and test: the folds are speaker-dependent."""
+    return lambda utterances, n_folds: _kfold(utterances, k, seed, by_speaker=False)
+
+
+def _kfold(utterances: Sequence[Utterance], k: int, seed: int, by_speaker: bool) -> FoldPlan:
+    def group(utterance: Utterance) -> str:
+        return utterance.speaker if by_speaker else utterance.key
+
+    noun = "speaker" if by_speaker else "utterance"
+    groups = np.array([group(u) for u in utterances], dtype=object)
+    distinct = sorted(set(groups.tolist()), key=natural_key)
+    if len(distinct) < MIN_SPEAKERS:
+        raise CorpusError(
+            f"only {_count(distinct, noun)}: generated folds need {MIN_SPEAKERS}, one each for "
+            "train, dev and test"
+        )
+    labels = np.array([u.label for u in utterances], dtype=object)
+    count = min(k, len(distinct))
+    folds = []
+    for index, (rest, test) in enumerate(_group_splits(labels, groups, count, seed, by_speaker), 1):
+        inner = min(count, len(set(groups[rest].tolist())))
+        train, dev = next(_group_splits(labels[rest], groups[rest], inner, seed, by_speaker))
+        splits = {g: "train" for g in groups[rest][train]} | {g: "dev" for g in groups[rest][dev]}
+        splits |= {g: "test" for g in groups[test]}
+        folds.append(_fold(f"fold{index}", utterances, group, splits))
+    return FoldPlan(folds, _fewer_folds(count, k, distinct, noun))
+
+
+def _group_splits(
+    labels: np.ndarray, groups: np.ndarray, count: int, seed: int, by_speaker: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rest, held-out)`` index pairs of a ``count``-fold split keeping speakers whole (or
+    of utterances), stratified by label unless every class has fewer members than folds."""
+    _, class_sizes = np.unique(labels, return_counts=True)
+    strata = labels if np.any(class_sizes >= count) else np.zeros(len(labels))
+    with warnings.catch_warnings():
+        # "The least populated class has only 2 members": stratified where possible, by design
+        warnings.filterwarnings("ignore", message="The least populated class")
+        if by_speaker:
+            splitter = StratifiedGroupKFold(count, shuffle=True, random_state=seed)
+            return iter(list(splitter.split(labels, strata, groups)))
+        plain = StratifiedKFold(count, shuffle=True, random_state=seed)
+        return iter(list(plain.split(labels, strata)))
+
+
+SHARED_PAIRS = (("train", "test"), ("train", "dev"), ("dev", "test"))
+"""The split pairs the leakage check compares."""
+
+
+def shared_speakers(fold: Fold, speaker_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """Speakers heard in two splits of ``fold``, per pair (``train_test``, ``train_dev``,
+    ``dev_test``), sorted: all empty for a speaker-independent fold."""
+    speakers = {split: {speaker_of[key] for key in getattr(fold, split)} for split in SPLITS}
+    return {f"{a}_{b}": sorted(speakers[a] & speakers[b], key=natural_key) for a, b in SHARED_PAIRS}
+
+
+def speaker_leakage(
+    shared: Mapping[str, Mapping[str, Sequence[str]]], protocol: str, independent: bool
+) -> str | None:
+    """One sentence about the speakers the folds share (``shared``: fold name → the
+    `shared_speakers` of the fold), or ``None`` when the protocol is speaker-independent and
+    no fold shares any speaker."""
+    leaky = [fold for fold, pairs in shared.items() if any(pairs.values())]
+    if independent and not leaky:
+        return None
+    test_leaks = {
+        fold: pairs["train_test"] for fold, pairs in shared.items() if pairs["train_test"]
+    }
+    if test_leaks:
+        fold, names = next(iter(test_leaks.items()))
+        examples = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        measured = (
+            f"{len(test_leaks)} of {len(shared)} folds share speakers between train and test "
+            f"({fold}: {len(names)}, {examples})"
+        )
+    elif leaky:
+        measured = f"{len(leaky)} of {len(shared)} folds share speakers between dev and train/test"
+    else:
+        measured = "no fold shares a speaker here, but nothing keeps speakers apart"
+    kind = "shares speakers across splits" if independent else "is not speaker-independent"
+    return (
+        f"protocol {protocol} {kind}: {measured}; test scores overstate how well a model does "
+        "on speakers it has never heard"
+    )

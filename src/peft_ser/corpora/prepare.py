@@ -1,13 +1,19 @@
 """Corpus on disk → prepared directory: the steps shared by every corpus.
 
-`prepare_corpus` asks the corpus module for its label rows and audio files, then decides for
-each row, in a fixed order, whether it becomes an `Utterance` or a reported `Problem`:
-duplicate key, missing audio, label (no agreement / unknown / outside the label set), outside
-the protocol, then the audio itself (empty, unreadable, non-finite, silent). Audio files no
-row refers to are reported last. Problems never stop the run, and an incomplete corpus gets
-as many folds as it allows, with warnings (logged, and kept in summary.json/summary.txt);
-only a root that is not the corpus, a bad option, no usable utterance or no possible fold
-raise `CorpusError`.
+`prepare_corpus` asks the corpus module for its label rows and audio files (user tables and
+folders build the same `Source` in `peft_ser.corpora.own`), then decides for each row, in a
+fixed order, whether it becomes an `Utterance` or a reported `Problem`: malformed or empty
+label, duplicate key, missing audio, label (no agreement / unknown / outside the label set),
+outside the protocol, then the audio itself (empty, unreadable, non-finite, silent), the
+segment (outside the file, too short) and the class (fewer usable utterances than asked
+for). Audio files no row refers to are reported last. Problems never stop the run, and an
+incomplete corpus gets as many folds as it allows, with warnings (logged, and kept in
+summary.json/summary.txt); only a root that is not the corpus, a bad option, no usable
+utterance, fewer than two classes or no possible fold raise `CorpusError`.
+
+Every prepared corpus gets a leakage check: the speakers each fold's train, dev and test
+splits share, in summary.json/summary.txt, and as `PreparedCorpus.speaker_leakage` (in
+folds.json) when any are shared or the protocol does not keep speakers apart.
 """
 
 from __future__ import annotations
@@ -15,21 +21,30 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from peft_ser.audio import AudioCache, AudioError, AudioInfo, probe
 from peft_ser.corpora import base
-from peft_ser.corpora.base import Corpus, CorpusError, Entry, LabelSet, Problem, Protocol, Scan
-from peft_ser.corpora.folds import usable_folds
+from peft_ser.corpora.base import (
+    Corpus,
+    CorpusError,
+    Entry,
+    LabelSet,
+    Problem,
+    Protocol,
+    Scan,
+    label_map,
+)
+from peft_ser.corpora.folds import shared_speakers, speaker_leakage, usable_folds
 from peft_ser.corpora.registry import find_root, get_corpus
+from peft_ser.errors import suggest
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import (
+    SPLITS,
     Fold,
     PreparedCorpus,
     Utterance,
@@ -37,15 +52,51 @@ from peft_ser.manifest import (
     load_prepared,
     save_prepared,
 )
+from peft_ser.progress import progress_bar
 
 REPORT_FILE = "report.csv"
 SUMMARY_JSON = "summary.json"
 SUMMARY_TXT = "summary.txt"
+MIN_DURATION = 0.1
+"""Seconds; shorter clips or segments are excluded as too short (no emotion to hear in them,
+and too few samples for some backbones' convolution front ends)."""
+_SEGMENT_SLACK = 1e-3
+"""Seconds a segment may end past its file (rounding in the tools that write such tables)."""
 _PROBE_THREADS = 8
 """Header reads are file-system bound; a few threads hide latency on network storage."""
 _PROBE_CHUNK = 64
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+Classify = Callable[[str], tuple[str | None, str]]
+"""``classify(raw label)``: ``(label name, "")``, or ``(None, exclusion reason)``."""
+
+
+@dataclass(frozen=True)
+class Checks:
+    """How strict preparation is about each utterance, whatever the corpus."""
+
+    check_silence: bool = True
+    min_duration: float = MIN_DURATION
+    min_per_class: int = 0
+    """Classes with fewer usable utterances are left out (``rare_label``); 0 keeps every
+    class of the label set, even an empty one, so class ids agree across corpora."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Everything one preparation reads: the rows and files found, how a raw label maps into
+    the label set, and the fold protocol."""
+
+    name: str
+    title: str
+    root: Path
+    scan: Scan
+    classify: Classify
+    label_set: LabelSet
+    label_set_name: str
+    protocol_name: str
+    protocol: Protocol
 
 
 def prepare_corpus(
@@ -56,48 +107,87 @@ def prepare_corpus(
     protocol: str | None = None,
     *,
     check_silence: bool = True,
+    min_duration: float = MIN_DURATION,
+    min_per_class: int = 0,
     verbose: bool = False,
 ) -> PreparedCorpus:
     """Read corpus ``name`` as shipped under ``root`` into a prepared directory ``out``.
 
     ``out`` defaults to ``prepared/<name>``; it receives manifest.csv, folds.json, labels.json,
     report.csv, summary.json and summary.txt. ``labels`` picks a label set (``paper4``,
-    ``full`` or a corpus extra), ``protocol`` a fold protocol (default: the paper's).
-    ``check_silence`` decodes each file up to its first non-silent block (files stored as
-    floats are always decoded to the end, to find NaN and ±inf samples). ``verbose`` shows a
-    progress bar and prints the summary. A corpus too small for the protocol's folds gets as
-    many as it allows, with warnings. Raises `CorpusError` when ``root`` is not the corpus,
-    an option is unknown, or no usable utterance or fold is left (report.csv is still written).
+    ``full`` or a corpus extra) or maps the corpus's codes itself (``neu=Neutral,hap+exc=Happy``,
+    see `label_map`); ``protocol`` a fold protocol (default: the paper's). ``check_silence``
+    decodes each file up to its first non-silent block (files stored as floats are always
+    decoded to the end, to find NaN and ±inf samples); clips shorter than ``min_duration``
+    seconds and classes with fewer than ``min_per_class`` usable utterances are excluded.
+    ``verbose`` shows progress bars and prints the summary. A corpus too small for the
+    protocol's folds gets as many as it allows, with warnings. Raises `CorpusError` when
+    ``root`` is not the corpus, an option is unknown, or no usable utterance or fold is left
+    (report.csv is still written).
     """
     corpus = get_corpus(name)
-    label_set = _choose(corpus.labels.sets, labels, "label set", corpus.name)
+    label_set = _corpus_label_set(corpus, labels)
     protocol_name = protocol or next(iter(corpus.protocols))
     chosen = _choose(corpus.protocols, protocol_name, "protocol", corpus.name)
     root = locate_root(corpus, root)
     out = Path(out) if out is not None else Path("prepared") / corpus.name
     scan = corpus.scan(root)
-    utterances, problems = _select(corpus, scan, label_set, chosen, check_silence, verbose)
-    problems = scan.problems + problems + _unlabelled(scan.audio, scan.entries)
+    if corpus.materialize is not None:
+        scan = corpus.materialize(scan, out, verbose)
+
+    def classify(raw: str) -> tuple[str | None, str]:
+        return corpus.labels.classify(raw, label_set)
+
+    source = Source(
+        corpus.name, corpus.title, root, scan, classify, label_set, labels, protocol_name, chosen
+    )
+    checks = Checks(check_silence, min_duration, min_per_class)
+    return prepare_source(source, out, checks, verbose=verbose)
+
+
+def prepare_source(
+    source: Source, out: str | Path, checks: Checks, *, verbose: bool = False
+) -> PreparedCorpus:
+    """Check every row of ``source``, make the folds and write the prepared directory."""
+    out = Path(out)
+    scan = source.scan
+    utterances, problems = _select(source, checks, verbose)
+    labels, utterances, rare, class_warnings = _keep_classes(
+        source.label_set.names, utterances, checks.min_per_class
+    )
+    problems = scan.problems + problems + rare + _unlabelled(scan.audio, scan.entries)
     write_atomic(out / REPORT_FILE, report_text(problems))
+    context = (
+        f"{len(utterances)} usable utterances of {source.title} under {source.root} "
+        f"({len(problems)} excluded; see {out / REPORT_FILE})"
+    )
     if not utterances:
         raise CorpusError(
-            f"no usable utterance of {corpus.title} under {root} "
+            f"no usable utterance of {source.title} under {source.root} "
             f"({len(problems)} excluded; see {out / REPORT_FILE})"
         )
+    if len(labels) < 2:
+        raise CorpusError(
+            f"only {len(labels)} class ({', '.join(labels)}) in the {context}: "
+            "a classifier needs at least 2"
+        )
     try:
-        plan = usable_folds(chosen.make_folds(utterances, chosen.folds))
+        plan = usable_folds(source.protocol.make_folds(utterances, source.protocol.folds))
     except CorpusError as error:
         raise CorpusError(
-            f"protocol {protocol_name}: {error}; no fold can be made from the "
-            f"{len(utterances)} usable utterances of {corpus.title} under {root} "
-            f"({len(problems)} excluded; see {out / REPORT_FILE})"
+            f"protocol {source.protocol_name}: {error}; no fold can be made from the {context}"
         ) from error
-    warnings = [f"protocol {protocol_name}: {warning}" for warning in plan.warnings]
+    speaker_of = {u.key: u.speaker for u in utterances}
+    shared = {fold.name: shared_speakers(fold, speaker_of) for fold in plan.folds}
+    leakage = speaker_leakage(shared, source.protocol_name, source.protocol.speaker_independent)
+    warnings = [f"protocol {source.protocol_name}: {warning}" for warning in plan.warnings]
+    warnings += class_warnings
+    warnings += [leakage] if leakage else []
     for warning in warnings:
         log.warning(warning)
-    prepared = PreparedCorpus(utterances, plan.folds, list(label_set.names))
+    prepared = PreparedCorpus(utterances, plan.folds, labels, leakage)
     save_prepared(out, prepared)
-    summary = summarize(prepared, problems, corpus.name, labels, protocol_name, root, warnings)
+    summary = summarize(prepared, problems, source, shared, warnings)
     text = summary_text(summary)
     write_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
     write_atomic(out / SUMMARY_TXT, text)
@@ -110,6 +200,22 @@ def _choose(options: Mapping[str, T], name: str, what: str, corpus: str) -> T:
     if name not in options:
         raise CorpusError(f"unknown {what} {name!r} for {corpus}; choose one of {list(options)}")
     return options[name]
+
+
+def _corpus_label_set(corpus: Corpus, labels: str) -> LabelSet:
+    """A named label set of the corpus, or a mapping of its codes (``neu=Neutral,...``)."""
+    sets = corpus.labels.sets
+    if labels in sets or not any(mark in labels for mark in "=,+"):
+        return _choose(sets, labels, "label set", corpus.name)
+    label_set = label_map(labels)
+    codes = corpus.labels.full.keys() | corpus.labels.other
+    for code in label_set.codes:
+        if code not in codes:
+            raise CorpusError(
+                f"--labels: {code!r} is not a {corpus.title} label code{suggest(code, codes)}; "
+                f"its codes are {', '.join(sorted(codes))}"
+            )
+    return label_set
 
 
 def locate_root(corpus: Corpus, root: str | Path) -> Path:
@@ -125,43 +231,33 @@ def locate_root(corpus: Corpus, root: str | Path) -> Path:
     return found
 
 
-def _select(
-    corpus: Corpus,
-    scan: Scan,
-    label_set: LabelSet,
-    protocol: Protocol,
-    check_silence: bool,
-    verbose: bool,
-) -> tuple[list[Utterance], list[Problem]]:
-    """Apply the row checks, then probe the audio of the rows that passed them."""
+def _select(source: Source, checks: Checks, verbose: bool) -> tuple[list[Utterance], list[Problem]]:
+    """Apply the row checks, then probe the audio of the rows that passed them (each file
+    once, however many segments it holds) and check each row's audio and segment."""
     problems: list[Problem] = []
     passed: list[tuple[Entry, str]] = []
-    seen: dict[str, Entry] = {}
-    for entry in scan.entries:
-        label, problem = _check_row(corpus, entry, seen, scan.audio, label_set, protocol)
-        seen.setdefault(entry.key, entry)
+    seen: set[str] = set()
+    for entry in source.scan.entries:
+        label, problem = _check_row(source, entry, seen)
+        seen.add(entry.key)
         if problem is not None:
             problems.append(problem)
         elif label is not None:
             passed.append((entry, label))
-    infos = _probe_all([entry.path for entry, _ in passed], check_silence, verbose)
+    paths = list(dict.fromkeys(entry.path for entry, _ in passed))
+    infos = dict(zip(paths, _probe_all(paths, checks.check_silence, verbose), strict=True))
     utterances = []
-    for (entry, label), info in zip(passed, infos, strict=True):
-        if isinstance(info, Problem):
-            problems.append(Problem(entry.key, entry.path, info.reason, info.detail))
+    for entry, label in passed:
+        info = infos[entry.path]
+        measured = info if isinstance(info, Problem) else _measure(entry, info, checks)
+        if isinstance(measured, Problem):
+            problems.append(Problem(entry.key, entry.path, measured.reason, measured.detail))
         else:
-            utterances.append(_utterance(corpus.name, entry, label, info))
+            utterances.append(_utterance(source.name, entry, label, measured))
     return utterances, problems
 
 
-def _check_row(
-    corpus: Corpus,
-    entry: Entry,
-    seen: dict[str, Entry],
-    audio: set[str],
-    label_set: LabelSet,
-    protocol: Protocol,
-) -> tuple[str | None, Problem | None]:
+def _check_row(source: Source, entry: Entry, seen: set[str]) -> tuple[str | None, Problem | None]:
     """The row's label name, or the first problem that excludes it."""
 
     def problem(reason: str, detail: str) -> tuple[None, Problem]:
@@ -169,14 +265,56 @@ def _check_row(
 
     if entry.key in seen:
         return problem(base.DUPLICATE, f"listed again with label {entry.raw_label!r}; first kept")
-    if entry.path not in audio:
+    if entry.path not in source.scan.audio:
         return problem(base.MISSING_AUDIO, "label row has no audio file at this path")
-    label, reason = corpus.labels.classify(entry.raw_label, label_set)
+    label, reason = source.classify(entry.raw_label)
     if label is None:
         return problem(reason, f"label {entry.raw_label!r}")
-    if protocol.keep is not None and not protocol.keep(entry):
-        return problem(base.OUTSIDE_PROTOCOL, protocol.description)
+    keep = source.protocol.keep
+    if keep is not None and not keep(entry):
+        return problem(base.OUTSIDE_PROTOCOL, source.protocol.description)
     return label, None
+
+
+def _measure(entry: Entry, info: AudioInfo, checks: Checks) -> AudioInfo | Problem:
+    """The file's header with the duration of the row's clip or segment, or the problem of a
+    segment outside the file or a clip shorter than ``checks.min_duration``."""
+    start, end = entry.start, entry.end
+    if start >= info.duration or (end is not None and end > info.duration + _SEGMENT_SLACK):
+        stop = "the end" if end is None else f"{end!r} s"
+        detail = f"segment {start!r} s to {stop} of a {info.duration!r}-s file"
+        return Problem("", entry.path, base.SEGMENT_OUTSIDE, detail)
+    duration = (info.duration if end is None else min(end, info.duration)) - start
+    if duration < checks.min_duration:
+        detail = f"{duration:.3f} s, shorter than the minimum of {checks.min_duration} s"
+        return Problem("", entry.path, base.TOO_SHORT, detail)
+    return replace(info, frames=round(duration * info.sample_rate))
+
+
+def _keep_classes(
+    names: Sequence[str], utterances: list[Utterance], minimum: int
+) -> tuple[list[str], list[Utterance], list[Problem], list[str]]:
+    """The label names kept (all, or those with at least ``minimum`` usable utterances),
+    their utterances, the others as ``rare_label`` problems, and a warning naming the
+    classes left out with their counts."""
+    counts = Counter(u.label for u in utterances)
+    kept = [name for name in names if counts[name] >= minimum]
+    if len(kept) == len(names):
+        return kept, utterances, [], []
+    rare = [
+        Problem(
+            u.key,
+            u.path,
+            base.RARE_LABEL,
+            f"class {u.label!r} has {counts[u.label]} usable utterances, fewer than the "
+            f"minimum of {minimum}",
+        )
+        for u in utterances
+        if u.label not in kept
+    ]
+    listed = ", ".join(f"{name} ({counts[name]})" for name in names if name not in kept)
+    warning = f"classes with fewer than {minimum} usable utterances left out: {listed}"
+    return kept, [u for u in utterances if u.label in kept], rare, [warning]
 
 
 def _probe_one(path: str, check_silence: bool) -> AudioInfo | Problem:
@@ -197,7 +335,7 @@ def _probe_all(
     results: list[AudioInfo | Problem] = []
     with (
         ThreadPoolExecutor(_PROBE_THREADS) as pool,
-        tqdm(total=len(paths), desc="reading audio", unit="file", disable=not verbose) as bar,
+        progress_bar(verbose, total=len(paths), desc="reading audio", unit="file") as bar,
     ):
         for probed in pool.map(lambda chunk: [_probe_one(p, check_silence) for p in chunk], chunks):
             results += probed
@@ -218,6 +356,8 @@ def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Uttera
         duration=info.duration,
         sample_rate=info.sample_rate,
         channels=info.channels,
+        start=entry.start,
+        end=entry.end,
     )
 
 
@@ -248,14 +388,13 @@ def _split_summary(utterances: Sequence[Utterance], labels: Sequence[str]) -> di
 def summarize(
     prepared: PreparedCorpus,
     problems: Sequence[Problem],
-    corpus: str,
-    label_set: str,
-    protocol: str,
-    root: Path,
+    source: Source,
+    shared: Mapping[str, Mapping[str, Sequence[str]]],
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Counts per label, speakers and hours for the corpus and every fold split, the number
-    of exclusions per reason, and what the protocol changed on an incomplete corpus."""
+    """Counts per label, speakers and hours for the corpus and every fold split, the speakers
+    each fold's splits share (the leakage check), the number of exclusions per reason, and
+    what the protocol changed on an incomplete corpus."""
     by_key = {u.key: u for u in prepared.manifest}
     excluded = Counter(p.reason for p in problems)
 
@@ -263,18 +402,29 @@ def summarize(
         keys = getattr(fold, name)
         return _split_summary([by_key[key] for key in keys], prepared.labels)
 
+    def fold_summary(fold: Fold) -> dict[str, Any]:
+        counts = {pair: len(names) for pair, names in shared[fold.name].items()}
+        return (
+            {"name": fold.name}
+            | {name: split(fold, name) for name in SPLITS}
+            | {
+                "shared_speakers": counts,
+                "shared_train_test": list(shared[fold.name]["train_test"]),
+            }
+        )
+
     return {
-        "corpus": corpus,
-        "root": str(root),
-        "label_set": label_set,
+        "corpus": source.name,
+        "root": str(source.root),
+        "label_set": source.label_set_name,
         "labels": prepared.labels,
-        "protocol": protocol,
+        "protocol": source.protocol_name,
+        "protocol_description": source.protocol.description,
         "total": _split_summary(prepared.manifest, prepared.labels),
         "excluded": {reason: excluded[reason] for reason in base.REASONS if excluded[reason]},
-        "folds": [
-            {"name": fold.name} | {name: split(fold, name) for name in ("train", "dev", "test")}
-            for fold in prepared.folds
-        ],
+        "folds": [fold_summary(fold) for fold in prepared.folds],
+        "speaker_independent": prepared.speaker_leakage is None,
+        "speaker_leakage": prepared.speaker_leakage,
         "warnings": list(warnings),
     }
 
@@ -294,14 +444,26 @@ def summary_text(summary: dict[str, Any]) -> str:
         line("all", summary["total"]),
     ]
     for fold in summary["folds"]:
-        lines += [
-            line(f"{fold['name']} {split}", fold[split]) for split in ("train", "dev", "test")
-        ]
+        lines += [line(f"{fold['name']} {split}", fold[split]) for split in SPLITS]
+    lines += _leakage_lines(summary["folds"])
     excluded = summary["excluded"]
     lines.append(f"excluded: {sum(excluded.values())}")
     lines += [f"  {reason}: {count}" for reason, count in excluded.items()]
     lines += [f"warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+def _leakage_lines(folds: Sequence[dict[str, Any]]) -> list[str]:
+    """``leakage check: …``: no shared speaker at all, or the count per fold and pair."""
+    if not any(count for fold in folds for count in fold["shared_speakers"].values()):
+        return ["leakage check: no speaker in two of train, dev and test of any fold"]
+    lines = ["leakage check: speakers shared between splits"]
+    for fold in folds:
+        pairs = ", ".join(
+            f"{pair.replace('_', '-')} {count}" for pair, count in fold["shared_speakers"].items()
+        )
+        lines.append(f"  {fold['name']}: {pairs}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -326,9 +488,9 @@ def preprocess_corpus(
     cache = AudioCache(cache_dir or prepared_dir / "audio_cache", sample_rate)
     manifest = load_prepared(prepared_dir).manifest
     computed, failed = 0, []
-    for utterance in tqdm(manifest, desc="preprocessing", unit="file", disable=not verbose):
+    for utterance in progress_bar(verbose, iterable=manifest, desc="preprocessing", unit="file"):
         try:
-            computed += cache.ensure(utterance.path)
+            computed += cache.ensure(utterance.path, utterance.start, utterance.end)
         except AudioError as error:
             reason = base.audio_reason(error.kind)
             failed.append(Problem(utterance.key, utterance.path, reason, error.problem))

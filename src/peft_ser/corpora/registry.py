@@ -7,14 +7,16 @@ import re
 import shlex
 from pathlib import Path
 
-from peft_ser.corpora import crema_d, emodb, iemocap, msp_improv, msp_podcast, ravdess
+from peft_ser.corpora import crema_d, emodb, iemocap, meld, msp_improv, msp_podcast, ravdess
 from peft_ser.corpora.base import Corpus, CorpusError, is_audio_file
 from peft_ser.errors import suggest
 
 CORPORA: dict[str, Corpus] = {
     module.CORPUS.name: module.CORPUS
-    for module in (iemocap, crema_d, msp_improv, msp_podcast, ravdess, emodb)
+    for module in (iemocap, crema_d, msp_improv, msp_podcast, ravdess, emodb, meld)
 }
+OWN_DATA = ("table", "folder")
+"""``prepare`` names for the user's own data: a table of clips, or one folder per label."""
 
 
 def _spelling(name: str) -> str:
@@ -27,9 +29,16 @@ def get_corpus(name: str) -> Corpus:
     matches = [corpus for key, corpus in CORPORA.items() if _spelling(key) == _spelling(name)]
     if len(matches) == 1:
         return matches[0]
+    names = [*CORPORA, *OWN_DATA]
     raise CorpusError(
-        f"unknown corpus {name!r}{suggest(name, CORPORA)}; choose one of {', '.join(CORPORA)}"
+        f"unknown corpus {name!r}{suggest(name, names)}; choose one of {', '.join(CORPORA)}, "
+        f"or {' or '.join(OWN_DATA)} for your own data"
     )
+
+
+def own_data_kind(name: str) -> str | None:
+    """``table`` or ``folder`` when ``name`` asks for the user's own data (in any case)."""
+    return next((kind for kind in OWN_DATA if _spelling(kind) == _spelling(name)), None)
 
 
 def find_root(corpus: Corpus, root: Path) -> Path | None:
@@ -59,7 +68,7 @@ def prepare_hint(folder: Path) -> str:
     """How to make a prepared corpus of ``folder``, as a working ``peft-ser prepare`` command:
     naming the corpus when ``folder`` has a known layout, with ``<corpus>`` when it merely
     holds audio files, and as the output folder otherwise."""
-    names = ", ".join(CORPORA)
+    names = f"{', '.join(CORPORA)}, or folder for your own clips in one sub-folder per label"
     corpus = detect_corpus(folder)
     quoted = shlex.quote(str(folder))
     if corpus is not None:

@@ -1,0 +1,144 @@
+"""Your own data: what the table and folder corpora share once their rows are read.
+
+A corpus the user labelled has no label code list and no protocol of its own. Its classes
+come from the data (sorted) or from ``--labels`` (mapped, merged, in the order given); its
+folds come from the table when it has a ``split`` or ``fold`` column, else they are generated
+speaker-independent k-fold. Without a speaker the user must say what to do: name the
+speaker, or accept utterance-level folds, which the prepared corpus then records as
+speaker-dependent (`PreparedCorpus.speaker_leakage`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from peft_ser.corpora.base import (
+    OUTSIDE_LABEL_SET,
+    CorpusError,
+    Entry,
+    LabelSet,
+    Protocol,
+    Scan,
+    label_map,
+    natural_key,
+)
+from peft_ser.corpora.folds import given_folds, given_split, speaker_kfold, utterance_kfold
+from peft_ser.corpora.prepare import MIN_DURATION, Checks, Source, prepare_source
+from peft_ser.manifest import PreparedCorpus
+
+SplitBy = Literal["speaker", "utterance"]
+UNKNOWN_SPEAKER = "Unknown"
+"""The speaker of rows that name none: one group, so they all land in the same split."""
+
+
+@dataclass(frozen=True)
+class OwnDataOptions:
+    """The choices a user makes for a corpus of their own (``peft-ser prepare table|folder``)."""
+
+    labels: str | None = None
+    """``None``: every label in the data, sorted; else a mapping for `label_map`."""
+    min_per_class: int = 1
+    """Classes with fewer usable utterances are left out (``rare_label``)."""
+    folds_k: int = 5
+    seed: int = 0
+    split_by: SplitBy = "speaker"
+    min_duration: float = MIN_DURATION
+    check_silence: bool = True
+
+    def __post_init__(self) -> None:
+        if self.folds_k < 2:
+            raise CorpusError(f"--folds-k {self.folds_k}: k-fold needs at least 2 folds")
+        if self.min_per_class < 0:
+            raise CorpusError(f"--min-per-class {self.min_per_class} must be 0 or more")
+        if self.split_by not in ("speaker", "utterance"):
+            raise CorpusError(f"--split-by {self.split_by!r}: choose speaker or utterance")
+
+
+@dataclass
+class OwnScan:
+    """What a table or folder holds: rows and files, the folds the table assigns (split name
+    or fold number per key, first row of a key wins), and whether speakers are known."""
+
+    scan: Scan
+    has_speakers: bool
+    speaker_hint: str
+    """How the user names the speaker for this kind of corpus, for the error without one."""
+    splits: dict[str, str] = field(default_factory=dict)
+    fold_numbers: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_own(
+    name: str,
+    root: Path,
+    own: OwnScan,
+    out: str | Path | None,
+    options: OwnDataOptions,
+    *,
+    verbose: bool = False,
+) -> PreparedCorpus:
+    """Prepare a user-labelled corpus ``name`` read from ``root`` into ``out`` (default
+    ``prepared/<name>``), with the label set and folds ``options`` and the data choose."""
+    label_set = _label_set(own.scan.entries, options.labels)
+    protocol_name, protocol = choose_protocol(own, options)
+
+    def classify(raw: str) -> tuple[str | None, str]:
+        label = label_set.codes.get(raw)
+        return (label, "") if label is not None else (None, OUTSIDE_LABEL_SET)
+
+    source = Source(
+        name, name, root, own.scan, classify, label_set, label_set.description, protocol_name,
+        protocol,
+    )  # fmt: skip
+    checks = Checks(options.check_silence, options.min_duration, options.min_per_class)
+    out = Path(out) if out is not None else Path("prepared") / name
+    return prepare_source(source, out, checks, verbose=verbose)
+
+
+def _label_set(entries: list[Entry], spec: str | None) -> LabelSet:
+    """The mapping ``spec`` asks for, or every raw label of the data under its own name."""
+    if spec is not None:
+        return label_map(spec)
+    names = sorted({entry.raw_label for entry in entries}, key=natural_key)
+    return LabelSet(tuple(names), {name: name for name in names}, "labels from the data")
+
+
+def choose_protocol(own: OwnScan, options: OwnDataOptions) -> tuple[str, Protocol]:
+    """The table's own split or folds when it has them, else generated k-fold: by speaker,
+    or by utterance when asked (speaker-dependent); without speakers and without that
+    request, a `CorpusError` saying how to choose."""
+    k, seed = options.folds_k, options.seed
+    if own.splits and own.fold_numbers:
+        raise CorpusError(
+            "the table has both a split and a fold column: keep one (map the other away with "
+            "--columns, e.g. --columns fold=none)"
+        )
+    if own.splits:
+        return "given-split", Protocol(
+            "the table's split column (train / dev / test)", 1, given_split(own.splits)
+        )
+    if own.fold_numbers:
+        count = len(set(own.fold_numbers.values()))
+        description = (
+            "the table's fold column: test on one number, dev on the next, train on the rest"
+        )
+        return "given-folds", Protocol(description, count, given_folds(own.fold_numbers))
+    if options.split_by == "utterance":
+        description = (
+            f"{k} folds over utterances stratified by label (seed {seed}): speaker-dependent"
+        )
+        return "utterance-kfold", Protocol(
+            description, k, utterance_kfold(k, seed), speaker_independent=False
+        )
+    if not own.has_speakers:
+        raise CorpusError(
+            f"no speaker is known, so speaker-independent folds cannot be made: name it with "
+            f"{own.speaker_hint}, or pass --split-by utterance for folds over utterances "
+            "(speaker-dependent: scores then overstate how well a model does on new speakers)"
+        )
+    description = (
+        f"{k} speaker-independent folds stratified by label, dev speakers drawn from the "
+        f"training speakers (seed {seed})"
+    )
+    return "speaker-kfold", Protocol(description, k, speaker_kfold(k, seed))

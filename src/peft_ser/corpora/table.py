@@ -1,0 +1,312 @@
+"""A table corpus: any labelled speech listed in a CSV, TSV, JSON Lines or Parquet file.
+
+One row per utterance. Required columns ``path`` (relative paths resolve against the
+table's folder) and ``label``; optional ``speaker``, ``gender``, ``session``, ``key``,
+``split`` (train/dev/test, used as given), ``fold`` (a fold number, used as given) and
+``start``/``end`` (seconds: a segment of a longer file, so one recording can hold many
+labelled turns). ``--columns path=file,label=emotion`` maps these names onto the table's own
+(``fold=`` with nothing after ``=`` ignores a column). Header names match in any case.
+
+A row that cannot be used is reported, never fatal: a malformed row (bad number, bad split,
+no path), an empty label, and, in the shared checks, a duplicate key, a missing or bad file,
+a segment outside its file, a clip too short. JSON Lines are parsed line by line with the
+standard library, so one broken line is one malformed row rather than an unreadable table;
+Parquet goes through pyarrow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from peft_ser.corpora.base import (
+    EMPTY_LABEL,
+    MALFORMED_ROW,
+    CorpusError,
+    Entry,
+    Problem,
+    Scan,
+    gender_letter,
+)
+from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
+from peft_ser.errors import suggest
+from peft_ser.manifest import PreparedCorpus
+
+COLUMNS = ("path", "label", "speaker", "gender", "session", "key", "split", "fold", "start", "end")
+REQUIRED = ("path", "label")
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "dev": "dev",
+    "val": "dev",
+    "valid": "dev",
+    "validation": "dev",
+    "development": "dev",
+    "test": "test",
+}
+"""Split values a table may use (any case), and the split each one means."""
+
+
+class MalformedRow(ValueError):
+    """A row the table parser cannot use; the message says why."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table as text cells by column name, where it is (``line 7`` of a text
+    table, ``row 6`` of a Parquet file), and why it could not be read at all, if so."""
+
+    where: str
+    cells: Mapping[str, str]
+    problem: str = ""
+
+
+def prepare_table(
+    manifest: str | Path,
+    out: str | Path | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    options: OwnDataOptions | None = None,
+    name: str | None = None,
+    verbose: bool = False,
+) -> PreparedCorpus:
+    """Prepare the utterances listed in the table ``manifest`` into ``out`` (default
+    ``prepared/<name>``; ``name`` defaults to the table's file name without extension).
+
+    ``columns`` maps the names above onto the table's (see `parse_columns`); ``options``
+    chooses labels and folds (`OwnDataOptions`). Raises `CorpusError` when the table is
+    missing, not a supported format, lacks a required column, or leaves nothing usable.
+    """
+    path = Path(manifest).expanduser().resolve()
+    if not path.is_file():
+        problem = "is a folder, not a table" if path.is_dir() else "does not exist"
+        raise CorpusError(f"table {path} {problem}")
+    own = scan_table(path, columns or {})
+    return prepare_own(
+        name or path.stem, path, own, out, options or OwnDataOptions(), verbose=verbose
+    )
+
+
+def parse_columns(spec: str) -> dict[str, str]:
+    """``path=file,label=emotion`` → ``{"path": "file", "label": "emotion"}``; ``fold=``
+    (nothing after ``=``) ignores the table's ``fold`` column. Unknown names are refused."""
+    mapping = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, equals, column = (text.strip() for text in item.partition("="))
+        if not equals:
+            raise CorpusError(f"--columns {spec!r}: {item!r} is not name=column")
+        if name not in COLUMNS:
+            raise CorpusError(
+                f"--columns: unknown column name {name!r}{suggest(name, COLUMNS)}; "
+                f"the names are {', '.join(COLUMNS)}"
+            )
+        mapping[name] = column
+    return mapping
+
+
+def scan_table(path: Path, columns: Mapping[str, str]) -> OwnScan:
+    """The entries, files and fold assignments of the table at ``path``."""
+    header, rows = read_rows(path)
+    chosen = _resolve_columns(path, header, columns)
+    scan = Scan([], set())
+    own = OwnScan(scan, "speaker" in chosen, "--columns speaker=<column>")
+    for row in rows:
+        try:
+            if row.problem:
+                raise MalformedRow(row.problem)
+            cells = {name: row.cells.get(column, "") for name, column in chosen.items()}
+            _add_row(own, cells, path.parent, row.where)
+        except MalformedRow as error:
+            key = row.cells.get(chosen.get("key", ""), "") or row.cells.get(chosen["path"], "")
+            scan.problems.append(Problem(key, str(path), MALFORMED_ROW, f"{row.where}: {error}"))
+    scan.audio = {entry.path for entry in scan.entries if os.path.lexists(entry.path)}
+    return own
+
+
+def _add_row(own: OwnScan, cells: Mapping[str, str], folder: Path, where: str) -> None:
+    """Add one row's entry (or its empty-label problem) and its fold assignment to ``own``."""
+    if not cells["path"]:
+        raise MalformedRow("no path")
+    audio = os.path.abspath(os.path.join(folder, os.path.expanduser(cells["path"])))
+    start, end = _segment(cells.get("start", ""), cells.get("end", ""))
+    key = cells.get("key") or _default_key(cells)
+    split = _split(cells.get("split", ""))
+    fold = _fold_number(cells.get("fold", ""))
+    if not cells["label"]:
+        own.scan.problems.append(Problem(key, audio, EMPTY_LABEL, f"{where}: the label is empty"))
+        return
+    speaker = cells.get("speaker") or UNKNOWN_SPEAKER
+    gender = gender_letter(cells.get("gender", ""))
+    session = cells.get("session", "")
+    own.scan.entries.append(Entry(key, speaker, gender, audio, cells["label"], session, start, end))
+    if split:
+        own.splits.setdefault(key, split)
+    if fold:
+        own.fold_numbers.setdefault(key, fold)
+
+
+def _default_key(cells: Mapping[str, str]) -> str:
+    """The path as the table writes it, plus ``@start-end`` for a segment."""
+    if not (cells.get("start") or cells.get("end")):
+        return cells["path"]
+    return f"{cells['path']}@{cells.get('start', '')}-{cells.get('end', '')}"
+
+
+def _seconds(text: str, name: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise MalformedRow(f"{name} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise MalformedRow(f"{name} {text!r} is not a time in the file")
+    return value
+
+
+def _segment(start_text: str, end_text: str) -> tuple[float, float | None]:
+    """``(start, end)`` in seconds; a missing start is 0, a missing end the end of the file."""
+    start = _seconds(start_text, "start") or 0.0
+    end = _seconds(end_text, "end")
+    if end is not None and end <= start:
+        raise MalformedRow(f"end {end!r} is not after start {start!r}")
+    return start, end
+
+
+def _split(text: str) -> str:
+    if not text:
+        return ""
+    if text.lower() not in SPLIT_NAMES:
+        raise MalformedRow(f"split {text!r} is not one of train, dev, test")
+    return SPLIT_NAMES[text.lower()]
+
+
+def _fold_number(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise MalformedRow(f"fold {text!r} is not a whole number")
+    return str(int(number))
+
+
+def _resolve_columns(path: Path, header: list[str], columns: Mapping[str, str]) -> dict[str, str]:
+    """Our column name → the table's, for every column the table has (names match in any
+    case); a required one it lacks is a `CorpusError` listing what it has."""
+    by_lower: dict[str, list[str]] = {}
+    for column in header:
+        by_lower.setdefault(column.lower(), []).append(column)
+    chosen = {}
+    for name in COLUMNS:
+        wanted = columns.get(name, name)
+        found = wanted if wanted in header else None
+        if found is None and len(by_lower.get(wanted.lower(), [])) == 1:
+            found = by_lower[wanted.lower()][0]
+        if found is not None and wanted:
+            chosen[name] = found
+        elif name in REQUIRED:
+            raise CorpusError(
+                f"{path}: no {wanted!r} column{suggest(wanted, header)}; its columns are "
+                f"{header}: map one with --columns {name}=<column>"
+            )
+        elif name in columns and wanted:
+            raise CorpusError(f"--columns {name}={wanted}: {path} has no column {wanted!r}")
+    return chosen
+
+
+def read_rows(path: Path) -> tuple[list[str], list[Row]]:
+    """The header and rows of a table in any supported format, all cells as stripped text
+    (missing and null values are empty)."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise CorpusError(
+            f"{path}: unknown table format {path.suffix!r}; use one of {', '.join(FORMATS)}"
+        )
+    try:
+        if kind == "parquet":
+            return _read_parquet(path)
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            if kind == "jsonl":
+                return _read_jsonl(handle)
+            return _read_delimited(handle, "\t" if kind == "tsv" else ",")
+    except UnicodeDecodeError as error:
+        raise CorpusError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    except csv.Error as error:
+        raise CorpusError(f"{path}: not valid {kind.upper()} ({error})") from None
+
+
+def _text(value: object) -> str:
+    """A cell as text: strings stripped, floats as ``repr`` (exact), nulls and NaN empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).strip()
+
+
+def _read_delimited(handle: Iterator[str], delimiter: str) -> tuple[list[str], list[Row]]:
+    reader = csv.reader(handle, delimiter=delimiter)
+    header = [name.strip() for name in next(reader, [])]
+    rows = []
+    for fields in reader:
+        if not any(field.strip() for field in fields):
+            continue
+        problem = ""
+        if len(fields) != len(header):
+            problem = f"{len(fields)} fields, the header has {len(header)}"
+        cells = {name: _text(value) for name, value in zip(header, fields, strict=False)}
+        rows.append(Row(f"line {reader.line_num}", cells, problem))
+    return header, rows
+
+
+def _read_jsonl(handle: Iterator[str]) -> tuple[list[str], list[Row]]:
+    header: dict[str, None] = {}
+    rows = []
+    for number, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as error:
+            rows.append(Row(f"line {number}", {}, f"not JSON ({error.msg}, column {error.colno})"))
+            continue
+        if not isinstance(record, dict):
+            rows.append(Row(f"line {number}", {}, "not a JSON object"))
+            continue
+        header |= dict.fromkeys(record)
+        rows.append(Row(f"line {number}", {name: _text(value) for name, value in record.items()}))
+    return list(header), rows
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[Row]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise CorpusError(f"{path}: not a readable Parquet file ({error})") from None
+    rows = [
+        Row(f"row {number}", {name: _text(value) for name, value in record.items()})
+        for number, record in enumerate(table.to_pylist(), 1)
+    ]
+    return list(table.column_names), rows
