@@ -191,6 +191,13 @@ class RunConfig(StrictModel):
         "auto = on for method frozen. Training on cached states skips waveform augmentation",
     )
     progress: bool = Field(True, description="a progress bar per epoch (main process only)")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads per process (default: torch's choice, one per "
+        "core). Float sums are split differently over another thread count, so a run repeats "
+        "exactly only with the same count: set it where a result must reproduce",
+    )
 
 
 class ConfigError(UserError, ValueError):

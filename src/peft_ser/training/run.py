@@ -82,6 +82,11 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
     a frozen backbone (a grid over head settings, seeds or samplers) can share one ``cache`` of
     its hidden states: each clip is then encoded once for all of them.
     """
+    with intra_op_threads(config.threads):
+        return _train(config, resume, cache)
+
+
+def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunResult:
     accelerator = accelerator_for(config.mixed_precision)
     run_dir = Path(config.output_dir)
     with accelerator.main_process_first():
@@ -177,6 +182,18 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             for diff in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
         ]
     return [prefix.rstrip(".")] if old != new else []
+
+
+@contextmanager
+def intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run with ``count`` torch threads (None: leave them), restoring the caller's count."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager
