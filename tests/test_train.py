@@ -176,3 +176,16 @@ def test_off_a_terminal_training_prints_one_plain_line_per_epoch(
     assert re.findall(r" epoch (\d/\d): train loss", done.stderr) == ["1/3", "2/3", "3/3"]
     log = (tmp_path / "run" / "train.log").read_text()
     assert len(re.findall(r" epoch \d/3: train loss", log)) == 3
+
+
+def test_a_runs_thread_count_applies_while_it_runs_and_is_restored() -> None:
+    import torch
+
+    from peft_ser.training.run import intra_op_threads
+
+    before = torch.get_num_threads()
+    with intra_op_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == before
