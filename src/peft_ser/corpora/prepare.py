@@ -33,6 +33,7 @@ from peft_ser.corpora.base import (
     Corpus,
     CorpusError,
     Entry,
+    FoldPlan,
     LabelSet,
     Problem,
     Protocol,
@@ -157,32 +158,15 @@ def prepare_source(
     )
     problems = scan.problems + problems + rare + _unlabelled(scan.audio, scan.entries)
     write_atomic(out / REPORT_FILE, report_text(problems))
-    context = (
-        f"{len(utterances)} usable utterances of {source.title} under {source.root} "
-        f"({len(problems)} excluded; see {out / REPORT_FILE})"
+    where = (
+        f"{source.title} under {source.root} ({len(problems)} excluded; see {out / REPORT_FILE})"
     )
-    if not utterances:
-        raise CorpusError(
-            f"no usable utterance of {source.title} under {source.root} "
-            f"({len(problems)} excluded; see {out / REPORT_FILE})"
-        )
-    if len(labels) < 2:
-        raise CorpusError(
-            f"only {len(labels)} class ({', '.join(labels)}) in the {context}: "
-            "a classifier needs at least 2"
-        )
-    try:
-        plan = usable_folds(source.protocol.make_folds(utterances, source.protocol.folds))
-    except CorpusError as error:
-        raise CorpusError(
-            f"protocol {source.protocol_name}: {error}; no fold can be made from the {context}"
-        ) from error
+    plan = _plan_folds(source, utterances, labels, where)
     speaker_of = {u.key: u.speaker for u in utterances}
     shared = {fold.name: shared_speakers(fold, speaker_of) for fold in plan.folds}
     leakage = speaker_leakage(shared, source.protocol_name, source.protocol.speaker_independent)
     warnings = [f"protocol {source.protocol_name}: {warning}" for warning in plan.warnings]
-    warnings += class_warnings
-    warnings += [leakage] if leakage else []
+    warnings += class_warnings + ([leakage] if leakage else [])
     for warning in warnings:
         log.warning(warning)
     prepared = PreparedCorpus(utterances, plan.folds, labels, leakage)
@@ -194,6 +178,25 @@ def prepare_source(
     if verbose:
         print(text, end="")
     return prepared
+
+
+def _plan_folds(
+    source: Source, utterances: Sequence[Utterance], labels: Sequence[str], where: str
+) -> FoldPlan:
+    """The protocol's usable folds; `CorpusError` (naming ``where`` the utterances came
+    from) when there is no utterance, fewer than two classes, or no possible fold."""
+    if not utterances:
+        raise CorpusError(f"no usable utterance of {where}")
+    usable = f"the {len(utterances)} usable utterances of {where}"
+    if len(labels) < 2:
+        names = ", ".join(labels)
+        raise CorpusError(f"only {len(labels)} class ({names}) in {usable}: a classifier needs 2")
+    try:
+        return usable_folds(source.protocol.make_folds(utterances, source.protocol.folds))
+    except CorpusError as error:
+        raise CorpusError(
+            f"protocol {source.protocol_name}: {error}; no fold can be made from {usable}"
+        ) from error
 
 
 def _choose(options: Mapping[str, T], name: str, what: str, corpus: str) -> T:
@@ -313,7 +316,8 @@ def _keep_classes(
         if u.label not in kept
     ]
     listed = ", ".join(f"{name} ({counts[name]})" for name in names if name not in kept)
-    warning = f"classes with fewer than {minimum} usable utterances left out: {listed}"
+    fewer = "no usable utterance" if minimum == 1 else f"fewer than {minimum} usable utterances"
+    warning = f"classes with {fewer} left out: {listed}"
     return kept, [u for u in utterances if u.label in kept], rare, [warning]
 
 
