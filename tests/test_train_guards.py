@@ -3,6 +3,7 @@ runs, failed starts, label-homogeneous batches."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -16,6 +17,7 @@ from _tones import make_corpus, tiny_run
 
 import peft_ser.data
 from peft_ser.errors import UserError
+from peft_ser.manifest import load_prepared, save_prepared
 from peft_ser.training import train
 from peft_ser.training.guards import NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError
@@ -170,3 +172,14 @@ def test_default_batches_learn_as_well_as_random_ones_where_length_follows_label
     default, random = np.array(scores[True]), np.array(scores[False])
     spread = max(default.std(), random.std(), 0.05)
     assert default.mean() >= random.mean() - 2 * spread, scores
+
+
+def test_folds_that_share_speakers_are_flagged_in_the_results(tmp_path: Path) -> None:
+    prepared_dir = make_corpus(tmp_path / "corpus")
+    prepared = load_prepared(prepared_dir)
+    note = "folds share speakers between train and test: results are speaker-dependent"
+    save_prepared(prepared_dir, dataclasses.replace(prepared, speaker_leakage=note))
+    result = train(tiny_run(prepared_dir, tmp_path / "run", **{"optim.epochs": 1}))
+    assert result.overall["warnings"][0] == note
+    assert f"warning: {note}" in result.summary
+    assert _strict_json(tmp_path / "run" / "results.json")["overall"]["warnings"][0] == note

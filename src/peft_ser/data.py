@@ -114,7 +114,7 @@ class UtteranceDataset(Dataset[Example]):
         utterance = self.utterances[index]
         label = self.label_ids[utterance.label]
         try:
-            wave = load_audio(utterance.path)
+            wave = load_audio(utterance.path, start=utterance.start, end=utterance.end)
         except AudioError as error:
             return Example(index, label, None, str(error))
         wave = wave[: self.max_samples]

@@ -91,12 +91,15 @@ class BadAudioLog:
 
 
 def overall_metrics(
-    fold_results: Sequence[dict[str, Any]], labels: Sequence[str]
+    fold_results: Sequence[dict[str, Any]], corpus_warnings: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Mean ± std of the fold scalars, and the metrics of all folds' test predictions pooled."""
+    """Mean ± std of the fold scalars, the pooled test confusion, and every warning of the run:
+    the corpus's (folds that share speakers) first, then each fold's (a collapsed run)."""
     tests = [fold["test"] for fold in fold_results]
     pooled = np.sum([np.asarray(t["confusion"]) for t in tests], axis=0)
-    warnings = [f"fold {f['fold']}: {text}" for f in fold_results for text in f.get("warnings", [])]
+    warnings = list(corpus_warnings) + [
+        f"fold {f['fold']}: {text}" for f in fold_results for text in f.get("warnings", [])
+    ]
     return {
         "mean_std": summarize(tests),
         "pooled_confusion": pooled.astype(int).tolist(),
@@ -151,8 +154,8 @@ def summary_text(
     lines.append("")
     for name, stats in overall["mean_std"].items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    lines += [f"warning: {text}" for text in overall["warnings"]]
     for fold in fold_results:
-        lines += [f"warning: fold {fold['fold']}: {text}" for text in fold.get("warnings", [])]
         if fold.get("skipped_steps"):
             lines.append(
                 f"warning: fold {fold['fold']}: {fold['skipped_steps']} training steps had a "

@@ -103,7 +103,8 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
         fold_results = [
             _fold_result(config, accelerator, prepared, fold, run_dir, cache) for fold in folds
         ]
-        overall = overall_metrics(fold_results, prepared.labels)
+        leakage = [prepared.speaker_leakage] if prepared.speaker_leakage else []
+        overall = overall_metrics(fold_results, leakage)
         summary = summary_text(config, fold_results, overall)
         if accelerator.is_main_process:
             write_run_results(run_dir, fold_results, overall, prepared.labels, summary)
