@@ -10,8 +10,8 @@ and the padding waste of each:
 * ``random``: ``data.bucketing: false``;
 * ``length-only``: the earlier default, sorted by length alone (the sampler without labels).
 
-Run it from the repository root (``--actors 10`` gives 96 training clips, ``--actors 200``
-about 2,000):
+Run it from the repository root (``--actors 10`` gives 96 training clips per fold,
+``--actors 200`` about 2,000; ``--corpus demo/CREMA-D`` uses the committed demo corpus):
 
     .venv/bin/python bench/bench_sampler.py --actors 10 --seeds 3
 """
@@ -31,16 +31,18 @@ from bench_train import make_corpus
 
 import peft_ser.training.batches
 from peft_ser.config import load_run_config
+from peft_ser.corpora.prepare import prepare_corpus
 from peft_ser.data import FeatureCache, LengthBucketSampler
 from peft_ser.training import train
 
 
 class LengthOnlySampler(LengthBucketSampler):
-    """The earlier sampler: the training loop's labels are ignored, so pools sort by length."""
+    """The earlier sampler: the training loop's labels are ignored and there is no jitter, so
+    pools sort by length alone."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, **options: Any) -> None:
         options.pop("labels", None)
-        super().__init__(lengths, batch_size, **options)
+        super().__init__(lengths, batch_size, **{**options, "jitter": 0.0})
 
 
 def run(
@@ -78,17 +80,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", default="tiny-wavlm")
     parser.add_argument("--actors", type=int, default=10, help="synthetic actors (16 clips each)")
+    parser.add_argument(
+        "--corpus", type=Path, help="a raw corpus in the CREMA-D layout instead (demo/CREMA-D)"
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--folds", default="1", help="folds to average over, e.g. 1,2,3,4,5")
+    parser.add_argument(
+        "--samplers", default="stratified,random,length-only", help="which samplers to compare"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    samplers = ("stratified", "random", "length-only")
+    samplers = args.samplers.split(",")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        prepared = make_corpus(root, args.actors)
+        if args.corpus is not None:
+            prepared = root / "prepared"
+            prepare_corpus("crema-d", args.corpus, prepared)
+        else:
+            prepared = make_corpus(root, args.actors)
         cache = FeatureCache()  # every run encodes with the same frozen backbone
         results = {
             name: [run(prepared, root, args, name, seed, cache) for seed in range(args.seeds)]

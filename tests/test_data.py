@@ -65,7 +65,7 @@ def test_bucketing_cuts_padding_and_covers_every_item_once() -> None:
     for sampler in (bucketed, plain):
         items = sorted(i for batch in sampler for i in batch)
         assert items == list(range(500))
-    assert padding_waste(bucketed.global_batches(), lengths) < 0.05
+    assert padding_waste(bucketed.global_batches(), lengths) < 0.07  # 0.054 with a 1-batch jitter
     assert padding_waste(plain.global_batches(), lengths) > 0.3
 
 
@@ -88,7 +88,7 @@ def test_length_sorted_batches_stay_mixed_in_labels(count: int) -> None:
     labels, lengths = _length_follows_label(count)
     stratified = LengthBucketSampler(lengths, 32, shuffle=True, labels=labels, seed=3)
     random = LengthBucketSampler(lengths, 32, shuffle=True, bucketing=False, seed=3)
-    length_only = LengthBucketSampler(lengths, 32, shuffle=True, seed=3)
+    length_only = LengthBucketSampler(lengths, 32, shuffle=True, jitter=0, seed=3)  # the old one
     mixed = _largest_label_share(stratified.global_batches(), labels)
     # sorting by length alone makes batches (nearly) one label each where length follows label
     assert _largest_label_share(length_only.global_batches(), labels) > 0.65

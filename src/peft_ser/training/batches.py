@@ -74,6 +74,7 @@ class BatchSource:
             labels=labels,
             bucketing=self.config.data.bucketing,
             pool=self.config.data.bucket_pool,
+            jitter=self.config.data.bucket_jitter,
             seed=self.config.seed,
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
