@@ -8,7 +8,7 @@ import torch
 from transformers import WhisperFeatureExtractor
 
 from peft_ser.backbones import BACKBONES, build_backbone
-from peft_ser.backbones.whisper import LogMel, mel_frame_lengths
+from peft_ser.backbones.whisper import LogMel, reflected_index
 from peft_ser.config import ModelConfig
 from peft_ser.model import build_model
 
@@ -64,22 +64,60 @@ def test_hidden_states_cover_embeddings_and_every_layer(backbone: str) -> None:
     assert output.frame_lengths.tolist() == sorted(output.frame_lengths.tolist(), reverse=True)
 
 
-def test_whisper_log_mel_agrees_with_transformers_feature_extractor() -> None:
-    """Our torch front end equals transformers' on the clip's frames (peer agreement)."""
-    rng = np.random.default_rng(0)
-    seconds = 2.5
-    t = np.arange(int(16_000 * seconds)) / 16_000
-    clip = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
-    reference = WhisperFeatureExtractor(feature_size=80)(
-        clip, sampling_rate=16_000, return_tensors="np"
+def _voice(num_samples: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / 16_000
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(num_samples)
+    return wave.astype(np.float32)
+
+
+@pytest.mark.parametrize("num_samples", [40_000, 40_037, 16_159, 12_345, 401])
+def test_whisper_log_mel_of_a_lone_clip_equals_the_feature_extractor_on_every_frame(
+    num_samples: int,
+) -> None:
+    """The clip given alone, as the original PEFT-SER passed it (``max_length`` = the clip): a
+    centred STFT reflects the clip's own samples at its end, and so does ours, last frame too.
+
+    transformers' torch path is float32 like ours (equal to float precision); its numpy path,
+    the one transformers 4.30 (the original's) had, computes the STFT in float64.
+    """
+    clip = _voice(num_samples)
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    reference = extractor(
+        clip, sampling_rate=16_000, max_length=clip.size, return_tensors="np"
     ).input_features[0]
-    lengths = torch.tensor([clip.size])
-    ours = LogMel(80)(torch.from_numpy(clip)[None], mel_frame_lengths(lengths))[0].numpy()
-    frames = ours.shape[1]
-    assert frames == clip.size // 160
-    np.testing.assert_allclose(ours, reference[:, :frames], atol=2e-4)
+    in_float64 = extractor._np_extract_fbank_features(clip[None], "cpu")[0]
+    ours = LogMel(80)(torch.from_numpy(clip)[None], torch.tensor([clip.size]))[0].numpy()
+    assert ours.shape == reference.shape == (80, clip.size // 160)
+    np.testing.assert_allclose(ours, reference, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours, in_float64, atol=2e-5, rtol=0)
+
+
+def test_whisper_log_mel_reflects_each_clip_at_its_own_end_in_a_batch() -> None:
+    """Batched behind a longer clip, a clip's last frames still mirror its own samples: they are
+    those of the clip alone, not of the clip followed by zeros (which differ clearly)."""
+    clips = [_voice(24_000, seed=1), _voice(16_000, seed=2), _voice(8_000, seed=3)]
+    waveforms, lengths = torch.zeros(3, 24_000), torch.tensor([clip.size for clip in clips])
+    for row, clip in enumerate(clips):
+        waveforms[row, : clip.size] = torch.from_numpy(clip)
+    log_mel = LogMel(80)
+    batched = log_mel(waveforms, lengths)
+    for row, clip in enumerate(clips):
+        alone = log_mel(torch.from_numpy(clip)[None], lengths[row : row + 1])[0]
+        frames = alone.shape[1]
+        torch.testing.assert_close(batched[row, :, :frames], alone, atol=1e-6, rtol=0)
+        assert not batched[row, :, frames:].any()
+    followed_by_zeros = log_mel(waveforms[1:2, :16_500], torch.tensor([16_500]))[0, :, :100]
+    assert (followed_by_zeros[:, -1] - batched[1, :, 99]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("num_samples", [1, 2, 3, 7])
+def test_reflection_matches_numpy_reflect_padding_even_past_the_clip(num_samples: int) -> None:
+    pad = 3 * num_samples + 2
+    clip = np.arange(num_samples)
+    positions = torch.arange(-pad, num_samples + pad)
+    index = reflected_index(positions, torch.tensor(num_samples))
+    np.testing.assert_array_equal(clip[index.numpy()], np.pad(clip, pad, mode="reflect"))
 
 
 def test_whisper_pad30_runs_the_full_window() -> None:

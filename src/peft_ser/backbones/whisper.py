@@ -6,8 +6,10 @@ computes log-mel features in torch on the model's device for only as many frames
 longest clip, slices the positional embeddings to that length and masks padded frames out of
 attention. Three details keep every utterance's answer independent of what it is batched with:
 
-* each clip is followed by at least half an STFT window of zeros, so its last frames see the same
-  zeros alone or in a batch (as in Whisper's own 30-s padding);
+* each clip's STFT frames are centred on the clip itself: its own samples are reflected at both of
+  its ends, as transformers' ``WhisperFeatureExtractor`` does for a clip given alone, whatever
+  the batch holds beyond the clip's end (so a lone clip's log-mel equals the extractor's on every
+  frame, the last one included);
 * the log-mel clamp at ``max - 8`` uses the maximum over the clip's own valid frames;
 * the convolutional front end sees zeros beyond the clip's frames at both convolutions.
 
@@ -46,10 +48,12 @@ def encoder_frame_lengths(mel_lengths: torch.Tensor) -> torch.Tensor:
 
 
 class LogMel(nn.Module):
-    """Whisper's log-mel front end, in torch, normalised per utterance over its valid frames."""
+    """Whisper's log-mel front end, in torch, normalised per utterance over its valid frames.
 
-    filters: torch.Tensor
-    window: torch.Tensor
+    The filter bank and window are kept in float32 whatever dtype the model is cast to, and are
+    not module buffers for that reason: the front end is cheap, and its precision is what makes a
+    clip's features agree with Whisper's feature extractor.
+    """
 
     def __init__(self, n_mels: int) -> None:
         super().__init__()
@@ -62,25 +66,65 @@ class LogMel(nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )
-        self.register_buffer(
-            "filters", torch.tensor(filters.T, dtype=torch.float32), persistent=False
-        )
-        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+        self.filters = torch.tensor(filters.T, dtype=torch.float32)
+        self.window = torch.hann_window(N_FFT)
 
-    def forward(self, waveforms: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` zero-padded samples to ``[B, n_mels, F]``, zero beyond each clip's frames."""
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` zero-padded samples, ``lengths`` in samples, to ``[B, n_mels, F]``.
+
+        Each clip gets `mel_frame_lengths` frames; frames beyond them are zero.
+        """
+        mel_lengths = mel_frame_lengths(lengths)
         num_frames = int(mel_lengths.max())
-        needed = num_frames * HOP_LENGTH + N_FFT // 2
-        waveforms = F.pad(waveforms.float(), (0, max(0, needed - waveforms.shape[1])))
+        device = waveforms.device
+        frames_source = centred_frame_source(waveforms.float(), lengths, num_frames)
         stft = torch.stft(
-            waveforms, N_FFT, HOP_LENGTH, window=self.window, center=True, return_complex=True
+            frames_source,
+            N_FFT,
+            HOP_LENGTH,
+            window=self.window.to(device),
+            center=False,
+            return_complex=True,
         )
-        power = stft[..., :num_frames].abs().pow(2)
-        log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()
+        power = stft.abs().pow(2)
+        log_spec = torch.clamp(self.filters.to(device) @ power, min=1e-10).log10()
         valid = frame_mask(mel_lengths, num_frames).unsqueeze(1)
         peak = log_spec.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
         log_spec = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
         return log_spec.masked_fill(~valid, 0.0)
+
+
+def centred_frame_source(
+    waveforms: torch.Tensor, lengths: torch.Tensor, num_frames: int
+) -> torch.Tensor:
+    """The samples ``num_frames`` centred STFT frames read, each clip reflected at its own ends.
+
+    Frame ``f`` is centred on sample ``f * HOP_LENGTH``, so it reads half a window before the
+    clip's start and, for the last frames, past its end. A centred STFT of the clip alone
+    (``torch.stft(center=True)``, numpy's ``reflect`` padding in transformers) mirrors the clip's
+    own samples there; in a zero-padded batch, a shorter clip would read zeros or the next
+    clip's padding instead. Gathering every clip's samples through its own reflection keeps each
+    clip's frames those of the clip alone. ``lengths`` are sample counts; returns
+    ``[B, (num_frames - 1) * HOP_LENGTH + N_FFT]`` for ``torch.stft(center=False)``.
+    """
+    span = (num_frames - 1) * HOP_LENGTH + N_FFT
+    positions = torch.arange(span, device=waveforms.device) - N_FFT // 2
+    index = reflected_index(positions.unsqueeze(0), lengths.to(waveforms.device).unsqueeze(1))
+    return torch.gather(waveforms, 1, index)
+
+
+def reflected_index(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Where position ``p`` of a clip of ``n`` samples lies after reflection at both ends.
+
+    The reflection excludes the edge sample (``x[-k] = x[k]``, ``x[n-1+k] = x[n-1-k]``) and
+    repeats as often as needed, so the extension is periodic with period ``2 (n - 1)``: numpy's
+    ``reflect`` mode, also for pads longer than the clip. An empty clip reads its first sample
+    (its frames are masked anyway).
+    """
+    lengths = lengths.clamp(min=1)
+    period = 2 * (lengths - 1)
+    folded = positions.abs() % period.clamp(min=1)
+    return torch.where(folded < lengths, folded, period - folded)
 
 
 class WhisperBackbone(Backbone):
@@ -123,15 +167,17 @@ class WhisperBackbone(Backbone):
         if self.window == "pad30":
             hidden = self._embed_window(waveforms, lengths)
         else:
-            hidden = self._convolve(self.log_mel(waveforms, mel_lengths), mel_lengths)
+            hidden = self._convolve(self.log_mel(waveforms, lengths), mel_lengths)
         return hidden, encoder_frame_lengths(mel_lengths)
 
     def _embed_window(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Whisper's training condition: every clip zero-padded to the full 30-s window."""
         padded = F.pad(waveforms, (0, WINDOW_SAMPLES - waveforms.shape[1]))
         padded = padded * frame_mask(lengths, WINDOW_SAMPLES)
-        window_frames = torch.full_like(lengths, WINDOW_SAMPLES // HOP_LENGTH)
-        return self._convolve(self.log_mel(padded, window_frames), window_frames)
+        window_lengths = torch.full_like(lengths, WINDOW_SAMPLES)
+        return self._convolve(
+            self.log_mel(padded, window_lengths), mel_frame_lengths(window_lengths)
+        )
 
     def _convolve(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> torch.Tensor:
         """The two convolutions, with zeros beyond each clip's mel frames, plus positions."""
