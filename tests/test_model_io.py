@@ -93,3 +93,27 @@ def test_registry_names_are_matched_ignoring_case_and_saved_as_registered(tmp_pa
     model.save(tmp_path)
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
     assert (config["backbone"], config["method"]) == ("tiny-whisper", "lora")
+
+
+def test_a_registry_backbone_takes_its_weights_from_the_folder_given(tmp_path) -> None:
+    """``backbone=`` for a model saved on a registry name: the name (and its family facts) is
+    kept, the weights come from the folder; without it, the registry's own source is used."""
+    from transformers import WhisperModel
+
+    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
+    model.save(tmp_path / "model")
+    folder_model = WhisperModel(model.backbone.model.config)
+    with torch.no_grad():
+        for parameter in folder_model.encoder.parameters():
+            parameter.normal_(0.0, 0.02)
+    folder_model.half().save_pretrained(tmp_path / "backbone")  # stored in float16
+
+    loaded = SERModel.load(tmp_path / "model", backbone=str(tmp_path / "backbone"))
+    assert loaded.config.backbone == "tiny-whisper"
+    conv = loaded.backbone.model.conv1.weight
+    assert conv.dtype == torch.float32
+    assert torch.equal(conv, folder_model.encoder.conv1.weight.float())
+    default = SERModel.load(tmp_path / "model")
+    assert not torch.equal(default.backbone.model.conv1.weight, conv)
+    for name, weight in model.trainable_state_dict().items():
+        assert torch.equal(dict(loaded.named_parameters())[name], weight), name

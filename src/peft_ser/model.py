@@ -27,9 +27,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones import Backbone, build_backbone, resolve_backbone
+from .backbones import BACKBONES, Backbone, build_backbone, resolve_backbone
 from .config import ModelConfig, format_validation_error
-from .errors import UserError
+from .errors import UserError, match_name
 from .fileio import write_atomic_with
 from .head import SERHead
 from .tuning import apply_method
@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "peft_ser_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
+
+
+_MOVED_BACKBONE_HINT = (
+    "if the backbone is elsewhere now, give its place (load_model(..., backbone=DIR), "
+    "peft-ser predict --backbone DIR)"
+)
 
 
 class WeightsError(UserError, ValueError):
@@ -74,7 +80,22 @@ class SERModel(nn.Module):
         output = self.backbone(waveforms, lengths.to(waveforms.device))
         return output.hidden_states, output.frame_lengths
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        length: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``[B, C]`` for ``[B, T]`` (or one ``[T]``) 16 kHz waveforms.
+
+        ``length`` is the original PEFT-SER package's name for ``lengths``, so its calls
+        ``model(x, length=lengths)`` run unchanged.
+        """
+        if length is not None:
+            if lengths is not None:
+                raise TypeError("give lengths or length (the same thing), not both")
+            lengths = length
         if waveforms.dim() == 1:
             waveforms = waveforms.unsqueeze(0)
         return self.head(*self.encode(waveforms, lengths))
@@ -136,10 +157,18 @@ class SERModel(nn.Module):
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+        cls,
+        directory: str | os.PathLike[str],
+        map_location: str | torch.device = "cpu",
+        *,
+        backbone: str | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> SERModel:
         """Rebuild from ``save``'s output, in eval mode.
 
+        ``backbone`` says where the pre-trained backbone is now (a local directory, a hub id,
+        a CTranslate2 directory) when it is not where the saved config says: a hub mirror,
+        or a checkpoint folder that moved. ``dtype`` is the compute dtype (see `build_model`).
         Raises `ModelFileError` naming the file and the problem for a folder that is not a
         complete, intact saved model. The weights file is read and checked before the backbone
         is built, so a damaged folder is reported without fetching any checkpoint.
@@ -154,10 +183,10 @@ class SERModel(nn.Module):
                 f"{directory}: not a peft-ser model folder ({CONFIG_FILE} is missing)"
             )
         with _reported_in(config_path):
-            config = _read_config(config_path)
+            config, weights = _read_config(config_path, backbone)
         state = read_weights(weights_path)
         with _reported_in(config_path):
-            model = build_model(config)
+            model = build_model(config, backbone_weights=weights, dtype=dtype)
         with _reported_in(weights_path):
             model.load_trainable_state_dict(state)
         return model.to(map_location).eval()
@@ -172,11 +201,15 @@ def _reported_in(path: Path) -> Iterator[None]:
         raise ModelFileError(f"{path}: {error}") from None
 
 
-def _read_config(path: Path) -> ModelConfig:
-    """The ``ModelConfig`` a saved model was built from, with every key present and valid.
+def _read_config(path: Path, backbone: str | None = None) -> tuple[ModelConfig, str | None]:
+    """The ``ModelConfig`` a saved model was built from, with every key present and valid, and
+    where its backbone's weights are to be read from when not from the config's source.
 
     ``save`` writes every key, so a missing one means the file was cut or edited: it is an
     error rather than a silent default (a default backbone or rank would load wrong weights).
+    With ``backbone`` given, a registry-named backbone keeps its name (and so its family
+    facts) and takes its weights from ``backbone``; any other saved source (a folder that
+    moved, a hub id) is replaced by ``backbone`` before it is checked.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -197,11 +230,21 @@ def _read_config(path: Path) -> ModelConfig:
     missing = [key for key in ModelConfig.model_fields if key not in document]
     if missing:
         raise UserError(f"incomplete model config: missing keys {', '.join(missing)}")
+    weights = None
+    if backbone is not None:
+        if _is_registry_backbone(str(document["backbone"])):
+            weights = backbone
+        else:
+            document["backbone"] = backbone
     try:
         config = ModelConfig.model_validate(document)
     except ValidationError as error:
-        raise UserError(_one_line(format_validation_error(error, ModelConfig))) from None
-    return config
+        message = _one_line(format_validation_error(error, ModelConfig))
+        moved = "/" in str(document["backbone"])  # a folder or hub id, not a misspelt name
+        if moved and any(problem["loc"] == ("backbone",) for problem in error.errors()):
+            message += f"; {_MOVED_BACKBONE_HINT}"
+        raise UserError(message) from None
+    return config, weights
 
 
 def _one_line(message: str) -> str:
@@ -247,16 +290,35 @@ def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
             )
 
 
-def build_model(config: ModelConfig, pretrained: bool = True) -> SERModel:
-    """Backbone from its source, PEFT method applied, fresh head.
+def build_model(
+    config: ModelConfig,
+    pretrained: bool = True,
+    *,
+    backbone_weights: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> SERModel:
+    """Backbone from its source, PEFT method applied, fresh head, all in ``dtype``.
 
+    ``backbone_weights`` reads the pre-trained weights from another place (see
+    `build_backbone`'s ``weights``). Every weight, the backbone's, the method's and the head's,
+    is cast to the compute dtype ``dtype`` before trained weights are loaded into it: a
+    checkpoint stored in float16 or bfloat16 is widened exactly to float32, and float32 trained
+    weights are then copied without rounding (a model cast after loading would have rounded
+    them, and one left in the checkpoint's dtype would fail on its first float32 input).
     The model's config, and so what ``save`` writes, holds the registry names (see
     `with_registry_names`).
     """
     config = with_registry_names(config)
-    backbone = build_backbone(config.backbone, config.whisper_window, pretrained=pretrained)
+    backbone = build_backbone(
+        config.backbone, config.whisper_window, pretrained=pretrained, weights=backbone_weights
+    )
     apply_method(backbone, config)
-    return SERModel(config, backbone)
+    return SERModel(config, backbone).to(dtype)
+
+
+def _is_registry_backbone(name: str) -> bool:
+    """Whether ``name`` is a registry backbone (in any case), not a path or hub id."""
+    return match_name(name, BACKBONES) is not None
 
 
 def with_registry_names(config: ModelConfig) -> ModelConfig:

@@ -7,6 +7,7 @@ from .registry import (
     BackboneSpec,
     backbone_names,
     build_backbone,
+    hub_snapshot,
     resolve_backbone,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "BackboneSpec",
     "backbone_names",
     "build_backbone",
+    "hub_snapshot",
     "resolve_backbone",
 ]

@@ -7,9 +7,10 @@ known on a machine without hub access; weights are fetched only when a model is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,19 +140,53 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
-def build_backbone(source: str, whisper_window: str = "crop", pretrained: bool = True) -> Backbone:
+def build_backbone(
+    source: str,
+    whisper_window: str = "crop",
+    pretrained: bool = True,
+    weights: str | None = None,
+) -> Backbone:
     """A backbone from a registry name, ``ct2:<dir>``, a CTranslate2 dir, a hub id or a local dir.
 
-    ``pretrained=False`` builds the architecture with random weights (for counting parameters or
-    for tests); named entries then need no network. Raises `BackboneError` for a name that is
-    none of these (see `resolve_backbone`) and for a hub checkpoint that cannot be fetched.
+    ``weights`` reads the pre-trained weights from somewhere else: a local directory (a hub
+    mirror, a moved checkpoint), a hub id or a CTranslate2 directory. A named backbone keeps its
+    registry facts (family, waveform normalisation) and takes its architecture and weights from
+    there; a registry name as ``weights``, or any ``source`` that is not a registry name, is
+    simply replaced. ``pretrained=False`` builds the architecture with random weights (for
+    counting parameters or for tests); named entries then need no network. Raises
+    `BackboneError` for a name that is none of these (see `resolve_backbone`), a directory of
+    another model family, and a hub checkpoint that cannot be fetched.
     """
     source = resolve_backbone(source)
+    if weights is not None:
+        weights = resolve_backbone(weights)
+        if weights in BACKBONES or source not in BACKBONES:
+            source, weights = weights, None
     if source in BACKBONES:
-        return _build_named(BACKBONES[source], whisper_window, pretrained)
+        spec = BACKBONES[source]
+        if weights is not None:
+            spec = replace(spec, source=weights)
+        return _build_named(spec, whisper_window, pretrained)
     if source.startswith(CT2_PREFIX) or is_ct2_whisper_dir(source):
         return _build_ct2(source.removeprefix(CT2_PREFIX), whisper_window, pretrained)
     return _build_from_hub_or_dir(source, whisper_window, pretrained)
+
+
+def hub_snapshot(cache_folder: str | Path, repo_id: str) -> Path | None:
+    """The checkpoint folder of ``repo_id`` in a Hugging Face hub cache, or None.
+
+    ``from_pretrained(repo_id, cache_dir=cache_folder)`` (as the original PEFT-SER package
+    called it) leaves ``models--org--name/snapshots/<commit>/`` there, with ``refs/main`` naming
+    the commit; that folder is a complete local checkpoint, usable without network.
+    """
+    repo = Path(cache_folder) / f"models--{repo_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        candidates = [repo / "snapshots" / ref.read_text(encoding="utf-8").strip()]
+    else:
+        candidates = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+    complete = [folder for folder in candidates if (folder / "config.json").is_file()]
+    return complete[0] if len(complete) == 1 else None
 
 
 def resolve_backbone(source: str) -> str:
@@ -208,12 +243,34 @@ def _build_from_architecture(spec: BackboneSpec, whisper_window: str) -> Backbon
 def _from_pretrained(source: str, model_type: str, window: str, normalize: bool) -> Backbone:
     if source == BUNDLED_TINY_EN:
         return _build_ct2(str(_bundled_tiny_en()), window, pretrained=True)
-    if source.startswith(CT2_PREFIX):
+    if source.startswith(CT2_PREFIX) or is_ct2_whisper_dir(source):
+        _check_model_type(source, "whisper", model_type)
         return _build_ct2(source.removeprefix(CT2_PREFIX), window, pretrained=True)
+    if Path(source).is_dir():
+        _check_model_type(source, _directory_model_type(Path(source)), model_type)
     with _fetching(source):
         if model_type == "whisper":
             return WhisperBackbone.from_pretrained(source, window)
         return SSLBackbone.from_pretrained(source, model_type, normalize)
+
+
+def _directory_model_type(directory: Path) -> str | None:
+    """The ``model_type`` in a checkpoint folder's ``config.json`` (None when it has none)."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type if isinstance(model_type, str) else None
+
+
+def _check_model_type(source: str, found: str | None, expected: str) -> None:
+    """Refuse weights of another family: transformers would load them into random weights."""
+    if found is not None and found != expected:
+        raise BackboneError(
+            f"{source}: a {found!r} checkpoint, but this backbone is a {expected!r} model; give "
+            f"the folder of the {expected} checkpoint the model was trained on"
+        )
 
 
 def _build_from_hub_or_dir(source: str, whisper_window: str, pretrained: bool) -> Backbone:
@@ -250,7 +307,9 @@ def _fetching(source: str) -> Iterator[None]:
         raise BackboneError(
             f"backbone {source!r} could not be fetched from the Hugging Face hub ({reason}); "
             f"offline, download it on a connected machine (hf download {source} --local-dir DIR) "
-            "and give DIR as the backbone, or copy the hub cache here and set HF_HUB_OFFLINE=1"
+            "and give DIR as the backbone (load_model(..., backbone=DIR), peft-ser predict "
+            "--backbone DIR, or backbone: DIR in a config), or copy the hub cache here and set "
+            "HF_HUB_OFFLINE=1"
         ) from error
 
 
