@@ -3,6 +3,7 @@
 The original-layout checkpoints are built here with the key names and shapes the authors' model
 classes save (``model_seq.*``, ``out_layer.*``, ``layer_weights``/``weights``, loralib
 ``lora_A``/``lora_B`` under ``backbone_model.encoder.layers.N``). No test touches the network.
+Loading a whole released model from an original cache folder is in ``test_original_api.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from peft_ser import zoo
-from peft_ser.config import PAPER_LABELS
+from peft_ser.config import PAPER_LABELS, ModelConfig
 from peft_ser.model import build_model
 from peft_ser.zoo import (
     ZOO,
@@ -29,7 +30,9 @@ from peft_ser.zoo import (
     download,
     load_original_file,
     load_zoo_state,
+    pin,
 )
+from peft_ser.zoo import cache as zoo_cache
 
 RANK = 16
 HEAD_DIM = 256
@@ -124,7 +127,45 @@ def test_wavlm_checkpoint_with_dataparallel_prefix_and_l_weights() -> None:
         assert torch.equal(converted[ours], state[f"module.{original}"]), ours
     mix = torch.softmax(converted["head.layer_weights"], dim=0)
     assert mix.shape == (13,) and mix[0] == 0  # the input embeddings take no part
-    assert torch.equal(mix[1:], torch.softmax(head["weights"], dim=0))
+    torch.testing.assert_close(mix[1:], torch.softmax(head["weights"], dim=0), rtol=1e-6, atol=0)
+    assert torch.isfinite(converted["head.layer_weights"]).all()  # loadable: weights are checked
+
+
+@pytest.mark.parametrize(("layers", "states"), [(3, 4), (3, 3), (7, 8), (7, 7)])
+def test_any_depth_converts_and_loads(layers: int, states: int) -> None:
+    """L comes from the LoRA weights, so a backbone of any depth needs no num_layers; L+1 layer
+    weights pass unchanged and L of them leave the input embeddings out exactly (weight 0)."""
+    width, ffn = 32, 64
+    head = original_head(width, states)
+    head["model_seq.0.weight"] = torch.randn(HEAD_DIM, width, 1)
+    converted = convert_original_checkpoint(
+        head | original_lora("whisper", layers, width, ffn), "whisper"
+    )
+    mix = torch.softmax(converted["head.layer_weights"], dim=0)
+    assert mix.shape == (layers + 1,)
+    original_mix = torch.softmax(head["layer_weights"], dim=0)
+    torch.testing.assert_close(
+        mix if states == layers + 1 else mix[1:], original_mix, rtol=1e-6, atol=0
+    )
+    assert states == layers + 1 or mix[0] == 0
+
+    architecture = {
+        "d_model": width,
+        "encoder_layers": layers,
+        "encoder_attention_heads": 2,
+        "encoder_ffn_dim": ffn,
+        "decoder_layers": 1,
+        "decoder_attention_heads": 2,
+        "decoder_ffn_dim": ffn,
+    }
+    from peft_ser.backbones.registry import BACKBONES, BackboneSpec
+
+    spec = BackboneSpec("tiny-whisper", "whisper", None, architecture)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(BACKBONES, "tiny-whisper", spec)
+        model = build_model(ModelConfig(backbone="tiny-whisper", method="lora", lora_alpha=1.0))
+    model.load_trainable_state_dict(converted)
+    assert torch.equal(model.head.layer_weights.detach(), converted["head.layer_weights"])
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -182,12 +223,23 @@ def test_unused_original_keys_are_dropped() -> None:
 
 
 def test_layer_weights_of_unexpected_length_or_unknown_depth_fail() -> None:
-    with pytest.raises(ZooError, match="fit neither L=4 nor L\\+1=5"):
+    with pytest.raises(ZooError, match="fit neither L=4 nor L\\+1=5") as raised:
         convert_original_checkpoint({"layer_weights": torch.randn(7)}, "whisper", num_layers=4)
-    with pytest.raises(ZooError, match="pass num_layers"):
+    assert "convert_original_checkpoint(head | lora, family)" in str(raised.value)
+    with pytest.raises(ZooError, match="pass num_layers=L"):
         convert_original_checkpoint({"layer_weights": torch.randn(5)}, "whisper")
     with pytest.raises(ZooError, match="unknown backbone family"):
         convert_original_checkpoint({}, "conformer")
+
+
+def test_a_depth_that_contradicts_the_lora_weights_says_what_to_call() -> None:
+    state = original_head(512, 7) | original_lora("whisper", 6, 512, 2048)
+    with pytest.raises(ZooError) as raised:
+        convert_original_checkpoint(state, "whisper", num_layers=4)
+    message = str(raised.value)
+    assert "at least 6 layers" in message
+    assert "convert_original_checkpoint(state, family)" in message
+    assert "backbone=DIR" in message and "--backbone DIR" in message
 
 
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
@@ -230,24 +282,36 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         destination.write_bytes(b"partial")
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(zoo, "fetch_url", refuse)
+    monkeypatch.setattr(zoo_cache, "fetch_url", refuse)
     return asked
 
 
-def _place(name: str, cache: Path) -> list[Path]:
-    """Put original-layout files where the cache expects them, as a user would offline."""
+def _contents(name: str) -> tuple[State, State]:
     entry = ZOO[name]
     width, ffn = WIDTHS[name]
-    contents = (
+    return (
         original_head(width, entry.num_layers + 1),
         original_lora(entry.family, entry.num_layers, width, ffn),
     )
+
+
+def _place(name: str, cache: Path) -> list[Path]:
+    """Put original-layout files where peft-ser's cache expects them, as a user would offline."""
     paths = []
-    for file, content in zip(entry.files, contents, strict=True):
+    for file, content in zip(ZOO[name].files, _contents(name), strict=True):
         path = cached_path(name, file, cache)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(content, path)
         paths.append(path)
+    return paths
+
+
+def _place_as_the_original_did(name: str, folder: Path) -> list[Path]:
+    """``<cache_folder>/<name>.pt`` and ``<name>_lora.pt``: the original package's cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.pt", folder / f"{name}_lora.pt"]
+    for path, content in zip(paths, _contents(name), strict=True):
+        torch.save(content, path)
     return paths
 
 
@@ -261,6 +325,7 @@ def test_offline_download_says_which_url_to_fetch_and_where(
     message = str(raised.value)
     assert ZOO[name].files[0].url in message
     assert f"place the file at {expected}" in message
+    assert f"{tmp_path / name}.pt and {tmp_path / name}_lora.pt" in message
     assert offline == [ZOO[name].files[0].url]
     assert list(expected.parent.iterdir()) == []  # no partial file left behind
 
@@ -274,17 +339,88 @@ def test_files_in_the_cache_are_used_without_network(
     name = "wavlm-plus-lora-16-conv"
     monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path))
     placed = _place(name, tmp_path)
+    assert download(name) == placed
     with caplog.at_level(logging.WARNING, logger="peft_ser.zoo"):
-        assert download(name) == placed
+        state = load_zoo_state(name)
     assert offline == []
     assert hashlib.sha256(placed[0].read_bytes()).hexdigest() in caplog.text
-    assert "not pinned yet" in caplog.text
-
-    state = load_zoo_state(name)
+    assert f"peft-ser zoo pin {name}" in caplog.text
     assert state["head.layer_weights"].shape == (13,)
     assert (
         "backbone.model.encoder.layers.11.feed_forward.output_dense.lora_B.default.weight" in state
     )
+
+
+def test_the_original_packages_cache_folder_is_used_as_it_is(
+    tmp_path: Path, offline: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``<folder>/<name>.pt`` + ``_lora.pt`` are converted once; the pickles are not read again."""
+    name = "whisper-base-lora-16-conv"
+    head, lora = _place_as_the_original_did(name, tmp_path)
+    expected = convert_original_checkpoint(
+        load_original_file(head) | load_original_file(lora), "whisper"
+    )
+    state = load_zoo_state(name, cache_dir=tmp_path)
+    assert offline == []
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[key], expected[key]) for key in expected)
+    converted = tmp_path / f"{name}.safetensors"
+    assert converted.is_file() and not (tmp_path / "zoo").exists()
+
+    def no_pickles(path: object) -> None:
+        raise AssertionError(f"read {path} again")
+
+    monkeypatch.setattr("peft_ser.zoo.load.load_original_file", no_pickles)
+    again = load_zoo_state(name, cache_dir=tmp_path)
+    assert all(torch.equal(again[key], expected[key]) for key in expected)
+
+
+def test_without_a_cache_folder_the_working_directory_is_searched_as_the_original_did(
+    tmp_path: Path, offline: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "whisper-tiny-lora-16-conv"
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "peft-ser-cache"))
+    _place_as_the_original_did(name, tmp_path / "work")
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_zoo_state(name)["head.layer_weights"].shape == (5,)
+    assert offline == []
+
+
+def test_unpinned_hash_is_reported_once_per_cache_entry(
+    tmp_path: Path, offline: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "mms-lora-16-conv"
+    _place_as_the_original_did(name, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="peft_ser.zoo"):
+        load_zoo_state(name, cache_dir=tmp_path)
+        first = caplog.text.count("not pinned")
+        load_zoo_state(name, cache_dir=tmp_path)
+        load_zoo_state(name, cache_dir=tmp_path)
+    assert first == 2  # the head and the LoRA file
+    assert caplog.text.count("not pinned") == first
+
+
+def test_pinned_files_are_enforced_and_a_replaced_file_is_converted_again(
+    tmp_path: Path, offline: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "whisper-small-lora-16-conv"
+    head, lora = _place_as_the_original_did(name, tmp_path)
+    hashes = pin(name, cache_dir=tmp_path)
+    assert hashes == {head: zoo.sha256_of(head), lora: zoo.sha256_of(lora)}
+    assert (tmp_path / f"{name}.sha256").read_text().splitlines()[0] == (
+        f"{hashes[head]}  {head.name}"
+    )
+    with caplog.at_level(logging.WARNING, logger="peft_ser.zoo"):
+        load_zoo_state(name, cache_dir=tmp_path)
+    assert "not pinned" not in caplog.text
+
+    replaced = original_head(768, 13)
+    torch.save(replaced, head)
+    with pytest.raises(ZooError, match=f"does not match the pinned {hashes[head]}"):
+        load_zoo_state(name, cache_dir=tmp_path)
+    pin(name, cache_dir=tmp_path)  # trust the new file
+    state = load_zoo_state(name, cache_dir=tmp_path)
+    assert torch.equal(state["head.classifier.2.bias"], replaced["out_layer.2.bias"])
 
 
 def test_pinned_hash_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,6 +431,10 @@ def test_pinned_hash_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
     _place(name, tmp_path)
     with pytest.raises(ZooError, match=f"does not match the pinned {'0' * 64}"):
         download(name, cache_dir=tmp_path)
+    with pytest.raises(ZooError, match=f"does not match the pinned {'0' * 64}"):
+        load_zoo_state(name, cache_dir=tmp_path)
+    with pytest.raises(ZooError, match=f"does not match the pinned {'0' * 64}"):
+        pin(name, cache_dir=tmp_path)
 
 
 def test_fetched_file_is_checked_then_renamed_into_place(
@@ -308,14 +448,18 @@ def test_fetched_file_is_checked_then_renamed_into_place(
         for file in entry.files
     )
     monkeypatch.setitem(ZOO, name, dataclasses.replace(entry, files=files))
-    monkeypatch.setattr(zoo, "fetch_url", lambda url, destination: destination.write_bytes(payload))
+    monkeypatch.setattr(
+        zoo_cache, "fetch_url", lambda url, destination: destination.write_bytes(payload)
+    )
     paths = download(name, cache_dir=tmp_path)
     assert [path.read_bytes() for path in paths] == [payload, payload]
     assert sorted(path.name for path in paths[0].parent.iterdir()) == sorted(
         f.filename for f in files
     )
 
-    monkeypatch.setattr(zoo, "fetch_url", lambda url, destination: destination.write_bytes(b"bad"))
+    monkeypatch.setattr(
+        zoo_cache, "fetch_url", lambda url, destination: destination.write_bytes(b"bad")
+    )
     other = tmp_path / "other"
     with pytest.raises(ZooError, match="does not match the pinned"):
         download(name, cache_dir=other)

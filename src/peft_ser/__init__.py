@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 EMOTIONS: dict[int, str] = {0: "Neutral", 1: "Angry", 2: "Sad", 3: "Happy"}
 
 _LAZY = {
-    "load_model": "inference",
+    "load_model": "loading",
     "predict": "inference",
     "Prediction": "inference",
     "SERModel": "model",
@@ -23,7 +23,8 @@ _LAZY = {
 __all__ = ["EMOTIONS", "Prediction", "SERModel", "__version__", "load_model", "predict"]
 
 if TYPE_CHECKING:
-    from .inference import Prediction, load_model, predict
+    from .inference import Prediction, predict
+    from .loading import load_model
     from .model import SERModel
 
 

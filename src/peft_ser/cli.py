@@ -290,19 +290,43 @@ def predict(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="where the pre-trained backbone is when not at its usual place: a local "
+            "folder (hub mirror, moved checkpoint), a hub id or a CTranslate2 folder"
+        ),
+    ] = None,
+    cache_folder: Annotated[
+        Path | None,
+        typer.Option(
+            help="zoo names: the folder of the released files, in peft-ser's or the original "
+            "package's layout (default: $PEFT_SER_CACHE or ~/.cache/peft-ser, then the "
+            "working directory)"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
+    ] = "float32",
 ) -> None:
     """Predict the emotion of each recording; long ones also get a prediction per window.
 
     Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
-    a pattern matching nothing) are reported on stderr and skipped. The output path and the
-    device are checked before the model is loaded.
+    a pattern matching nothing) are reported on stderr and skipped. The output path, the
+    device and the dtype are checked before the model is loaded.
 
     Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted,
     or a wrong option or model (one error line).
     """
     import sys
 
-    from peft_ser.inference import Failure, iter_predictions, load_model, resolve_device
+    from peft_ser.inference import (
+        Failure,
+        iter_predictions,
+        load_model,
+        resolve_device,
+        resolve_dtype,
+    )
     from peft_ser.predict_io import (
         check_output_path,
         find_audio_inputs,
@@ -314,6 +338,7 @@ def predict(
     if output is not None:
         check_output_path(output)
     target = resolve_device(device)
+    compute_dtype = resolve_dtype(dtype)
     found = find_audio_inputs(inputs)
     for failure in found.failures:
         typer.echo(f"skipped {failure.error}", err=True)
@@ -321,7 +346,9 @@ def predict(
     if found.paths:
         results = iter_predictions(
             found.paths,
-            model=load_model(model, target),
+            model=load_model(
+                model, target, cache_folder=cache_folder, backbone=backbone, dtype=compute_dtype
+            ),
             batch_size=batch_size,
             window=window,
             hop=hop,
@@ -490,3 +517,27 @@ def demo(
     probabilities = "  ".join(f"{k} {v:.2f}" for k, v in prediction.probabilities.items())
     typer.echo(f"{result.clip.name}: {prediction.label} (true: {result.true_label})")
     typer.echo(f"  {probabilities}")
+
+
+zoo_app = _App(help="The released PEFT-SER models: their cached files and hashes.")
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("pin")
+def zoo_pin(
+    name: Annotated[str, typer.Argument(help="a zoo name: " + ", ".join(ZOO))],
+    cache_folder: Annotated[
+        Path | None,
+        typer.Option(help="the folder holding the files (default: as peft-ser predict)"),
+    ] = None,
+) -> None:
+    """Record the sha256 of a released model's cached files, so a file that changes is refused.
+
+    Run it once you trust the files (after a first download, or after placing the authors'
+    files by hand). The hashes go to <name>.sha256 beside the files, are printed in
+    sha256sum's format, and are checked each time the files are converted.
+    """
+    from peft_ser.zoo import pin
+
+    for path, digest in pin(name, cache_folder).items():
+        typer.echo(f"{digest}  {path}")

@@ -19,15 +19,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, to_mono_16k
-from .errors import UserError, suggest
-from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SERModel, build_model
+from .loading import (
+    InvalidRequestError,
+    available_devices,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+)
+from .model import SERModel
 
 WHOLE_CLIP_SECONDS = 30.0
 """By default a clip up to this long is predicted whole (Whisper's window: its encoder limit)."""
@@ -39,15 +44,23 @@ _CHUNK_BATCHES = 8
 """Inputs are decoded this many batches at a time, so a large folder never sits in memory."""
 _EXPECTED_INPUTS = "give a file path, a (samples, sample_rate) tuple, or a list of them"
 
+__all__ = [
+    "Failure",
+    "InvalidRequestError",
+    "Prediction",
+    "WindowPrediction",
+    "available_devices",
+    "iter_predictions",
+    "load_model",
+    "predict",
+    "resolve_device",
+    "resolve_dtype",
+]
+
 ArrayInput: TypeAlias = tuple[Any, float]
 """``(samples, sample_rate)``: samples ``(T,)``, ``(T, C)`` or ``(C, T)``, float or integer PCM;
 the rate in Hz, a whole number (``16000`` or ``16000.0``)."""
 Input: TypeAlias = str | os.PathLike[str] | ArrayInput
-
-
-class InvalidRequestError(UserError, ValueError):
-    """A call that cannot be served as asked: malformed inputs, impossible settings, a device
-    this machine lacks. Raised at the call, before any model is loaded or input decoded."""
 
 
 @dataclass(frozen=True)
@@ -118,82 +131,6 @@ class _Array:
 
 _Source: TypeAlias = str | _Array
 """A path to decode, or an array input already checked for shape, dtype and rate."""
-
-
-def available_devices() -> list[str]:
-    """The devices this machine can run a model on: ``cpu``, then CUDA GPUs, then ``mps``."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device asked for, checked against this machine; None picks CUDA when available.
-
-    Checked up front, so ``cuda`` on a machine without a GPU fails in one line listing what is
-    available, instead of deep inside the first forward pass.
-    """
-    available = available_devices()
-    if device is None:
-        return torch.device("cuda" if "cuda" in available else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        chosen = None
-    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
-        raise InvalidRequestError(
-            f"unknown device {str(device)!r}; available here: {', '.join(available)}"
-        )
-    if chosen.type != "cpu" and str(chosen) not in available:
-        raise InvalidRequestError(
-            f"device {str(device)!r} is not available on this machine; "
-            f"available here: {', '.join(available)}"
-        )
-    return chosen
-
-
-def load_model(
-    name_or_path: str | os.PathLike[str], device: str | torch.device | None = None
-) -> SERModel:
-    """A model in eval mode from a directory written by `SERModel.save` or a model-zoo name.
-
-    ``device`` defaults to CUDA when available, else the CPU. Raises a `UserError` (one line:
-    the model, the file and the problem) for an unavailable device, a damaged model folder, or
-    a name that is neither a folder nor a zoo name.
-    """
-    target = resolve_device(device)
-    if Path(name_or_path).is_dir():
-        return SERModel.load(name_or_path, map_location=target)
-    return _load_zoo_model(os.fspath(name_or_path)).to(target).eval()
-
-
-def _load_zoo_model(name: str) -> SERModel:
-    """A released model by name, downloaded on first use and converted to this package's names.
-
-    The zoo (download and conversion code) is imported only when a name is asked for.
-    """
-    from . import zoo
-
-    if name not in zoo.ZOO:
-        raise ModelFileError(_not_a_model(name, list(zoo.ZOO)))
-    model = build_model(zoo.ZOO[name].config)
-    model.load_trainable_state_dict(zoo.load_zoo_state(name))
-    return model
-
-
-def _not_a_model(name: str, zoo_names: list[str]) -> str:
-    """Why ``name`` (no directory, no zoo name) names no model, and what would."""
-    wanted = f"give a folder written by SERModel.save or a zoo name: {', '.join(zoo_names)}"
-    if Path(name).exists():
-        return (
-            f"{name}: is a file, not a model folder (which holds {CONFIG_FILE} and {WEIGHTS_FILE})"
-        )
-    if "/" in name or os.sep in name or name.startswith((".", "~")):
-        return f"{name}: no such model folder; {wanted}"
-    return f"unknown model {name!r}{suggest(name, zoo_names)}; {wanted}"
 
 
 def predict(
