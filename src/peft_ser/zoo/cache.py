@@ -130,7 +130,7 @@ def pins_of(cached: CachedModel, files: tuple[ZooFile, ...]) -> list[list[str]]:
     """Per source file, every hash it must have: the zoo table's pin and the local pin."""
     local = local_pins(cached)
     return [
-        [pin for pin in (file.sha256, local.get(source.name)) if pin]
+        file.pinned + ([local[source.name]] if source.name in local else [])
         for source, file in zip(cached.sources, files, strict=True)
     ]
 
@@ -172,7 +172,7 @@ def pin(name: str, cache_dir: str | Path | None = None) -> dict[Path, str]:
         if cached.has_sources:
             hashes = {source: sha256_of(source) for source in cached.sources}
             for (source, seen), file in zip(hashes.items(), entry.files, strict=True):
-                check_pinned(source, seen, [file.sha256] if file.sha256 else [], file.url)
+                check_pinned(source, seen, file.pinned, file.url)
             lines = "".join(f"{seen}  {source.name}\n" for source, seen in hashes.items())
             write_atomic(cached.pins, lines)
             return hashes
@@ -196,18 +196,20 @@ def fetch_url(url: str, destination: Path) -> None:
             out.write(chunk)
 
 
-def _download_one(name: str, file: ZooFile, target: Path) -> None:
-    """Fetch into a temporary file beside ``target`` and rename it only once it is complete."""
+def _download_one(name: str, file: ZooFile, target: Path, folder: Path) -> None:
+    """Fetch into a temporary file beside ``target`` and rename it only once it is complete.
+
+    Offline, the error names the URL and where the file goes, in either layout of ``folder``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     os.close(handle)
     partial = Path(temporary)
     try:
         fetch_url(file.url, partial)
-        check_pinned(target, sha256_of(partial), [file.sha256] if file.sha256 else [], file.url)
+        check_pinned(target, sha256_of(partial), file.pinned, file.url)
         os.replace(partial, target)
     except OSError as error:
-        folder = target.parent.parent.parent
         raise ZooError(
             f"could not download {file.url} ({error}). Without network access, fetch that URL "
             f"on a connected machine and place the file at {target} (or keep the original "
@@ -225,9 +227,9 @@ def download(name: str, cache_dir: str | Path | None = None) -> list[Path]:
     for file in entry.files:
         target = cached_path(name, file, cache_dir)
         if target.is_file():
-            check_pinned(target, sha256_of(target), [file.sha256] if file.sha256 else [], file.url)
+            check_pinned(target, sha256_of(target), file.pinned, file.url)
         else:
-            _download_one(name, file, target)
+            _download_one(name, file, target, cache_root(cache_dir))
         paths.append(target)
     return paths
 

@@ -30,6 +30,11 @@ class ZooFile:
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1].split("?", 1)[0]
 
+    @property
+    def pinned(self) -> list[str]:
+        """The hashes the zoo table requires of this file: none until it is pinned."""
+        return [self.sha256] if self.sha256 else []
+
 
 @dataclass(frozen=True)
 class ZooEntry:
