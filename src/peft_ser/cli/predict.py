@@ -1,0 +1,138 @@
+"""`peft-ser predict`: emotions of recordings with a saved or released model."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from peft_ser.cli.app import app
+from peft_ser.zoo import ZOO
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="audio files, folders (searched recursively for wav, flac, ogg, mp3) "
+            "or glob patterns"
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="a saved model folder or a model-zoo name: " + ", ".join(ZOO),
+        ),
+    ],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="how to write the predictions")
+    ] = OutputFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write to this file, not stdout")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="clips or windows per batch")] = 8,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds; a longer recording is cut into windows of this length "
+            "(default: whole up to 30 s, else 10-s windows)"
+        ),
+    ] = None,
+    hop: Annotated[
+        float | None,
+        typer.Option(help="seconds between window starts (default: half a window)"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="where the pre-trained backbone is when not at its usual place: a local "
+            "folder (hub mirror, moved checkpoint), a hub id or a CTranslate2 folder"
+        ),
+    ] = None,
+    cache_folder: Annotated[
+        Path | None,
+        typer.Option(
+            help="zoo names: the folder of the released files, in peft-ser's or the original "
+            "package's layout (default: $PEFT_SER_CACHE or ~/.cache/peft-ser, then the "
+            "working directory)"
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
+    ] = "float32",
+) -> None:
+    """Predict the emotion of each recording; long ones also get a prediction per window.
+
+    Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
+    a pattern matching nothing) are reported on stderr and skipped. The output path, the
+    device and the dtype are checked before the model is loaded.
+
+    Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted,
+    or a wrong option or model (one error line).
+    """
+    import sys
+
+    from peft_ser.inference import (
+        Failure,
+        iter_predictions,
+        load_model,
+        resolve_device,
+        resolve_dtype,
+    )
+    from peft_ser.predict_io import (
+        check_output_path,
+        find_audio_inputs,
+        format_predictions,
+        write_predictions,
+    )
+    from peft_ser.progress import progress_bar
+
+    if output is not None:
+        check_output_path(output)
+    target = resolve_device(device)
+    compute_dtype = resolve_dtype(dtype)
+    found = find_audio_inputs(inputs)
+    for failure in found.failures:
+        typer.echo(f"skipped {failure.error}", err=True)
+    predictions = []
+    if found.paths:
+        results = iter_predictions(
+            found.paths,
+            model=load_model(
+                model, target, cache_folder=cache_folder, backbone=backbone, dtype=compute_dtype
+            ),
+            batch_size=batch_size,
+            window=window,
+            hop=hop,
+        )
+        with progress_bar(total=len(found.paths), unit="file", desc="predict") as progress:
+            for result in results:
+                if isinstance(result, Failure):
+                    progress.write(f"skipped {result.error}", file=sys.stderr)
+                else:
+                    predictions.append(result)
+                progress.update()
+    typer.echo(f"predicted {len(predictions)} of {found.count} inputs", err=True)
+    if not predictions:
+        raise typer.Exit(2)
+    text = format_predictions(predictions, output_format.value)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_predictions(text, output)
+    if len(predictions) < found.count:
+        raise typer.Exit(1)

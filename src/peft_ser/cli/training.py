@@ -1,0 +1,158 @@
+"""`peft-ser train`, `evaluate`, `params` and `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from peft_ser.cli.app import app, log_to_stderr
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path | None, typer.Option(help="run config YAML (see configs/)")] = None,
+    backbone: Annotated[str | None, typer.Option(help="model.backbone")] = None,
+    method: Annotated[str | None, typer.Option(help="model.method")] = None,
+    rank: Annotated[int | None, typer.Option(help="model.lora_rank")] = None,
+    corpus: Annotated[str | None, typer.Option(help="data.corpus: name or prepared dir")] = None,
+    folds: Annotated[str | None, typer.Option(help="data.folds, e.g. 1,2")] = None,
+    epochs: Annotated[int | None, typer.Option(help="optim.epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="data.batch_size")] = None,
+    lr: Annotated[float | None, typer.Option(help="optim.lr")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="data.num_workers")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="output_dir: the run directory")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="any config key: --set data.crop_seconds=4 (YAML value)"),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in output_dir")] = False,
+) -> None:
+    """Train on each selected fold (test at the best dev epoch) and print a summary.
+
+    Options override the config file; every other key is reachable with --set. Runs on CPU,
+    one GPU, or several processes under `accelerate launch`.
+    """
+    import yaml
+
+    from peft_ser.config import CLI_ALIASES, ConfigError, load_run_config
+    from peft_ser.training import train
+
+    given = {
+        "backbone": backbone, "method": method, "rank": rank, "corpus": corpus,
+        "folds": folds, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "num_workers": num_workers, "seed": seed, "output_dir": output_dir,
+    }  # fmt: skip
+    overrides = {CLI_ALIASES[k]: v for k, v in given.items() if v is not None}
+    for item in set_ or []:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise typer.BadParameter(f"{item!r}: expected key=value", param_hint="--set")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item}: the value is not valid YAML") from None
+    run_config = load_run_config(config, overrides)
+    log_to_stderr()
+    result = train(run_config, resume=resume)
+    typer.echo(result.summary, nl=False)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    source: Annotated[Path, typer.Argument(help="a run directory or a saved model directory")],
+    corpus: Annotated[
+        str | None, typer.Option(help="prepared corpus (required for a model directory)")
+    ] = None,
+    folds: Annotated[str | None, typer.Option(help="folds, e.g. 1,2 (default: all)")] = None,
+    split: Annotated[str, typer.Option(help="train, dev or test")] = "test",
+    output_dir: Annotated[
+        Path | None, typer.Option(help="where metrics and plots go (default: SOURCE/evaluation)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+) -> None:
+    """Score trained models on a prepared corpus fold: metrics (JSON, CSV) and confusion plots."""
+    import json
+
+    from peft_ser.config import DataConfig
+    from peft_ser.training import evaluate
+
+    if split not in ("train", "dev", "test"):
+        raise typer.BadParameter("choose train, dev or test", param_hint="--split")
+    selected = DataConfig.model_validate({"corpus": "-", "folds": folds}).folds
+    result = evaluate(source, corpus, selected, split, output_dir, batch_size)
+    typer.echo(json.dumps(result["overall"]["mean_std"], indent=1))
+
+
+@app.command()
+def params(
+    backbone: Annotated[str, typer.Option(help="backbone name, hub id or local directory")] = (
+        "whisper-tiny"
+    ),
+    method: Annotated[str, typer.Option(help="PEFT method")] = "lora",
+    rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+    adapter_dim: Annotated[int, typer.Option(help="adapter bottleneck width")] = 128,
+    prompt_length: Annotated[int, typer.Option(help="prompt vectors per layer")] = 5,
+    num_classes: Annotated[int, typer.Option(help="number of emotion classes")] = 4,
+) -> None:
+    """Print trainable and total parameters, computed from configs alone (no weights, no network
+    for named backbones)."""
+    from pydantic import ValidationError
+
+    from peft_ser.config import ConfigError, ModelConfig, format_validation_error
+    from peft_ser.model import count_parameters, with_registry_names
+
+    settings = {
+        "backbone": backbone,
+        "method": method,
+        "lora_rank": rank,
+        "adapter_dim": adapter_dim,
+        "prompt_length": prompt_length,
+        "labels": [f"class{i}" for i in range(num_classes)],
+    }
+    try:
+        config = with_registry_names(ModelConfig.model_validate(settings))
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, ModelConfig)) from None
+    count = count_parameters(config)
+    typer.echo(f"backbone   {config.backbone}\nmethod     {config.method}")
+    typer.echo(f"trainable  {count.trainable:,}\ntotal      {count.total:,}")
+    typer.echo(f"share      {count.percent:.3f} %")
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="run config of the demo")] = Path(
+        "configs/demo.yaml"
+    ),
+    corpus: Annotated[
+        Path | None, typer.Option(help="the demo corpus (CREMA-D layout; default: the config's)")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="where the demo writes (default: the config's)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="override the config's epochs")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
+) -> None:
+    """Prepare the synthetic demo corpus, train Whisper tiny.en + LoRA on one fold, print the
+    dev and test UAR, and predict one test clip with the trained model. Offline, a few
+    minutes on CPU."""
+    from peft_ser.demo import run_demo
+
+    log_to_stderr()
+    result = run_demo(config, corpus, output_dir, epochs, seed)
+    prediction = result.prediction
+    low, high = result.test_interval
+    typer.echo(f"\ndev UAR           {result.dev_uar:.3f}  ({result.dev_clips} clips, best epoch)")
+    typer.echo(
+        f"test UAR          {result.test_uar:.3f}  ({result.test_clips} clips; "
+        f"95 % bootstrap interval {low:.2f}-{high:.2f})"
+    )
+    typer.echo(f"confusion matrix  {result.confusion_png}")
+    typer.echo(f"trained weights   {result.model_dir}")
+    typer.echo(f"\n$ peft-ser predict {result.clip} --model {result.model_dir}")
+    probabilities = "  ".join(f"{k} {v:.2f}" for k, v in prediction.probabilities.items())
+    typer.echo(f"{result.clip.name}: {prediction.label} (true: {result.true_label})")
+    typer.echo(f"  {probabilities}")
