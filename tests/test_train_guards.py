@@ -16,6 +16,7 @@ import soundfile as sf
 from _tones import make_corpus, tiny_run
 
 import peft_ser.data
+from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.manifest import load_prepared, save_prepared
 from peft_ser.training import train
@@ -163,11 +164,12 @@ def test_default_batches_learn_as_well_as_random_ones_where_length_follows_label
 ) -> None:
     prepared = make_corpus(tmp_path / "corpus", length_by_label=True, clips=5)
     scores: dict[bool, list[float]] = {True: [], False: []}
+    cache = FeatureCache()  # one frozen backbone for all six runs: clips are encoded once
     for bucketing in (True, False):
         for seed in (0, 1, 2):
             settings = {"data.bucketing": bucketing, "seed": seed, "data.batch_size": 8}
             run = tmp_path / f"run-{bucketing}-{seed}"
-            result = train(tiny_run(prepared, run, **settings, **{"optim.epochs": 6}))
+            result = train(tiny_run(prepared, run, **settings, **{"optim.epochs": 6}), cache=cache)
             scores[bucketing].append(result.overall["mean_std"]["uar"]["mean"])
     default, random = np.array(scores[True]), np.array(scores[False])
     spread = max(default.std(), random.std(), 0.05)
