@@ -157,7 +157,9 @@ def test_hub_failure_is_one_line_saying_how_to_work_offline(
         "error: backbone 'some-org/some-model' could not be fetched from the Hugging Face hub "
         "(We couldn't connect to 'https://huggingface.co'. Check some-org/some-model.); offline, "
         "download it on a connected machine (hf download some-org/some-model --local-dir DIR) "
-        "and give DIR as the backbone, or copy the hub cache here and set HF_HUB_OFFLINE=1\n"
+        "and give DIR as the backbone (load_model(..., backbone=DIR), peft-ser predict "
+        "--backbone DIR, or backbone: DIR in a config), or copy the hub cache here and set "
+        "HF_HUB_OFFLINE=1\n"
     )
 
 
