@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from peft_ser.audio import SAMPLE_RATE, AudioError
 from peft_ser.corpora.base import (
@@ -48,6 +47,7 @@ from peft_ser.corpora.base import (
 )
 from peft_ser.corpora.folds import official_split
 from peft_ser.fileio import write_atomic_with
+from peft_ser.progress import progress_bar
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -170,7 +170,7 @@ def _decode_all(
 
     with (
         ThreadPoolExecutor(_DECODE_THREADS) as pool,
-        tqdm(total=len(jobs), desc="decoding clips", unit="clip", disable=not verbose) as bar,
+        progress_bar(verbose, total=len(jobs), desc="decoding clips", unit="clip") as bar,
     ):
         results = []
         for result in pool.map(run, jobs):
