@@ -252,19 +252,23 @@ class FoldRunner:
         return logits.detach().float().cpu()
 
     def _gradient_norm(self) -> torch.Tensor:
-        """The gradients' total norm, clipped to ``optim.grad_clip`` when that is set."""
+        """The gradients' total norm (unscaled under fp16), clipped to ``optim.grad_clip`` when
+        that is set; an infinite limit measures without clipping."""
         limit = self.config.optim.grad_clip
         params = [p for p in self.trained.parameters() if p.requires_grad]
-        if limit is not None:
-            return torch.as_tensor(self.accelerator.clip_grad_norm_(params, limit))
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return torch.zeros(())
-        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return torch.as_tensor(
+            self.accelerator.clip_grad_norm_(params, math.inf if limit is None else limit)
+        )
 
     def _nonfinite(self, loss: torch.Tensor, norm: torch.Tensor) -> str | None:
+        """What was not finite in this step on any process, or None.
+
+        Under fp16 a gradient overflow is the loss scaler's to handle: it skips that step and
+        lowers its scale, as it is built to, so only the loss is checked then.
+        """
+        gradient_is_ours = self.accelerator.scaler is None
         flags = torch.tensor(
-            [not bool(torch.isfinite(loss)), not bool(torch.isfinite(norm))],
+            [not bool(torch.isfinite(loss)), gradient_is_ours and not bool(torch.isfinite(norm))],
             device=self.accelerator.device,
             dtype=torch.float32,
         )
