@@ -102,13 +102,12 @@ class BatchSource:
             )
 
     def _cached_items(self, split: str) -> list[int]:
-        assert self.cache is not None
         dataset = self.splits[split]
-        return [
-            i
-            for i, u in enumerate(dataset.utterances)
-            if (u.key, dataset.max_samples) in self.cache
-        ]
+        return [i for i in range(len(dataset)) if self._is_cached(dataset, i)]
+
+    def _is_cached(self, dataset: UtteranceDataset, index: int) -> bool:
+        assert self.cache is not None
+        return (dataset.utterances[index].key, dataset.max_samples) in self.cache
 
     def _state(self, split: str, index: int) -> torch.Tensor:
         assert self.cache is not None
@@ -121,11 +120,7 @@ class BatchSource:
         self.cache.bind(_fingerprint(model))
         model.eval()
         for split, dataset in self.splits.items():
-            missing = [
-                i
-                for i, u in enumerate(dataset.utterances)
-                if (u.key, dataset.max_samples) not in self.cache
-            ]
+            missing = [i for i in range(len(dataset)) if not self._is_cached(dataset, i)]
             if missing:
                 self._encode(model, split, dataset, missing, batch_size, fold)
         log.info("feature cache: %d clips, %.1f MiB", len(self.cache), self.cache.nbytes() / 2**20)

@@ -71,10 +71,11 @@ def collapse_warnings(history: Sequence[dict[str, Any]], num_classes: int) -> li
             f"(latest {recent[-1]:.3f})"
         )
     losses = [row["train_loss"] for row in history]
-    if _rising_tail(losses) >= RISING_EPOCHS and losses[-1] > min(losses):
+    rising = _rising_tail(losses)
+    if rising >= RISING_EPOCHS and losses[-1] > min(losses):
         warnings.append(
-            f"training loss rose for the last {_rising_tail(losses)} epochs "
-            f"(from {losses[-_rising_tail(losses) - 1]:.4f} to {losses[-1]:.4f})"
+            f"training loss rose for the last {rising} epochs "
+            f"(from {losses[-rising - 1]:.4f} to {losses[-1]:.4f})"
         )
     return [
         f"{text}: the run may have collapsed; likely causes: {LIKELY_CAUSES}" for text in warnings
