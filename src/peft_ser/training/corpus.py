@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from peft_ser.config import DataConfig, FoldSelector
-from peft_ser.corpora.registry import prepare_hint
 from peft_ser.errors import UserError
 from peft_ser.manifest import MANIFEST_FILE, Fold, PreparedCorpus, load_prepared
 
@@ -34,9 +33,7 @@ def resolve_corpus(data: DataConfig) -> PreparedCorpus:
         log.info("preparing %s from %s into %s", data.corpus, data.corpus_dir, prepared_dir)
         return prepare_corpus(data.corpus, data.corpus_dir, prepared_dir)
     if direct.is_dir():
-        raise UserError(
-            f"{direct} is not a prepared corpus (no {MANIFEST_FILE}); {prepare_hint(direct)}"
-        )
+        return load_prepared(direct)  # refuses it, naming what is missing and how to prepare it
     raise UserError(
         f"data.corpus: no prepared corpus at {direct} or {prepared_dir}; prepare one with "
         f"`peft-ser prepare <corpus> --root <corpus folder> --out {prepared_dir}`, "
