@@ -1,0 +1,197 @@
+"""Many models in one process, each pre-trained backbone held once.
+
+Every served model is its own `SERModel` instance, with its own PEFT modules, hooks and head,
+so one model's trained weights can never enter another's forward pass, however requests
+interleave. What the models share are their frozen tensors: after a model is loaded, each
+tensor that does not train and is bit-identical to one already held (same dtype, shape,
+device and bytes) is replaced by that one, and the duplicate is freed. Models on the same
+backbone source thus hold it once, plus their own trained weights.
+
+Sharing by content rather than by name needs no knowledge of how a PEFT method renames
+modules (peft's LoRA moves ``fc1.weight`` to ``fc1.base_layer.weight``), shares nothing that
+differs (a fine-tuned backbone, another checkpoint), and cannot change an answer: a tensor is
+only ever replaced by an equal one. Models load one after another, so at most one extra copy
+of a backbone is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError, suggest
+from ..loading import load_model
+from ..model import SERModel, parameter_count
+
+
+class UnknownModelError(UserError, LookupError):
+    """A request for a model the server was not started with; the message lists those it was."""
+
+
+class ModelSpecError(UserError, ValueError):
+    """A ``--model`` argument that cannot name a served model (empty, or a name given twice)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to serve: the name requests use, and the saved folder or zoo name it loads from."""
+
+    name: str
+    source: str
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """``NAME=SOURCE``, or ``SOURCE`` alone, named after its folder (or its zoo name)."""
+    name, separator, source = text.partition("=")
+    if not separator:
+        name, source = Path(text.rstrip("/")).name, text
+    if not name or not source:
+        raise ModelSpecError(f"--model {text!r}: give a model folder, a zoo name or NAME=SOURCE")
+    return ModelSpec(name, source)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded model and what `GET /v1/models` says about it."""
+
+    name: str
+    source: str
+    model: SERModel
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+    def describe(self) -> dict[str, object]:
+        counts = parameter_count(self.model)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return {
+            "name": self.name,
+            "labels": self.labels,
+            "backbone": self.model.config.backbone,
+            "method": self.model.config.method,
+            "trainable_parameters": counts.trainable,
+            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+            "total_parameters": counts.total,
+        }
+
+
+_Key = tuple[torch.dtype, tuple[int, ...], str, str]
+
+
+class SharedTensors:
+    """Frozen tensors held once, found by their content."""
+
+    def __init__(self) -> None:
+        self._held: dict[_Key, list[torch.Tensor]] = {}
+
+    def share_frozen(self, model: nn.Module) -> None:
+        """Point every frozen parameter and buffer of ``model`` at an equal held tensor.
+
+        A tensor with no equal one held yet is kept and held from now on. Trainable parameters
+        are never touched: they are the model's own.
+        """
+        replaced: dict[int, torch.Tensor] = {}
+        for module in model.modules():
+            for slots in (module._parameters, module._buffers):
+                for name, tensor in slots.items():
+                    if tensor is None or tensor.requires_grad:
+                        continue
+                    if id(tensor) not in replaced:
+                        replaced[id(tensor)] = self._held_equal(tensor)
+                    slots[name] = replaced[id(tensor)]  # type: ignore[assignment]
+
+    def _held_equal(self, tensor: torch.Tensor) -> torch.Tensor:
+        raw = _bytes_view(tensor)
+        key = (tensor.dtype, tuple(tensor.shape), str(tensor.device), _digest(raw))
+        for held in self._held.get(key, []):
+            if torch.equal(_bytes_view(held), raw):
+                return held
+        self._held.setdefault(key, []).append(tensor)
+        return tensor
+
+
+def _bytes_view(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes as a flat uint8 tensor, so equality is bitwise (``-0.0 != 0.0``)."""
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def _digest(raw: torch.Tensor) -> str:
+    return hashlib.blake2b(raw.cpu().numpy().tobytes(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Bytes of distinct tensor storage: held by several models, and held by one only."""
+
+    shared_bytes: int
+    private_bytes: int
+
+
+class ModelPool:
+    """The models a server answers for, by name; only those given at start, never others."""
+
+    def __init__(self, models: Sequence[ServedModel]) -> None:
+        self._models = {served.name: served for served in models}
+
+    @classmethod
+    def load(
+        cls,
+        specs: Sequence[ModelSpec],
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        share: bool = True,
+    ) -> ModelPool:
+        """Load each model in turn; with ``share``, frozen tensors equal across models are held
+        once (see the module's docstring). Raises `ModelSpecError` for a name given twice and
+        the loader's `UserError` for a model that cannot be loaded."""
+        names = [spec.name for spec in specs]
+        if not specs:
+            raise ModelSpecError("no model to serve; give --model FOLDER (or NAME=FOLDER)")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ModelSpecError(
+                f"model name {repeated[0]!r} is given twice; name them NAME=SOURCE"
+            )
+        shared = SharedTensors()
+        models = []
+        for spec in specs:
+            model = load_model(spec.source, device, dtype=dtype).eval()
+            if share:
+                shared.share_frozen(model)
+            models.append(ServedModel(spec.name, spec.source, model))
+        return cls(models)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models.values())
+
+    def get(self, name: str) -> ServedModel:
+        """The model called ``name``; raises `UnknownModelError` listing the served names."""
+        if name not in self._models:
+            raise UnknownModelError(
+                f"unknown model {name!r}{suggest(name, self._models)}; "
+                f"this server has: {', '.join(self._models)}"
+            )
+        return self._models[name]
+
+    def memory(self) -> MemoryUse:
+        """Distinct storage across all models, split into shared and per-model bytes."""
+        owners: dict[int, set[str]] = {}
+        sizes: dict[int, int] = {}
+        for served in self:
+            for tensor in [*served.model.parameters(), *served.model.buffers()]:
+                pointer = tensor.untyped_storage().data_ptr()
+                owners.setdefault(pointer, set()).add(served.name)
+                sizes[pointer] = tensor.untyped_storage().nbytes()
+        shared = sum(sizes[p] for p, names in owners.items() if len(names) > 1)
+        return MemoryUse(shared, sum(sizes.values()) - shared)

@@ -1,0 +1,266 @@
+"""The HTTP API and the page: FastAPI routes over a `ModelPool` and its `Batcher`.
+
+Routes get the settings, the models and the batcher by dependency injection from the app's
+state, so `create_app` is the only place they are wired and a test builds an app with its
+own limits. Every refusal is a JSON ``{"detail": message}`` with the status of its cause:
+
+* 413: a body over ``max_upload_bytes``, or audio over ``max_seconds``;
+* 415: a body that is not decodable audio;
+* 422: an empty body, audio with no usable samples, impossible parameters;
+* 404: a model this server was not started with;
+* 401: a missing or wrong API key (when one is set);
+* 503 with ``Retry-After``: the queue of waiting requests is full;
+* 504: no answer within ``timeout`` seconds.
+
+Answers are strict JSON: a non-finite number is an error, never ``NaN`` in the output.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+
+from .. import __version__
+from ..inference import Failure, InvalidRequestError, Prediction
+from .adapters import ModelPool, UnknownModelError
+from .batching import Batcher, BatchSettings, QueueFullError, RequestTimeoutError
+from .limits import BodySizeLimit, BodyTooLargeError, key_matches
+from .uploads import SUPPORTED, Clip, UploadError, display_name, read_clip
+
+API_KEY_ENV = "PEFT_SER_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+RETRY_AFTER_SECONDS = 1
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The server's limits; the defaults are the documented ones (docs/serving.md)."""
+
+    max_upload_bytes: int = 32 * 1024 * 1024
+    """Request bodies larger than this are refused (413): 32 MiB."""
+    max_seconds: float = 600.0
+    """Recordings longer than this are refused (413) before they are decoded: 10 minutes."""
+    timeout: float = 60.0
+    """Seconds a request may wait and run before it is answered with 504."""
+    api_key: str | None = None
+    """When set, every ``/v1`` request must send it in the ``X-API-Key`` header."""
+    batching: BatchSettings = field(default_factory=BatchSettings)
+
+
+class StrictJSONResponse(JSONResponse):
+    """JSON without NaN or Infinity, which JSON does not have; such a value is a server error."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+def get_settings(request: Request) -> ServeSettings:
+    settings: ServeSettings = request.app.state.settings
+    return settings
+
+
+def get_pool(request: Request) -> ModelPool:
+    pool: ModelPool = request.app.state.pool
+    return pool
+
+
+def get_batcher(request: Request) -> Batcher:
+    batcher: Batcher = request.app.state.batcher
+    return batcher
+
+
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="needed when the server has an API key"
+)
+
+
+def check_api_key(
+    settings: Annotated[ServeSettings, Depends(get_settings)],
+    given: Annotated[str | None, Security(_api_key_header)] = None,
+) -> None:
+    if settings.api_key is not None and not key_matches(given, settings.api_key):
+        raise HTTPException(
+            401,
+            f"missing or wrong API key: send it in the {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+
+
+Settings = Annotated[ServeSettings, Depends(get_settings)]
+Pool = Annotated[ModelPool, Depends(get_pool)]
+api = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
+
+_AUDIO_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": f"the recording ({SUPPORTED}): as a multipart form field 'file', or as "
+        "the raw request body",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@api.post("/predict", openapi_extra=_AUDIO_BODY, summary="Emotion of one recording")
+async def predict(
+    request: Request,
+    settings: Settings,
+    pool: Pool,
+    batcher: Annotated[Batcher, Depends(get_batcher)],
+    model: Annotated[
+        str | None, Query(description="a served model's name (optional when only one is served)")
+    ] = None,
+    window: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            description="seconds; a recording longer than this is cut into windows of this "
+            "length (default: whole up to 30 s, else 10-s windows)",
+        ),
+    ] = None,
+    hop: Annotated[
+        float | None,
+        Query(gt=0, description="seconds between window starts (default: half a window)"),
+    ] = None,
+    top_k: Annotated[
+        int | None, Query(ge=1, description="how many labels to list in 'top' (default: all)")
+    ] = None,
+) -> dict[str, Any]:
+    """The `Prediction` of `peft_ser.predict` for the uploaded recording, its model's name,
+    and its labels from the most to the least probable."""
+    served = pool.get(_model_name(model, pool))
+    clip = await _uploaded_clip(request, settings)
+    result = await batcher.predict(
+        served.name, clip.samples, clip.source, window=window, hop=hop, timeout=settings.timeout
+    )
+    if isinstance(result, Failure):
+        status = 500 if result.error.kind == "non_finite_output" else 422
+        raise UploadError(status, str(result.error))
+    return {"model": served.name, "prediction": result.to_dict(), "top": _top(result, top_k)}
+
+
+@api.get("/models", summary="The served models")
+def models(pool: Pool) -> dict[str, Any]:
+    """Each model's name, labels, backbone, PEFT method and trained size."""
+    return {"models": [served.describe() for served in pool]}
+
+
+def _model_name(model: str | None, pool: ModelPool) -> str:
+    if model is not None:
+        return model
+    if len(pool.names) == 1:
+        return pool.names[0]
+    raise HTTPException(422, f"give model=NAME; this server has: {', '.join(pool.names)}")
+
+
+async def _uploaded_clip(request: Request, settings: ServeSettings) -> Clip:
+    """The recording of a multipart upload (field ``file``) or of the raw body."""
+    folder: Path = request.app.state.upload_folder
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise UploadError(422, "the multipart form has no file field named 'file'")
+            source = display_name(upload.filename)
+            return await read_clip(_chunks_of(upload), source, folder, settings.max_seconds)
+    return await read_clip(request.stream(), "upload", folder, settings.max_seconds)
+
+
+async def _chunks_of(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(_CHUNK):
+        yield chunk
+
+
+def _top(prediction: Prediction, k: int | None) -> list[dict[str, Any]]:
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
+    return [{"label": label, "probability": p} for label, p in ranked[:k]]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def upload(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, UploadError)
+        return _error(error.status, str(error))
+
+    async def busy(_: Request, error: Exception) -> JSONResponse:
+        return _error(503, str(error), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    def status(code: int) -> Any:
+        async def handler(_: Request, error: Exception) -> JSONResponse:
+            return _error(code, str(error))
+
+        return handler
+
+    app.add_exception_handler(UploadError, upload)
+    app.add_exception_handler(QueueFullError, busy)
+    app.add_exception_handler(BodyTooLargeError, status(413))
+    app.add_exception_handler(UnknownModelError, status(404))
+    app.add_exception_handler(InvalidRequestError, status(422))
+    app.add_exception_handler(RequestTimeoutError, status(504))
+
+
+def _static_file(name: str) -> str:
+    return (resources.files(__package__) / "static" / name).read_text(encoding="utf-8")
+
+
+def create_app(pool: ModelPool, settings: ServeSettings | None = None) -> FastAPI:
+    """The app serving ``pool``'s models (and no others) under ``settings``' limits."""
+    settings = settings or ServeSettings()
+    batcher = Batcher(pool, settings.batching)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with tempfile.TemporaryDirectory(prefix="peft-ser-serve-") as folder:
+            app.state.upload_folder = Path(folder)
+            await batcher.start()
+            try:
+                yield
+            finally:
+                await batcher.stop()
+
+    app = FastAPI(
+        title="peft-ser",
+        version=__version__,
+        summary="Speech emotion recognition with parameter-efficient models",
+        lifespan=lifespan,
+        default_response_class=StrictJSONResponse,
+    )
+    app.state.settings, app.state.pool, app.state.batcher = settings, pool, batcher
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    _add_error_handlers(app)
+    app.include_router(api)
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "models": pool.names, "waiting": batcher.waiting}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(_static_file("index.html"))
+
+    app.mount("/static", StaticFiles(packages=[(__package__, "static")]), name="static")
+    return app

@@ -1,0 +1,79 @@
+"""Shared by the serving tests: two saved tiny models that disagree, clips, a live server.
+
+The models are tiny-whisper + LoRA with different seeds. Their LoRA updates are drawn at random
+(a freshly built LoRA is zero) and their classifiers sharpened, so both the adapter and the
+head move the answer and the two models give clearly different probabilities.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import uvicorn
+
+from peft_ser.config import ModelConfig
+from peft_ser.model import SERModel, build_model
+
+RATE = 16000
+
+
+def adapter_model(seed: int) -> SERModel:
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora", lora_rank=4))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+        model.head.classifier[2].weight.mul_(30)
+    return model.eval()
+
+
+def save_models(root: Path, seeds: tuple[int, ...] = (1, 2)) -> list[Path]:
+    return [adapter_model(seed).save(root / f"m{seed}") for seed in seeds]
+
+
+def voice(seconds: float, pitch: float = 220.0, rate: int = RATE) -> np.ndarray:
+    """A pitched tone with a syllable-like envelope; pitch changes move the tiny models' answers."""
+    t = np.arange(round(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    wave = 0.3 * envelope * np.sin(2 * np.pi * pitch * t) + 0.1 * np.sin(2 * np.pi * 3 * pitch * t)
+    return wave.astype(np.float32)
+
+
+def write_clip(path: Path, seconds: float, pitch: float = 220.0) -> Path:
+    sf.write(path, voice(seconds, pitch), RATE)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(app: object) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
