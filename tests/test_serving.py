@@ -292,3 +292,28 @@ def test_model_specs() -> None:
         parse_model_spec("=x")
     with pytest.raises(ModelSpecError, match="given twice"):
         ModelPool.load([ModelSpec("a", "x"), ModelSpec("a", "y")])
+
+
+def test_serve_command(saved: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``peft-ser serve`` loads the named models with the given limits, on loopback by default."""
+    from typer.testing import CliRunner
+
+    import peft_ser.serving
+    from peft_ser.cli import app
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(peft_ser.serving, "serve", lambda *args: calls.append(args))
+    monkeypatch.setenv("PEFT_SER_API_KEY", "from-env")
+    arguments = ["serve", "--model", f"x={saved[0]}", "-m", str(saved[1]), "--max-batch", "1"]
+    result = CliRunner().invoke(app, [*arguments, "--max-upload-mb", "2"])
+    assert result.exit_code == 0, result.output
+    [(served, host, port)] = calls
+    assert (host, port) == ("127.0.0.1", 8000)
+    assert served.state.pool.names == ["x", "m2"]
+    settings = served.state.settings
+    assert settings.api_key == "from-env"
+    assert settings.max_upload_bytes == 2 * 2**20
+    assert settings.batching.max_batch == 1
+    missing = CliRunner().invoke(app, ["serve", "--model", str(saved[0].parent / "nope")])
+    assert missing.exit_code == 2
+    assert "error:" in missing.output and "nope" in missing.output

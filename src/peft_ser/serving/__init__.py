@@ -2,14 +2,26 @@
 
 `adapters` loads the models, each backbone held once; `batching` batches concurrent requests;
 `uploads` turns a request body into samples within the limits; `limits` caps bodies and checks
-the API key; `app` holds the routes; `static/` the page, served by the package itself.
+the API key; `settings` holds the limits' defaults; `app` the routes; `static/` the page, served
+by the package itself. The web stack (``pip install 'peft-ser[serve]'``) is imported on first
+use, so the command line starts without it.
 """
 
 from __future__ import annotations
 
-from .adapters import ModelPool, ModelSpec, ServedModel, UnknownModelError, parse_model_spec
-from .app import API_KEY_ENV, ServeSettings, create_app
-from .batching import BatchSettings
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .settings import API_KEY_ENV, BatchSettings, ServeSettings
+
+_LAZY = {
+    "ModelPool": "adapters",
+    "ModelSpec": "adapters",
+    "ServedModel": "adapters",
+    "UnknownModelError": "adapters",
+    "parse_model_spec": "adapters",
+    "create_app": "app",
+}
 
 __all__ = [
     "API_KEY_ENV",
@@ -23,6 +35,18 @@ __all__ = [
     "parse_model_spec",
     "serve",
 ]
+
+if TYPE_CHECKING:
+    from .adapters import ModelPool, ModelSpec, ServedModel, UnknownModelError, parse_model_spec
+    from .app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def serve(app: object, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -21,7 +21,6 @@ import json
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,29 +34,14 @@ from starlette.datastructures import UploadFile
 from .. import __version__
 from ..inference import Failure, InvalidRequestError, Prediction
 from .adapters import ModelPool, UnknownModelError
-from .batching import Batcher, BatchSettings, QueueFullError, RequestTimeoutError
+from .batching import Batcher, QueueFullError, RequestTimeoutError
 from .limits import BodySizeLimit, BodyTooLargeError, key_matches
+from .settings import ServeSettings
 from .uploads import SUPPORTED, Clip, UploadError, display_name, read_clip
 
-API_KEY_ENV = "PEFT_SER_API_KEY"
 API_KEY_HEADER = "X-API-Key"
 RETRY_AFTER_SECONDS = 1
 _CHUNK = 1 << 16
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """The server's limits; the defaults are the documented ones (docs/serving.md)."""
-
-    max_upload_bytes: int = 32 * 1024 * 1024
-    """Request bodies larger than this are refused (413): 32 MiB."""
-    max_seconds: float = 600.0
-    """Recordings longer than this are refused (413) before they are decoded: 10 minutes."""
-    timeout: float = 60.0
-    """Seconds a request may wait and run before it is answered with 504."""
-    api_key: str | None = None
-    """When set, every ``/v1`` request must send it in the ``X-API-Key`` header."""
-    batching: BatchSettings = field(default_factory=BatchSettings)
 
 
 class StrictJSONResponse(JSONResponse):

@@ -23,6 +23,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, AudioError
 from ..inference import Failure, Prediction, iter_predictions
 from .adapters import ModelPool
+from .settings import BatchSettings
 
 
 class QueueFullError(Exception):
@@ -31,20 +32,6 @@ class QueueFullError(Exception):
 
 class RequestTimeoutError(Exception):
     """A request was not answered within its time limit (HTTP 504)."""
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How requests are batched; ``max_batch=1`` answers them one at a time."""
-
-    max_batch: int = 16
-    """Requests in one batch at most."""
-    window_ms: float = 5.0
-    """How long the first request of a batch waits for companions."""
-    batch_size: int = 8
-    """Segments (clips or windows) per forward pass."""
-    max_queue: int = 64
-    """Requests waiting at most; beyond it a request is refused at once."""
 
 
 _NO_SAMPLES = np.zeros(0, dtype=np.float32)

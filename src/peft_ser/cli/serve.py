@@ -1,0 +1,81 @@
+"""`peft-ser serve`: the HTTP API and the web page for one or more saved or released models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from peft_ser.cli.app import app
+from peft_ser.serving.settings import API_KEY_ENV, BatchSettings, ServeSettings
+
+_DEFAULTS, _BATCH = ServeSettings(), BatchSettings()
+
+
+@app.command()
+def serve(
+    models: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help="a saved model folder or a zoo name, optionally NAME=SOURCE; repeat for more "
+            "models (models on the same backbone hold it once)",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="address to listen on; 0.0.0.0 exposes the server to others")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar=API_KEY_ENV, help="require this key in the X-API-Key header"),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="largest request body, MiB (beyond: 413)")
+    ] = _DEFAULTS.max_upload_bytes / 2**20,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="longest recording, seconds (beyond: 413)")
+    ] = _DEFAULTS.max_seconds,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds a request may wait and run (beyond: 504)")
+    ] = _DEFAULTS.timeout,
+    max_queue: Annotated[
+        int, typer.Option(min=1, help="requests waiting at most (beyond: 503, Retry-After)")
+    ] = _BATCH.max_queue,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="requests batched together at most; 1 turns batching off")
+    ] = _BATCH.max_batch,
+    batch_window_ms: Annotated[
+        float, typer.Option(min=0, help="how long a request waits for others to batch with")
+    ] = _BATCH.window_ms,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="clips or windows per forward pass")
+    ] = _BATCH.batch_size,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
+    ] = "float32",
+) -> None:
+    """Serve models over HTTP: POST /v1/predict, GET /v1/models, /healthz, /docs, the page at /.
+
+    Only the models named here are ever loaded; requests choose among them by name.
+    """
+    from peft_ser.inference import resolve_device, resolve_dtype
+    from peft_ser.serving import ModelPool, create_app, parse_model_spec, serve
+
+    resolve_device(device)
+    resolve_dtype(dtype)
+    pool = ModelPool.load([parse_model_spec(text) for text in models], device=device, dtype=dtype)
+    batching = BatchSettings(max_batch, batch_window_ms, batch_size, max_queue)
+    settings = ServeSettings(round(max_upload_mb * 2**20), max_seconds, timeout, api_key, batching)
+    memory = pool.memory()
+    typer.echo(
+        f"serving {', '.join(pool.names)} on http://{host}:{port} "
+        f"(weights: {memory.shared_bytes / 2**20:.1f} MiB shared, "
+        f"{memory.private_bytes / 2**20:.1f} MiB per-model)",
+        err=True,
+    )
+    serve(create_app(pool, settings), host, port)

@@ -1,0 +1,172 @@
+// The page of `peft-ser serve`: pick a model, upload or record a clip, see every class's
+// probability and, for a long recording, the label of each window on a timeline.
+"use strict";
+
+const COLOURS = ["#7a7a7a", "#c0392b", "#2e6fa7", "#e0a526", "#3c9a5f", "#8e44ad", "#d35400",
+  "#16a085"];
+const $ = (id) => document.getElementById(id);
+let labels = [];
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function colour(label) {
+  const index = labels.indexOf(label);
+  return COLOURS[(index < 0 ? 0 : index) % COLOURS.length];
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if ($("key").value) headers.set("X-API-Key", $("key").value);
+  const response = await fetch(path, { ...options, headers });
+  const body = await response.json().catch(() => ({ detail: response.statusText }));
+  if (response.status === 401) $("key-box").hidden = false;
+  if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
+  return body;
+}
+
+async function loadModels() {
+  try {
+    const { models } = await api("/v1/models");
+    const select = $("model");
+    select.replaceChildren(...models.map((model) => {
+      const option = document.createElement("option");
+      option.value = model.name;
+      option.textContent = `${model.name} (${model.backbone}, ${model.method})`;
+      option.dataset.labels = JSON.stringify(model.labels);
+      return option;
+    }));
+    status("Upload or record a clip.");
+  } catch (error) {
+    status(`Cannot list the models: ${error.message}`, true);
+  }
+}
+
+async function send(blob, name) {
+  const model = $("model").value;
+  const form = new FormData();
+  form.append("file", blob, name);
+  const query = new URLSearchParams({ model });
+  if ($("window").value) query.set("window", $("window").value);
+  status(`Asking ${model} about ${name}…`);
+  try {
+    show(await api(`/v1/predict?${query}`, { method: "POST", body: form }));
+    status("");
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+function bar(label, probability) {
+  const row = document.createElement("div");
+  row.className = "bar";
+  row.dataset.label = label;
+  const name = document.createElement("span");
+  name.textContent = label;
+  const track = document.createElement("div");
+  track.className = "track";
+  const fill = document.createElement("div");
+  fill.className = "fill";
+  fill.style.width = `${(100 * probability).toFixed(1)}%`;
+  fill.style.background = colour(label);
+  track.append(fill);
+  const value = document.createElement("span");
+  value.className = "value";
+  value.textContent = probability.toFixed(3);
+  row.append(name, track, value);
+  return row;
+}
+
+function show(answer) {
+  const prediction = answer.prediction;
+  labels = Object.keys(prediction.probabilities);
+  $("source").textContent = prediction.source;
+  $("label").textContent = prediction.label;
+  $("bars").replaceChildren(
+    ...labels.map((label) => bar(label, prediction.probabilities[label])));
+  const windows = prediction.windows;
+  $("timeline-box").hidden = windows.length === 0;
+  $("timeline").replaceChildren(...windows.map((window, index) => {
+    // Windows overlap; each is drawn from its start to the next one's (the last to its end).
+    const end = index + 1 < windows.length ? windows[index + 1].start : window.end;
+    const segment = document.createElement("div");
+    segment.style.width = `${(100 * (end - window.start)) / prediction.duration}%`;
+    segment.style.background = colour(window.label);
+    segment.title = `${window.start.toFixed(1)}–${window.end.toFixed(1)} s: ${window.label}`;
+    segment.dataset.label = window.label;
+    return segment;
+  }));
+  $("times").replaceChildren(...["0 s", `${prediction.duration.toFixed(1)} s`].map((text) => {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  }));
+  $("result").hidden = false;
+}
+
+// A recording (webm/ogg/mp4, whatever the browser records) becomes a 16-bit mono WAV here,
+// so the server only ever decodes formats libsndfile reads.
+async function toWav(blob) {
+  const context = new AudioContext();
+  const audio = await context.decodeAudioData(await blob.arrayBuffer());
+  await context.close();
+  const mono = new Float32Array(audio.length);
+  for (let channel = 0; channel < audio.numberOfChannels; channel++) {
+    audio.getChannelData(channel).forEach((x, i) => { mono[i] += x / audio.numberOfChannels; });
+  }
+  const buffer = new ArrayBuffer(44 + 2 * mono.length);
+  const view = new DataView(buffer);
+  const text = (offset, value) => [...value].forEach((c, i) => view.setUint8(offset + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * mono.length, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true);
+  view.setUint16(22, 1, true); view.setUint32(24, audio.sampleRate, true);
+  view.setUint32(28, 2 * audio.sampleRate, true); view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, 2 * mono.length, true);
+  mono.forEach((x, i) => view.setInt16(44 + 2 * i, Math.max(-1, Math.min(1, x)) * 32767, true));
+  return new Blob([buffer], { type: "audio/wav" });
+}
+
+let recorder = null;
+
+async function toggleRecording() {
+  if (recorder) {
+    recorder.stop();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    status(`No microphone: ${error.message}`, true);
+    return;
+  }
+  const chunks = [];
+  recorder = new MediaRecorder(stream);
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  recorder.onstop = async () => {
+    stream.getTracks().forEach((track) => track.stop());
+    recorder = null;
+    $("record").textContent = "Record";
+    $("record").classList.remove("recording");
+    try {
+      await send(await toWav(new Blob(chunks)), "recording.wav");
+    } catch (error) {
+      status(`Cannot read the recording: ${error.message}`, true);
+    }
+  };
+  recorder.start();
+  $("record").textContent = "Stop";
+  $("record").classList.add("recording");
+  status("Recording… press Stop to send.");
+}
+
+$("file").addEventListener("change", () => {
+  const [file] = $("file").files;
+  if (file) send(file, file.name);
+  $("file").value = "";
+});
+$("record").addEventListener("click", toggleRecording);
+$("key").addEventListener("change", loadModels);
+loadModels();

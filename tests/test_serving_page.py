@@ -1,0 +1,66 @@
+"""The page at ``/`` in a real headless Chromium: upload a clip, see the API's answer as bars.
+
+Needs Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and
+selenium; without them the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from _serving import running, save_models, write_clip
+
+from peft_ser.serving import ModelPool, ModelSpec, create_app
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no chromium / chromedriver on PATH (apt-get install chromium chromium-driver)",
+)
+
+
+def test_upload_shows_the_api_answer(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    saved = save_models(tmp_path / "models")
+    pool = ModelPool.load([ModelSpec("a", str(saved[0])), ModelSpec("b", str(saved[1]))])
+    clip = write_clip(tmp_path / "long.wav", 2.5, pitch=330.0)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    with running(create_app(pool)) as url:
+        params = {"model": "b", "window": 1.0}
+        expected = httpx.post(f"{url}/v1/predict", params=params, content=clip.read_bytes())
+        answer = expected.json()["prediction"]
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+        try:
+            driver.set_window_size(1000, 800)
+            driver.get(url)
+            wait = WebDriverWait(driver, 20)
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+            Select(driver.find_element(By.ID, "model")).select_by_value("b")
+            driver.find_element(By.ID, "window").send_keys("1")
+            driver.find_element(By.ID, "file").send_keys(str(clip))
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
+            assert driver.find_element(By.ID, "label").text == answer["label"]
+            bars = driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
+            assert [bar.get_attribute("data-label") for bar in bars] == list(
+                answer["probabilities"]
+            )
+            shown = [float(bar.find_element(By.CLASS_NAME, "value").text) for bar in bars]
+            assert shown == pytest.approx(list(answer["probabilities"].values()), abs=5e-4)
+            segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
+            assert [s.get_attribute("data-label") for s in segments] == [
+                window["label"] for window in answer["windows"]
+            ]
+            driver.save_screenshot(str(tmp_path / "page.png"))
+        finally:
+            driver.quit()
+    assert (tmp_path / "page.png").stat().st_size > 0
