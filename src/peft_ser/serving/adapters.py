@@ -16,7 +16,10 @@ of a backbone is in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +128,20 @@ def _digest(raw: torch.Tensor) -> str:
     return hashlib.blake2b(raw.cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by the process back to the system, where the C library allows it.
+
+    A duplicate backbone freed after sharing, and the checkpoint buffers of loading, stay in
+    glibc's heap and so in the process's resident size; ``malloc_trim`` returns them (with
+    four models on Whisper tiny.en it took 70 MiB off the resident size, see docs/serving.md).
+    Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, ...): no trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 @dataclass(frozen=True)
 class MemoryUse:
     """Bytes of distinct tensor storage: held by several models, and held by one only."""
@@ -165,6 +182,7 @@ class ModelPool:
             model = load_model(spec.source, device, dtype=dtype).eval()
             if share:
                 shared.share_frozen(model)
+            release_freed_memory()
             models.append(ServedModel(spec.name, spec.source, model))
         return cls(models)
 
