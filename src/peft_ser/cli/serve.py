@@ -73,9 +73,9 @@ def serve(
     settings = ServeSettings(round(max_upload_mb * 2**20), max_seconds, timeout, api_key, batching)
     memory = pool.memory()
     typer.echo(
-        f"serving {', '.join(pool.names)} on http://{host}:{port} "
-        f"(weights: {memory.shared_bytes / 2**20:.1f} MiB shared, "
-        f"{memory.private_bytes / 2**20:.1f} MiB per-model)",
+        f"serving {', '.join(pool.names)} on http://{host}:{port} (tensors: "
+        f"{memory.shared_bytes / 2**20:.1f} MiB shared by models, "
+        f"{memory.private_bytes / 2**20:.1f} MiB held by one model each)",
         err=True,
     )
     serve(create_app(pool, settings), host, port)
