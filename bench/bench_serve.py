@@ -197,10 +197,11 @@ def main() -> None:
             (f"{options.models} models, own copies", loaded_rss(folders, share=False)),
         ]
         for label, row in rows:
+            growth = row["rss_mib"] - row["before_mib"]
             print(
-                f"  {label:24s} RSS {row['rss_mib']:7.1f} MiB (after imports "
-                f"{row['before_mib']:.1f}; tensors: shared {row['shared_mib']:.1f}, "
-                f"per-model {row['private_mib']:.1f} MiB)"
+                f"  {label:24s} RSS {row['rss_mib']:6.1f} MiB, {growth:+6.1f} MiB for loading "
+                f"(tensors: shared {row['shared_mib']:.1f}, held by one model "
+                f"{row['private_mib']:.1f} MiB)"
             )
         if options.skip_load:
             return
