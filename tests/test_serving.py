@@ -7,6 +7,7 @@ answers come from `peft_ser.predict` on each model alone.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +16,13 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from _serving import RATE, running, save_models, voice, write_clip
 from fastapi.testclient import TestClient
 
 import peft_ser
+from peft_ser.config import ModelConfig
+from peft_ser.model import build_model
 from peft_ser.serving import BatchSettings, ModelPool, ModelSpec, ServeSettings, create_app
 from peft_ser.serving.adapters import ModelSpecError, parse_model_spec
 
@@ -134,6 +138,26 @@ def test_backbone_held_once(saved: list[Path]) -> None:
     backbone_bytes = sum(p.numel() * 4 for p in frozen)
     assert shared.memory().shared_bytes >= backbone_bytes
     assert alone.memory().shared_bytes == 0
+
+
+def test_backbone_shared_across_methods(
+    saved: list[Path], clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """A LoRA model and a parallel-adapter model hold one backbone and keep their own answers."""
+    torch.manual_seed(3)
+    adapter = build_model(ModelConfig(backbone="tiny-whisper", method="adapter", adapter_dim=8))
+    with torch.no_grad():
+        for layer in adapter.backbone.layers:
+            layer.adapter.up.weight.normal_(0.0, 0.5)
+    folder = adapter.save(tmp_path / "adapter")
+    pool = ModelPool.load([ModelSpec("lora", str(saved[0])), ModelSpec("adapter", str(folder))])
+    backbone = pool.get("adapter").model.backbone
+    frozen = sum(p.numel() * 4 for p in backbone.parameters() if not p.requires_grad)
+    assert pool.memory().shared_bytes >= frozen
+    with TestClient(create_app(pool)) as client:
+        for name, source in (("lora", saved[0]), ("adapter", folder)):
+            response = client.post(f"/v1/predict?model={name}", content=clips["long"].read_bytes())
+            assert_same(response.json()["prediction"], expected(source, clips["long"]))
 
 
 def test_concurrent_mixed_requests_equal_each_model_alone(
@@ -272,8 +296,9 @@ def test_full_queue_and_timeout(
             running_one = threads.submit(http.post, "/v1/predict?model=a", content=clip)
             assert started.wait(10)
             waiting = threads.submit(http.post, "/v1/predict?model=b", content=clip)
-            while app.state.batcher.waiting < 1:
-                pass
+            deadline = time.monotonic() + 10
+            while app.state.batcher.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
             full = http.post("/v1/predict?model=b", content=clip)
             assert full.status_code == 503
             assert full.headers["Retry-After"] == "1"
