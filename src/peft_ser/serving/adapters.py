@@ -125,7 +125,7 @@ def _bytes_view(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _digest(raw: torch.Tensor) -> str:
-    return hashlib.blake2b(raw.cpu().numpy().tobytes(), digest_size=16).hexdigest()
+    return hashlib.blake2b(memoryview(raw.cpu().numpy()), digest_size=16).hexdigest()
 
 
 def release_freed_memory() -> None:
