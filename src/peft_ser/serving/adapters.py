@@ -125,7 +125,7 @@ def _bytes_view(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _digest(raw: torch.Tensor) -> str:
-    return hashlib.blake2b(memoryview(raw.cpu().numpy()), digest_size=16).hexdigest()
+    return hashlib.blake2b(raw.cpu().numpy().data, digest_size=16).hexdigest()  # no copy
 
 
 def release_freed_memory() -> None:
