@@ -133,7 +133,7 @@ def release_freed_memory() -> None:
 
     A duplicate backbone freed after sharing, and the checkpoint buffers of loading, stay in
     glibc's heap and so in the process's resident size; ``malloc_trim`` returns them (with
-    four models on Whisper tiny.en it took 70 MiB off the resident size, see docs/serving.md).
+    four models on Whisper tiny.en it took about 70 MiB off the resident size, see docs/serving.md).
     Elsewhere this does nothing.
     """
     if not sys.platform.startswith("linux"):
