@@ -75,7 +75,7 @@ def serve(
     typer.echo(
         f"serving {', '.join(pool.names)} on http://{host}:{port} (tensors: "
         f"{memory.shared_bytes / 2**20:.1f} MiB shared by models, "
-        f"{memory.private_bytes / 2**20:.1f} MiB held by one model each)",
+        f"{memory.private_bytes / 2**20:.1f} MiB of the models' own, in all)",
         err=True,
     )
     serve(create_app(pool, settings), host, port)
