@@ -329,7 +329,7 @@ def test_serve_command(saved: list[Path], monkeypatch: pytest.MonkeyPatch) -> No
     calls: list[tuple] = []
     monkeypatch.setattr(peft_ser.serving, "serve", lambda *args: calls.append(args))
     monkeypatch.setenv("PEFT_SER_API_KEY", "from-env")
-    arguments = ["serve", "--model", f"x={saved[0]}", "-m", str(saved[1]), "--max-batch", "1"]
+    arguments = ["serve", "--model", f"x={saved[0]}", "-m", str(saved[1]), "--device", "cpu"]
     result = CliRunner().invoke(app, [*arguments, "--max-upload-mb", "2"])
     assert result.exit_code == 0, result.output
     [(served, host, port)] = calls
@@ -338,7 +338,9 @@ def test_serve_command(saved: list[Path], monkeypatch: pytest.MonkeyPatch) -> No
     settings = served.state.settings
     assert settings.api_key == "from-env"
     assert settings.max_upload_bytes == 2 * 2**20
-    assert settings.batching.max_batch == 1
+    assert settings.batching.max_batch == 1  # on a CPU batching is off unless asked for
+    CliRunner().invoke(app, [*arguments, "--max-batch", "4"])
+    assert calls[-1][0].state.settings.batching.max_batch == 4
     missing = CliRunner().invoke(app, ["serve", "--model", str(saved[0].parent / "nope")])
     assert missing.exit_code == 2
     assert "error:" in missing.output and "nope" in missing.output
