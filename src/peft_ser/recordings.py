@@ -23,7 +23,6 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError
 from .segments import MIN_SAMPLES, SegmentPlan, Span
-from .vad import detect_speech
 
 KEEP_SECONDS = 60.0
 """A recording up to this long is kept from the first pass (3.8 MB at 16 kHz) rather than
@@ -107,6 +106,8 @@ def _first_pass(
     kept = _Keeper(None if recording.in_memory else round(KEEP_SECONDS * SAMPLE_RATE))
     blocks = kept.watch(recording.blocks())
     if plan.mode == "vad":
+        from .vad import detect_speech  # torch and the VAD model only when asked for
+
         speech, num_samples = detect_speech(blocks, plan.max_length / SAMPLE_RATE)
     else:
         speech, num_samples = [], sum(len(block) for block in blocks)

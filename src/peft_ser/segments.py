@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .audio import SAMPLE_RATE
-from .loading import InvalidRequestError
+from .errors import InvalidRequestError
 
 SEGMENT_MODES = ("whole", "window", "vad")
 WHOLE_CLIP_SECONDS = 30.0

@@ -87,8 +87,7 @@ def _visible_spans(segments: Sequence[WindowPrediction]) -> list[tuple[float, fl
     """Where each segment is drawn: from its start to its end, or to the next one's start when
     they overlap (windows), so every moment shows one segment's answer."""
     ends = [
-        min(segment.end, following.start)
-        for segment, following in itertools.pairwise(segments)
+        min(segment.end, following.start) for segment, following in itertools.pairwise(segments)
     ]
     ends.append(segments[-1].end)
     return [(segment.start, end) for segment, end in zip(segments, ends, strict=True)]

@@ -15,6 +15,7 @@ threads the loop measured about 18x slower here. The caller's thread count is re
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -54,8 +55,11 @@ def _one_thread() -> Iterator[None]:
 @cache
 def _silero() -> Any:
     """The packaged Silero model, loaded once. Importing ``silero_vad`` sets torch to one
-    thread for the whole process; that is undone, so the emotion model keeps its threads."""
-    with _one_thread():
+    thread for the whole process; that is undone, so the emotion model keeps its threads. The
+    loader's deprecation warnings (``importlib.resources.path``, ``torch.jit.load``) concern
+    Silero's code, not the caller's, so they are not passed on."""
+    with _one_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         from silero_vad import load_silero_vad
 
         return load_silero_vad()
