@@ -16,6 +16,7 @@ constructed timestamps without audio or models.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 from collections.abc import Sequence
@@ -96,6 +97,10 @@ def segment_plan(
     if mode not in SEGMENT_MODES:
         raise InvalidRequestError(f"unknown segment mode {mode!r}; use {', '.join(SEGMENT_MODES)}")
     _refuse_foreign(mode, window=window, hop=hop, min_segment=min_segment, max_segment=max_segment)
+    if mode == "vad" and importlib.util.find_spec("silero_vad") is None:
+        raise InvalidRequestError(
+            "segment='vad' needs the silero-vad package: pip install 'peft-ser[vad]'"
+        )
     window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
     hop_seconds = window_seconds / 2 if hop is None else hop
     if not window_seconds > 0 or not 0 < hop_seconds <= window_seconds:
