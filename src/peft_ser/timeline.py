@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -51,7 +51,7 @@ def timeline_figure(predictions: Sequence[Prediction]) -> Figure:
     return figure
 
 
-def save_timeline(predictions: Sequence[Prediction], path: Path) -> None:
+def save_timeline(predictions: Sequence[Prediction], path: str | os.PathLike[str]) -> None:
     """Draw the timelines and write the PNG atomically: readers never see a partial file."""
     buffer = io.BytesIO()
     timeline_figure(predictions).savefig(buffer, format="png", dpi=110)
