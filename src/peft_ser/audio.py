@@ -47,6 +47,8 @@ derives the count of WAV, AIFF and the like from the data present (a cut file is
 shorter), an OGG cut short fails to open, and an MP3's count may be an estimate from the bit
 rate (a valid file could fail the check)."""
 _SCAN_BLOCK = 8192
+_STREAM_BLOCK = 65536
+"""Frames decoded at a time by `stream_audio`: 1.4-4 s, a few hundred kB per block."""
 
 
 class AudioError(Exception):
@@ -221,10 +223,55 @@ def load_audio(
     _require_finite(path, _count_non_finite(data), data.size)
     samples = to_mono_16k(data, source_rate, sample_rate)
     if samples.size == 0:
-        frames = f"{data.shape[0]} frame{'' if data.shape[0] == 1 else 's'}"
-        problem = f"too short: {frames} at {source_rate} Hz give no sample at {sample_rate} Hz"
-        raise AudioError(path, problem, "empty")
+        _refuse_too_short(path, data.shape[0], source_rate, sample_rate)
     return samples
+
+
+def _refuse_too_short(path: str | Path, frames: int, source_rate: int, sample_rate: int) -> None:
+    counted = f"{frames} frame{'' if frames == 1 else 's'}"
+    problem = f"too short: {counted} at {source_rate} Hz give no sample at {sample_rate} Hz"
+    raise AudioError(path, problem, "empty")
+
+
+def stream_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, *, block_frames: int = _STREAM_BLOCK
+) -> Iterator[np.ndarray]:
+    """Decode ``path`` block by block as mono float32 at ``sample_rate``: `load_audio`'s
+    samples, without the whole recording in memory.
+
+    Each block is down-mixed and passed through one soxr stream, which gives the samples a
+    one-shot resampling gives. The checks are `load_audio`'s, with its messages; since they
+    count the whole file, non-finite samples and a file too short for one output sample are
+    raised as `AudioError` once the last block is read, so a caller that must not act on a
+    bad file consumes the stream before it acts.
+    """
+    with _open(path) as handle:
+        _require_frames(path, handle.frames)
+        source_rate, channels = handle.samplerate, handle.channels
+        resampler = None
+        if source_rate != sample_rate:
+            resampler = soxr.ResampleStream(source_rate, sample_rate, 1, "float32", "HQ")
+        non_finite = frames = produced = 0
+        try:
+            for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                non_finite += _count_non_finite(block)
+                frames += len(block)
+                mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
+                samples = mono if resampler is None else resampler.resample_chunk(mono)
+                produced += len(samples)
+                if len(samples):
+                    yield samples
+            if resampler is not None:
+                tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+                produced += len(tail)
+                if len(tail):
+                    yield tail
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioError(path, f"decoding failed ({_describe(error)})") from error
+    _require_frames(path, frames)
+    _require_finite(path, non_finite, frames * channels)
+    if produced == 0:
+        _refuse_too_short(path, frames, source_rate, sample_rate)
 
 
 def _read_segment(handle: sf.SoundFile, start: float, end: float | None) -> np.ndarray:

@@ -17,6 +17,11 @@ class UserError(Exception):
     """A mistake in the input or the request, not a bug; the message is shown as is."""
 
 
+class InvalidRequestError(UserError, ValueError):
+    """A call that cannot be served as asked: malformed inputs, impossible settings, a device
+    this machine lacks. Raised at the call, before any model is loaded or input decoded."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
     options = list(choices)

@@ -1,10 +1,13 @@
 """Prediction on recordings: files or arrays at any rate and channel count, batched by length.
 
 Every input is decoded, down-mixed and resampled to the models' 16 kHz mono, then cut into
-segments. A clip up to the whole-clip limit is one segment. A longer recording is cut into
-equal, overlapping windows, each predicted on its own, and the recording's answer is the mean of
-its windows' probabilities: emotion changes over a long recording, and a model trained on
-utterances of a few seconds judges a few seconds best.
+segments (`peft_ser.segments`): by default a clip up to the whole-clip limit is one segment and a
+longer recording is cut into equal, overlapping windows; ``segment="vad"`` cuts it into speech
+segments instead, and ``segment="whole"`` keeps it whole. Each segment is predicted on its own,
+and the recording's answer is the duration-weighted mean of its segments' probabilities: emotion
+changes over a long recording, and a model trained on utterances of a few seconds judges a few
+seconds best. Files are streamed (`peft_ser.recordings`), so an hour-long one never sits in
+memory.
 
 Segments of all inputs are sorted by length and batched with their ``lengths``. Sorting keeps
 padding small; passing ``lengths`` keeps it harmless, since `SERModel` masks padded samples, so an
@@ -24,7 +27,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioError, load_audio, to_mono_16k
+from .audio import SAMPLE_RATE, AudioError, stream_audio, to_mono_16k
 from .loading import (
     InvalidRequestError,
     available_devices,
@@ -33,15 +36,12 @@ from .loading import (
     resolve_dtype,
 )
 from .model import SERModel
+from .recordings import Recording, Scored, score_recordings
+from .segments import SegmentPlan, segment_plan
 
-WHOLE_CLIP_SECONDS = 30.0
-"""By default a clip up to this long is predicted whole (Whisper's window: its encoder limit)."""
-DEFAULT_WINDOW_SECONDS = 10.0
-"""Window length for longer recordings when none is given; the hop defaults to half a window."""
-MIN_SAMPLES = 400
-"""25 ms: one analysis frame of every backbone's front end; shorter clips cannot be classified."""
 _CHUNK_BATCHES = 8
-"""Inputs are decoded this many batches at a time, so a large folder never sits in memory."""
+"""Segments wait in a pool of this many batches, sorted by length before batching (little
+padding), so a large folder or a long recording never sits in memory."""
 _EXPECTED_INPUTS = "give a file path, a (samples, sample_rate) tuple, or a list of them"
 
 __all__ = [
@@ -65,7 +65,8 @@ Input: TypeAlias = str | os.PathLike[str] | ArrayInput
 
 @dataclass(frozen=True)
 class WindowPrediction:
-    """The answer for one window of a long recording; ``start``/``end`` in seconds."""
+    """The answer for one segment of a recording (a window, or a speech segment);
+    ``start``/``end`` in seconds."""
 
     start: float
     end: float
@@ -77,9 +78,10 @@ class WindowPrediction:
 class Prediction:
     """The answer for one input; every probability is finite.
 
-    For a recording cut into windows, ``windows`` holds each window's answer, and ``label`` and
-    ``probabilities`` summarise the whole recording (mean of the window probabilities); for a clip
-    predicted whole, ``windows`` is empty.
+    For a recording cut into windows or speech segments, ``windows`` holds each segment's answer
+    in time order, and ``label`` and ``probabilities`` summarise the whole recording (the mean of
+    the segments' probabilities, weighted by their durations); for a clip predicted whole,
+    ``windows`` is empty. Speech segments are always listed, even one.
     """
 
     source: str
@@ -97,27 +99,13 @@ class Failure:
     """An input that could not be predicted; ``error`` names the input and the problem.
 
     ``error.kind`` says why: ``missing``, ``empty``, ``unreadable``, ``non_finite`` (NaN or
-    infinite samples) or ``non_finite_output`` (the model produced NaN or infinite scores).
+    infinite samples), ``non_finite_output`` (the model produced NaN or infinite scores),
+    ``too_long`` (``segment="whole"`` beyond the model's limit) or ``no_speech`` (``"vad"``
+    found none).
     """
 
     source: str
     error: AudioError
-
-
-@dataclass(frozen=True)
-class _Segmentation:
-    """How clips become segments, in samples: whole up to ``whole``, else windows."""
-
-    whole: int
-    window: int
-    hop: int
-
-    def spans(self, num_samples: int) -> list[tuple[int, int]]:
-        """Equal windows every ``hop`` samples; the last one is aligned to the recording's end."""
-        if num_samples <= self.whole:
-            return [(0, num_samples)]
-        starts = [*range(0, num_samples - self.window, self.hop), num_samples - self.window]
-        return [(start, start + self.window) for start in starts]
 
 
 @dataclass(frozen=True)
@@ -140,19 +128,32 @@ def predict(
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
+    segment: str = "window",
+    min_segment: float | None = None,
+    max_segment: float | None = None,
 ) -> list[Prediction]:
     """Predict emotions for files or ``(samples, sample_rate)`` arrays, in input order.
 
     ``model`` is a loaded model, a saved model directory or a zoo name. ``batch_size`` counts
-    segments (clips or windows). ``window``/``hop`` (seconds): by default a clip up to 30 s is
-    predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
+    segments (clips, windows or speech segments). ``segment`` is ``"window"``, ``"vad"`` or
+    ``"whole"``. ``window``/``hop`` (seconds, ``"window"`` only): by default a clip up to 30 s
+    is predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
     longer than it is cut into such windows (``hop`` defaults to half a window).
+    ``min_segment``/``max_segment`` (seconds, ``"vad"`` only, default 1 and 10): the bounds
+    speech regions are merged and split to.
     Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
     for the first input that cannot be predicted; `iter_predictions` skips those.
     """
     results = []
     for result in iter_predictions(
-        inputs, model=model, batch_size=batch_size, window=window, hop=hop
+        inputs,
+        model=model,
+        batch_size=batch_size,
+        window=window,
+        hop=hop,
+        segment=segment,
+        min_segment=min_segment,
+        max_segment=max_segment,
     ):
         if isinstance(result, Failure):
             raise result.error
@@ -167,6 +168,9 @@ def iter_predictions(
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
+    segment: str = "window",
+    min_segment: float | None = None,
+    max_segment: float | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Like `predict`, but yields a `Failure` for an input that cannot be predicted and carries on.
 
@@ -175,23 +179,47 @@ def iter_predictions(
     is not a positive whole number of Hz, samples that are not a 1-D or 2-D array of float or
     signed-integer PCM, or impossible settings raise `InvalidRequestError`. What only the data
     reveals is a `Failure` of that input, files and arrays alike: unreadable, empty, shorter
-    than 25 ms, NaN or infinite samples, or a non-finite model output. Inputs are decoded a few
-    batches at a time, so memory stays bounded on large folders.
+    than 25 ms, NaN or infinite samples, a non-finite model output, too long to keep whole, or
+    no speech found. Files are streamed and segments scored a few batches at a time, so memory
+    stays bounded on large folders and long recordings.
     """
     if batch_size < 1:
         raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
     sources = _sources(inputs)
+    plan_for = partial(
+        segment_plan,
+        segment,
+        window=window,
+        hop=hop,
+        min_segment=min_segment,
+        max_segment=max_segment,
+    )
+    plan_for()  # the settings are checked before a named model is loaded
     loaded = model if isinstance(model, SERModel) else load_model(model)
-    segmentation = _segmentation(loaded, window, hop)
-    return _predictions(sources, loaded, segmentation, batch_size)
+    plan = plan_for(limit=getattr(loaded.backbone, "max_samples", None))
+    return _predictions(sources, loaded, plan, batch_size)
 
 
 def _predictions(
-    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
+    sources: list[_Source], model: SERModel, plan: SegmentPlan, batch_size: int
 ) -> Iterator[Prediction | Failure]:
-    chunk = batch_size * _CHUNK_BATCHES
-    for first in range(0, len(sources), chunk):
-        yield from _predict_chunk(sources[first : first + chunk], model, segmentation, batch_size)
+    recordings = [_recording(source) for source in sources]
+    classify = partial(_classify, model=model, batch_size=batch_size)
+    for result in score_recordings(recordings, plan, classify, batch_size * _CHUNK_BATCHES):
+        if isinstance(result, AudioError):
+            yield Failure(result.path, result)
+        elif not np.isfinite(result.probabilities).all():
+            problem = "model produced non-finite output (NaN or ±inf)"
+            yield Failure(result.name, AudioError(result.name, problem, "non_finite_output"))
+        else:
+            yield _prediction(result, model.labels, plan.lists_segments)
+
+
+def _recording(source: _Source) -> Recording:
+    """A file is streamed block by block; an array is converted once, when first read."""
+    if isinstance(source, str):
+        return Recording(source, partial(stream_audio, source))
+    return Recording(source.source, lambda: [_array_to_16k(source)], in_memory=True)
 
 
 def _sources(inputs: object) -> list[_Source]:
@@ -267,26 +295,6 @@ def _described(value: object) -> str:
     return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
-def _segmentation(model: SERModel, window: float | None, hop: float | None) -> _Segmentation:
-    """Validate the window settings against the model and turn them into samples."""
-    limit = getattr(model.backbone, "max_samples", None)
-    window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
-    hop_seconds = window_seconds / 2 if hop is None else hop
-    if window_seconds <= 0 or not 0 < hop_seconds <= window_seconds:
-        raise InvalidRequestError(
-            f"need window > 0 and 0 < hop <= window; got window {window_seconds}, hop {hop_seconds}"
-        )
-    window_samples = round(window_seconds * SAMPLE_RATE)
-    if limit is not None and window_samples > limit:
-        raise InvalidRequestError(
-            f"this model encodes at most {limit / SAMPLE_RATE:g} s; window is longer"
-        )
-    whole = round(WHOLE_CLIP_SECONDS * SAMPLE_RATE) if window is None else window_samples
-    if limit is not None:
-        whole = min(whole, limit)
-    return _Segmentation(whole, window_samples, round(hop_seconds * SAMPLE_RATE))
-
-
 @contextmanager
 def _evaluating(model: SERModel) -> Iterator[None]:
     """Eval mode (no dropout) while predicting, restoring the caller's mode afterwards."""
@@ -297,48 +305,6 @@ def _evaluating(model: SERModel) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
-
-
-def _predict_chunk(
-    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
-) -> Iterator[Prediction | Failure]:
-    loaded = [_load(source) for source in sources]
-    clips = [clip for clip in loaded if not isinstance(clip, Failure)]
-    spans = [segmentation.spans(len(samples)) for _, samples in clips]
-    segments = [
-        samples[start:end]
-        for (_, samples), ranges in zip(clips, spans, strict=True)
-        for start, end in ranges
-    ]
-    probabilities = iter(_classify(segments, model, batch_size))
-    clip_spans = iter(zip(clips, spans, strict=True))
-    for clip in loaded:
-        if isinstance(clip, Failure):
-            yield clip
-            continue
-        (source, samples), ranges = next(clip_spans)
-        rows = np.stack([next(probabilities) for _ in ranges])
-        if not np.isfinite(rows).all():
-            problem = "model produced non-finite output (NaN or ±inf)"
-            yield Failure(source, AudioError(source, problem, "non_finite_output"))
-            continue
-        yield _prediction(source, len(samples), ranges, rows, model.labels)
-
-
-def _load(source: _Source) -> tuple[str, np.ndarray] | Failure:
-    """16 kHz mono samples and a name for the input, or the reason it cannot be used."""
-    if isinstance(source, str):
-        name, decode = source, partial(load_audio, source)
-    else:
-        name, decode = source.source, partial(_array_to_16k, source)
-    try:
-        waveform = decode()
-        if len(waveform) < MIN_SAMPLES:
-            problem = f"too short to classify ({len(waveform)} samples at 16 kHz)"
-            raise AudioError(name, problem, "empty")
-    except AudioError as error:
-        return Failure(name, error)
-    return name, waveform
 
 
 def _array_to_16k(array: _Array) -> np.ndarray:
@@ -383,23 +349,19 @@ def _pad(segments: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return waveforms, lengths
 
 
-def _prediction(
-    source: str,
-    num_samples: int,
-    spans: list[tuple[int, int]],
-    probabilities: np.ndarray,
-    labels: list[str],
-) -> Prediction:
-    """One input's answer from its segments' probabilities (one row per span)."""
-    duration = num_samples / SAMPLE_RATE
-    summary = probabilities.mean(axis=0)
-    if len(spans) == 1:
-        return Prediction(source, duration, *_labelled(summary, labels))
+def _prediction(scored: Scored, labels: list[str], list_one: bool) -> Prediction:
+    """One input's answer from its segments' probabilities (one row per span); a single
+    segment is listed only when ``list_one`` (speech segments)."""
+    duration = scored.num_samples / SAMPLE_RATE
+    lengths = np.array([end - start for start, end in scored.spans], dtype=np.float64)
+    summary = lengths @ scored.probabilities / lengths.sum()
+    if len(scored.spans) == 1 and not list_one:
+        return Prediction(scored.name, duration, *_labelled(summary, labels))
     windows = [
         WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, *_labelled(row, labels))
-        for (start, end), row in zip(spans, probabilities, strict=True)
+        for (start, end), row in zip(scored.spans, scored.probabilities, strict=True)
     ]
-    return Prediction(source, duration, *_labelled(summary, labels), windows)
+    return Prediction(scored.name, duration, *_labelled(summary, labels), windows)
 
 
 def _labelled(row: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError, suggest
+from .errors import InvalidRequestError, suggest
 from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SERModel
 
 DTYPES: dict[str, torch.dtype] = {
@@ -21,11 +21,6 @@ DTYPES: dict[str, torch.dtype] = {
 }
 """Compute dtypes by name (``fp32``, ``fp16``, ``bf16`` and ``half`` are accepted too)."""
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
-
-
-class InvalidRequestError(UserError, ValueError):
-    """A call that cannot be served as asked: malformed inputs, impossible settings, a device
-    this machine lacks. Raised at the call, before any model is loaded or input decoded."""
 
 
 def available_devices() -> list[str]:

@@ -133,9 +133,10 @@ def write_predictions(text: str, path: Path) -> None:
 def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
     """Render predictions as ``table`` (aligned text), ``json`` or ``csv``.
 
-    Table and CSV have one row per input (empty ``window`` column) followed, for windowed
-    recordings, by one row per window numbered from 1. JSON is a list of
-    `Prediction.to_dict`, strict (never NaN or Infinity).
+    Table and CSV have one row per input (empty ``window`` column: the whole recording, for a
+    segmented one the duration-weighted mean of its segments) followed, for a recording cut
+    into windows or speech segments, by one row per segment numbered from 1 with its start and
+    end. JSON is a list of `Prediction.to_dict`, strict (never NaN or Infinity).
     """
     if output_format == "json":
         items = [prediction.to_dict() for prediction in predictions]
@@ -151,7 +152,7 @@ def format_predictions(predictions: Sequence[Prediction], output_format: str) ->
 
 
 def _rows(predictions: Sequence[Prediction]) -> list[list[str]]:
-    """Header plus one row per input and per window: source, window, start, end, label, p…"""
+    """Header plus one row per input and per segment: source, window, start, end, label, p…"""
     labels = list(predictions[0].probabilities) if predictions else []
     rows = [["source", "window", "start", "end", "label", *labels]]
     for prediction in predictions:

@@ -242,3 +242,43 @@ def _syllable_envelope(length: int) -> np.ndarray:
     voiced = max(1, int(0.8 * length))
     pulse = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(voiced) / voiced)
     return np.concatenate([pulse, np.zeros(length - voiced)])
+
+
+LONG_RECORDING_LINES = (
+    ("I can't believe you did that again.", "Angry", "en-us+m7"),
+    ("Well, it is a quiet afternoon here.", "Neutral", "en-us+f5"),
+    ("Nobody came to see me off today.", "Sad", "en-gb-x-rp+f4"),
+    ("We won, we actually won the whole thing!", "Happy", "en-us+m7"),
+)
+"""Sentences a long recording cycles through (each synthesised once)."""
+
+
+def write_long_recording(
+    path: str | Path, seconds: float, *, sample_rate: int = 16000, seed: int = 0
+) -> list[tuple[float, float]]:
+    """Write a recording of about ``seconds`` for long-recording checks; return its speech.
+
+    `LONG_RECORDING_LINES` in turn, each after a pause of 1-3 s; every third pause holds a 1-s
+    tone, a sound that is not speech. The file is written sentence by sentence, so an hour-long
+    one never sits in memory. Returns each sentence's ``(start, end)`` in seconds.
+    """
+    rng = np.random.default_rng(seed)
+    lines = [
+        synthesize(text, emotion, voice, sample_rate)
+        for text, emotion, voice in LONG_RECORDING_LINES
+    ]
+    t = np.arange(sample_rate) / sample_rate
+    tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    speech: list[tuple[float, float]] = []
+    written = 0
+    with sf.SoundFile(path, "w", sample_rate, 1, "PCM_16") as handle:
+        while written < seconds * sample_rate:
+            pause = np.zeros(round(rng.uniform(1.0, 3.0) * sample_rate), dtype=np.float32)
+            if len(speech) % 3 == 2:
+                pause[: len(tone)] = tone
+            line = lines[len(speech) % len(lines)]
+            start = written + len(pause)
+            handle.write(np.concatenate([pause, line]))
+            written = start + len(line)
+            speech.append((start / sample_rate, written / sample_rate))
+    return speech

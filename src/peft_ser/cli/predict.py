@@ -53,6 +53,25 @@ def predict(
         float | None,
         typer.Option(help="seconds between window starts (default: half a window)"),
     ] = None,
+    segment: Annotated[
+        str,
+        typer.Option(
+            help="how recordings are cut: window (fixed windows beyond --window), vad (speech "
+            "segments found by Silero VAD, silence left out) or whole"
+        ),
+    ] = "window",
+    min_segment: Annotated[
+        float | None,
+        typer.Option(help="--segment vad: shortest speech segment in seconds (default 1)"),
+    ] = None,
+    max_segment: Annotated[
+        float | None,
+        typer.Option(help="--segment vad: longest speech segment in seconds (default 10)"),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="also draw the emotion timeline of each recording to this PNG"),
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     ] = None,
@@ -75,7 +94,8 @@ def predict(
         str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
     ] = "float32",
 ) -> None:
-    """Predict the emotion of each recording; long ones also get a prediction per window.
+    """Predict the emotion of each recording; long ones also get a prediction per window or
+    speech segment, with its start and end.
 
     Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
     a pattern matching nothing) are reported on stderr and skipped. The output path, the
@@ -100,12 +120,18 @@ def predict(
         write_predictions,
     )
     from peft_ser.progress import progress_bar
+    from peft_ser.segments import segment_plan
+    from peft_ser.timeline import check_plottable, save_timeline
 
-    if output is not None:
-        check_output_path(output)
+    for path in (output, plot):
+        if path is not None:
+            check_output_path(path)
+    segment_plan(segment, window=window, hop=hop, min_segment=min_segment, max_segment=max_segment)
     target = resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
     found = find_audio_inputs(inputs)
+    if plot is not None:
+        check_plottable(found.count)
     for failure in found.failures:
         typer.echo(f"skipped {failure.error}", err=True)
     predictions = []
@@ -118,6 +144,9 @@ def predict(
             batch_size=batch_size,
             window=window,
             hop=hop,
+            segment=segment,
+            min_segment=min_segment,
+            max_segment=max_segment,
         )
         with progress_bar(total=len(found.paths), unit="file", desc="predict") as progress:
             for result in results:
@@ -134,5 +163,7 @@ def predict(
         typer.echo(text, nl=False)
     else:
         write_predictions(text, output)
+    if plot is not None:
+        save_timeline(predictions, plot)
     if len(predictions) < found.count:
         raise typer.Exit(1)
