@@ -4,7 +4,7 @@
 preprocess), `training` (train, evaluate, params, demo), `predict`, `zoo`.
 """
 
-from peft_ser.cli import corpora, predict, training, zoo
+from peft_ser.cli import corpora, predict, sweep, training, zoo
 from peft_ser.cli.app import DEBUG_ENV, app
 
-__all__ = ["DEBUG_ENV", "app", "corpora", "predict", "training", "zoo"]
+__all__ = ["DEBUG_ENV", "app", "corpora", "predict", "sweep", "training", "zoo"]
