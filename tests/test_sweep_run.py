@@ -13,7 +13,7 @@ import pytest
 from _tones import tiny_run
 
 from peft_ser.experiments.executors import run_sweep
-from peft_ser.experiments.grid import Grid, grid_from_document
+from peft_ser.experiments.grid import Grid, GridError, grid_from_document
 from peft_ser.experiments.report import write_report
 
 METHODS = ["frozen", "lora"]
@@ -136,3 +136,10 @@ def test_the_slurm_path_runs_through_submitits_local_executor(corpus: Path, tmp_
     assert all(cell.complete for cell in grid.cells)
     assert any((grid.output_dir / ".submitit").iterdir())
     assert run_sweep(grid).skipped == ["method=frozen", "method=lora"]  # nothing resubmitted
+
+
+def test_complete_cells_trained_with_other_settings_are_refused(swept: Grid) -> None:
+    document = swept.settings.model_dump(mode="json")
+    document["overrides"] = {"optim.epochs": 2, "data.num_workers": 1}  # workers: no matter
+    with pytest.raises(GridError, match=r"method=frozen,backbone=tiny-whisper \(optim\.epochs\)"):
+        run_sweep(grid_from_document(document))

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from peft_ser.config import RunConfig
 from peft_ser.experiments.grid import (
     Cell,
@@ -35,6 +37,7 @@ from peft_ser.experiments.grid import (
     LocalExecutorConfig,
     SlurmExecutorConfig,
 )
+from peft_ser.training.run import RUN_CONFIG, config_differences
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,13 @@ def train_cell(config: RunConfig) -> str:
 
 
 def run_sweep(grid: Grid) -> SweepOutcome:
-    """Hand the grid's incomplete cells to its executor; complete cells are skipped."""
+    """Hand the grid's incomplete cells to its executor; complete cells are skipped.
+
+    A complete cell trained with other settings than the grid now gives it (an edited base or
+    overrides) is refused before anything runs: skipping it would report the old settings'
+    result under the new grid.
+    """
+    refuse_changed_cells(grid)
     outcome = SweepOutcome(skipped=[cell.name for cell in grid.cells if cell.complete])
     pending = [cell for cell in grid.cells if not cell.complete]
     log.info(
@@ -72,6 +81,27 @@ def run_sweep(grid: Grid) -> SweepOutcome:
     if pending:
         EXECUTOR_RUNNERS[grid.settings.executor.name](grid, pending, outcome)
     return outcome
+
+
+def refuse_changed_cells(grid: Grid) -> None:
+    """A `GridError` naming each complete cell whose saved config differs from the grid's."""
+    changed = []
+    for cell in grid.cells:
+        saved_path = cell.run_dir / RUN_CONFIG
+        if not (cell.complete and saved_path.is_file()):
+            continue
+        saved = yaml.safe_load(saved_path.read_text())
+        wanted = cell.config.model_dump(mode="json")
+        wanted["model"]["labels"] = saved.get("model", {}).get("labels")  # from the corpus
+        differences = config_differences(saved, wanted)
+        if differences:
+            changed.append(f"{cell.name} ({', '.join(differences)})")
+    if changed:
+        raise GridError(
+            f"{grid.output_dir}: complete cells were trained with other settings than the grid "
+            f"gives them now: {'; '.join(changed)}; restore those settings, or use another "
+            "output_dir for the changed grid"
+        )
 
 
 def run_local(grid: Grid, pending: Sequence[Cell], outcome: SweepOutcome) -> None:
