@@ -115,6 +115,10 @@ def test_base_may_be_a_run_config_file_next_to_the_grid(tmp_path: Path) -> None:
         ),
         ({"axes": {"seed": [1]}, "colums": 1}, "colums: unknown key"),
         (
+            {"axes": {"seed": [1]}, "paper": {"source": "s", "uar": {"lorra": {"1": 50.0}}}},
+            "paper.uar: lorra: not values of any axis",
+        ),
+        (
             {"axes": {"model.method": ["lorra"]}},
             "cell method=lorra: invalid configuration: axes: model.method: unknown PEFT method",
         ),

@@ -99,6 +99,7 @@ def test_a_cell_never_started_is_incomplete_with_no_folds(swept: Grid, tmp_path:
     document["axes"]["model.method"].append("adapter")
     report, _ = write_report(grid_from_document(document))
     assert "| adapter | incomplete: 0/2 folds | incomplete: 0/2 folds |" in report.markdown
+    assert "; paper 61.5 |" in report.markdown  # beside a measured or an incomplete entry
 
 
 @pytest.mark.slow  # two fresh Python processes import torch

@@ -169,6 +169,12 @@ class GridFile(StrictModel):
                         f"exclude[{index}]: {value!r} is not a value of axis {key} "
                         f"({self.axes[key]})"
                     )
+        if self.paper is not None:
+            labels = {cell_label(value) for values in self.axes.values() for value in values}
+            named = set(self.paper.uar) | {c for row in self.paper.uar.values() for c in row}
+            unknown = sorted(named - labels)
+            if unknown:
+                raise ValueError(f"paper.uar: {', '.join(unknown)}: not values of any axis")
         for role in ("rows", "columns"):
             key = getattr(self.report, role)
             if key is not None and key not in self.axes:

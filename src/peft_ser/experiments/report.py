@@ -203,9 +203,10 @@ def _labels(grid: Grid, key: str) -> list[str]:
 
 
 def _uar_text(entry: Entry) -> str:
-    if not entry.complete:
-        return f"incomplete: {entry.folds_done}/{entry.folds_expected or '?'} folds"
-    text = f"{entry.mean:.1f} ± {entry.std:.1f} (n={len(entry.uars)})"
+    if entry.complete:
+        text = f"{entry.mean:.1f} ± {entry.std:.1f} (n={len(entry.uars)})"
+    else:
+        text = f"incomplete: {entry.folds_done}/{entry.folds_expected or '?'} folds"
     return text if entry.paper is None else f"{text}; paper {entry.paper:.1f}"
 
 
