@@ -12,8 +12,8 @@ executor, which is what makes rerunning a sweep continue it.
   grid file). submitit's own local executor (``cluster: local``) runs the same array on this
   machine, to rehearse a grid file before the cluster.
 
-Adding an executor means one function taking (grid, pending cells) and one line in
-`EXECUTOR_RUNNERS`.
+Adding an executor means one function taking (grid, pending cells, outcome) and one line in
+`EXECUTOR_RUNNERS` here, and its settings class in `grid`.
 """
 
 from __future__ import annotations
@@ -194,7 +194,10 @@ def _run_in_subprocess(
 
 def run_slurm(grid: Grid, pending: Sequence[Cell], outcome: SweepOutcome) -> None:
     """Submit the pending cells as one job array; wait for it only when the grid asks."""
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise GridError("executor slurm needs submitit: pip install 'peft-ser[cluster]'") from None
 
     settings = grid.settings.executor
     assert isinstance(settings, SlurmExecutorConfig)
