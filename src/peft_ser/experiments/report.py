@@ -189,6 +189,7 @@ def report_figure(report: Report, title: str) -> Figure:
     if any(entry.paper is not None for entry in report.entries.values()):
         axes.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
     axes.set_xticks(np.arange(len(rows)), rows)
+    axes.set_xlim(-0.5, len(rows) - 0.5)  # room for every group, drawn or not
     axes.set_xlabel(row_key)
     axes.set_ylabel("test UAR (%)")
     axes.set_ylim(0, 100)
