@@ -235,10 +235,10 @@ def load_run_config(
     in one `ConfigError` naming the key, the value and what is allowed, and where the value
     came from: the file (with its name) or an override (the command line's options).
     """
-    document = _read_config_file(Path(path)) if path is not None else {}
+    document = read_config_file(Path(path)) if path is not None else {}
     overrides = overrides or {}
     for dotted, value in overrides.items():
-        _set_dotted(document, dotted, value)
+        set_dotted(document, dotted, value)
     try:
         return RunConfig.model_validate(document)
     except ValidationError as error:
@@ -254,7 +254,7 @@ def load_run_config(
         raise ConfigError(format_validation_error(error, RunConfig, source)) from None
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML mapping in ``path``; a missing, unreadable or malformed file is a ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -276,7 +276,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return loaded or {}
 
 
-def _set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = document
     for part in parents:

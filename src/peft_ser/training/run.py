@@ -55,7 +55,7 @@ from peft_ser.training.results import (
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = "config.yaml"
-_NO_COMPARE = {"progress", "num_workers"}
+NO_COMPARE = {"progress", "num_workers"}
 """Settings that may change between a run and its resumption without changing its results."""
 
 
@@ -155,7 +155,7 @@ def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
                 "it, or choose another output_dir"
             )
         previous = yaml.safe_load(path.read_text())
-        changed = _differences(previous, document)
+        changed = config_differences(previous, document)
         if changed:
             raise RunDirError(
                 f"{run_dir}: cannot resume with a different configuration (changed: "
@@ -174,13 +174,14 @@ def _has_progress(run_dir: Path) -> bool:
     )
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config documents (``NO_COMPARE`` aside)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [
             diff
             for key in sorted(set(old) | set(new))
-            if key not in _NO_COMPARE
-            for diff in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            if key not in NO_COMPARE
+            for diff in config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
         ]
     return [prefix.rstrip(".")] if old != new else []
 
