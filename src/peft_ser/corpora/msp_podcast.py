@@ -4,6 +4,8 @@ Labels are in ``Labels/labels_consensus.csv`` (``labels_concensus.csv`` in relea
 1.8), audio in flat ``Audios/``. The protocol is the official split: ``Train``, the dev set
 (``Development``, called ``Validation`` in older releases) and ``Test1``; ``Test2``/``Test3``
 utterances stay in the manifest but in no fold. Unknown speakers keep the id ``Unknown``.
+The consensus attribute ratings ``EmoAct``, ``EmoVal`` and ``EmoDom`` (1 to 7) are kept as
+arousal, valence and dominance; a row without them is unrated.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from peft_ser.corpora.base import (
     Scan,
     find_audio,
     gender_letter,
+    rating,
     require_columns,
     require_file,
     stem,
@@ -53,8 +56,13 @@ def scan(root: Path) -> Scan:
             path = os.path.join(root, "Audios", name)
             label = row["EmoClass"].strip()
             entries.append(
-                Entry(stem(name), speaker, gender, path, label, row["Split_Set"].strip())
-            )
+                Entry(
+                    stem(name), speaker, gender, path, label, row["Split_Set"].strip(),
+                    arousal=rating(row.get("EmoAct")),
+                    valence=rating(row.get("EmoVal")),
+                    dominance=rating(row.get("EmoDom")),
+                )
+            )  # fmt: skip
     return Scan(entries, find_audio(root, "Audios/*"))
 
 
@@ -87,4 +95,5 @@ CORPUS = Corpus(
         ),
     },
     top_dirs=("MSP-PODCAST", "MSP-Podcast"),
+    attribute_scale="1-7 (EmoAct, EmoVal, EmoDom: 1 = very calm, negative, weak)",
 )
