@@ -79,7 +79,9 @@ class Prediction:
 
     For a recording cut into windows, ``windows`` holds each window's answer, and ``label`` and
     ``probabilities`` summarise the whole recording (mean of the window probabilities); for a clip
-    predicted whole, ``windows`` is empty.
+    predicted whole, ``windows`` is empty. A model trained on attributes adds ``attributes``
+    (arousal, valence, dominance on its corpus's scale; the mean over windows); one trained on
+    attributes only has an empty ``label`` and no probabilities.
     """
 
     source: str
@@ -87,6 +89,7 @@ class Prediction:
     label: str
     probabilities: dict[str, float]
     windows: list[WindowPrediction] = field(default_factory=list)
+    attributes: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -322,7 +325,7 @@ def _predict_chunk(
             problem = "model produced non-finite output (NaN or ±inf)"
             yield Failure(source, AudioError(source, problem, "non_finite_output"))
             continue
-        yield _prediction(source, len(samples), ranges, rows, model.labels)
+        yield _prediction(source, len(samples), ranges, rows, model)
 
 
 def _load(source: _Source) -> tuple[str, np.ndarray] | Failure:
@@ -361,16 +364,19 @@ def _array_to_16k(array: _Array) -> np.ndarray:
 
 
 def _classify(segments: list[np.ndarray], model: SERModel, batch_size: int) -> np.ndarray:
-    """Class probabilities ``[N, C]`` in the segments' order, computed longest-first in batches."""
-    probabilities = np.empty((len(segments), len(model.labels)), dtype=np.float64)
+    """Class probabilities ``[N, C]`` (then attribute values, see `peft_ser.tasks`) in the
+    segments' order, computed longest-first in batches."""
+    probabilities = np.empty((len(segments), model.layout.width), dtype=np.float64)
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
     device = next(model.parameters()).device
     with _evaluating(model):
         for first in range(0, len(order), batch_size):
             batch = order[first : first + batch_size]
             waveforms, lengths = _pad([segments[i] for i in batch])
-            logits = model(waveforms.to(device), lengths.to(device))
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            outputs = model(waveforms.to(device), lengths.to(device)).float()
+            classes = model.layout.logits_width
+            outputs[:, :classes] = torch.softmax(outputs[:, :classes], dim=-1)
+            probabilities[batch] = outputs.cpu().numpy()
     return probabilities
 
 
@@ -388,21 +394,31 @@ def _prediction(
     num_samples: int,
     spans: list[tuple[int, int]],
     probabilities: np.ndarray,
-    labels: list[str],
+    model: SERModel,
 ) -> Prediction:
     """One input's answer from its segments' probabilities (one row per span)."""
     duration = num_samples / SAMPLE_RATE
+    classes = model.layout.logits_width
+    labels = model.labels[:classes]
     summary = probabilities.mean(axis=0)
+    values = summary[classes:]
+    attributes = (
+        {name: float(v) for name, v in zip(model.config.attributes, values, strict=True)}
+        if model.layout.task != "categorical"
+        else None
+    )
     if len(spans) == 1:
-        return Prediction(source, duration, *_labelled(summary, labels))
+        return Prediction(
+            source, duration, *_labelled(summary[:classes], labels), attributes=attributes
+        )
     windows = [
-        WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, *_labelled(row, labels))
+        WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, *_labelled(row[:classes], labels))
         for (start, end), row in zip(spans, probabilities, strict=True)
     ]
-    return Prediction(source, duration, *_labelled(summary, labels), windows)
+    return Prediction(source, duration, *_labelled(summary[:classes], labels), windows, attributes)
 
 
 def _labelled(row: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:
-    return labels[int(np.argmax(row))], {
-        label: float(p) for label, p in zip(labels, row, strict=True)
-    }
+    """The most probable label (empty without classes) and every label's probability."""
+    label = labels[int(np.argmax(row))] if len(labels) else ""
+    return label, {label: float(p) for label, p in zip(labels, row, strict=True)}
