@@ -195,13 +195,39 @@ PODCAST_RATINGS = {
 """EmoAct, EmoVal, EmoDom of rows other than 2.2, 4.0, 2.6; 0004_0002 has none."""
 
 
-def build_msp_podcast(root: Path, label_file: str, dev_name: str) -> Path:
+CHALLENGE_ROWS = [
+    *(
+        (
+            f"MSP-PODCAST_01{i:02d}_0001.wav",
+            code,
+            f"1{i:02d}",
+            "Female" if i % 2 else "Male",
+            "Train",
+        )
+        for i, code in enumerate("AHSFUCDNXO")
+    ),
+    ("MSP-PODCAST_0200_0001.wav", "N", "200", "Male", "Development"),
+    ("MSP-PODCAST_0200_0002.wav", "C", "200", "Male", "Development"),
+    ("MSP-PODCAST_0300_0001.wav", "H", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0300_0002.wav", "S", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0300_0003.wav", "X", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0400_0001.wav", "U", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0400_0002.wav", "F", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0400_0003.wav", "D", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0500_0001.wav", "A", "500", "Male", "Test2"),
+]
+"""A release with all 8 challenge classes in Train, X and O, and a Test3 split."""
+
+
+def build_msp_podcast(
+    root: Path, label_file: str, dev_name: str, rows: list[tuple[str, ...]] = PODCAST_ROWS
+) -> Path:
     """14 label rows; 1023_0235 is stereo 44.1 kHz, 0005_0004 has no audio, 0004_0002 no
     attribute ratings."""
     corpus = root / "MSP-PODCAST"
     (corpus / "Labels").mkdir(parents=True)
     lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
-    for name, label, speaker, gender, split in PODCAST_ROWS:
+    for name, label, speaker, gender, split in rows:
         split = dev_name if split == "Development" else split
         ratings = ",".join(PODCAST_RATINGS.get(name, ("2.2", "4.0", "2.6")))
         lines.append(f"{name},{label},{ratings},{speaker},{gender},{split}")

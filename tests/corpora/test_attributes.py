@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from _layouts import (
+    CHALLENGE_ROWS,
     build_iemocap,
     build_msp_improv,
     build_msp_podcast,
@@ -117,3 +118,35 @@ def test_targets_file_promising_missing_ratings_is_refused(podcast, tmp_path):
     write_manifest(tmp_path / "manifest.csv", [replace(manifest[0], valence=None), *manifest[1:]])
     with pytest.raises(PreparedCorpusError, match="1 utterances lack a rating"):
         load_prepared(tmp_path)
+
+
+def test_msp_podcast_challenge_protocol_counts(tmp_path):
+    corpus = build_msp_podcast(
+        tmp_path / "in", "labels_consensus.csv", "Development", CHALLENGE_ROWS
+    )
+    out = tmp_path / "out"
+    prepared = prepare_corpus("msp-podcast", corpus, out, labels="challenge8", protocol="challenge")
+    assert prepared.labels == [
+        "Angry", "Sad", "Happy", "Surprise", "Fear", "Disgust", "Contempt", "Neutral",
+    ]  # fmt: skip
+    assert report_counts(out) == {"no_agreement": 2, "outside_label_set": 1}
+    sizes = {f.name: (len(f.train), len(f.dev), len(f.test)) for f in prepared.folds}
+    assert sizes == {"test1": (8, 2, 2), "test3": (8, 2, 3)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["headline_metric"] == "macro_f1"
+    # Train 1 of each class, Development N C, Test1 H S, Test3 U F D, Test2 A
+    assert summary["total"]["per_label"] == dict.fromkeys(prepared.labels, 2)
+
+
+def test_msp_podcast_challenge_attributes_keep_x_and_o(tmp_path):
+    corpus = build_msp_podcast(
+        tmp_path / "in", "labels_consensus.csv", "Validation", CHALLENGE_ROWS
+    )
+    out = tmp_path / "out"
+    prepared = prepare_corpus(
+        "msp-podcast", corpus, out, labels="challenge8", protocol="challenge", targets="attributes"
+    )
+    assert report_counts(out) == {}
+    sizes = {f.name: (len(f.train), len(f.dev), len(f.test)) for f in prepared.folds}
+    assert sizes == {"test1": (10, 2, 3), "test3": (10, 2, 3)}
+    assert json.loads((out / "summary.json").read_text())["headline_metric"] == "ccc"

@@ -239,6 +239,9 @@ class Protocol:
     speaker_independent: bool = True
     """False for protocols that do not keep each speaker in one split (an official split
     that reuses speakers, an utterance-level split): the leakage check then always warns."""
+    headline: str = "uar"
+    """The metric a protocol ranks classifiers by (``uar``; ``macro_f1`` for the MSP-Podcast
+    challenge), recorded in summary.json; attribute tasks rank by mean CCC."""
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,7 @@ def summarize(
         "labels": prepared.labels,
         "protocol": source.protocol_name,
         "protocol_description": source.protocol.description,
+        "headline_metric": source.protocol.headline if uses_labels(source.targets) else "ccc",
         "targets": prepared.targets,
         "attributes": list(prepared.attributes),
         "attribute_scale": source.attribute_scale,
