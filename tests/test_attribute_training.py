@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 import yaml
 from _tones import make_attribute_corpus, tiny_run
 
-from peft_ser.config import ModelConfig
+from peft_ser.config import ModelConfig, load_run_config
 from peft_ser.inference import predict
 from peft_ser.manifest import load_prepared
 from peft_ser.metrics import concordance_cc, pearson, regression_metrics
@@ -114,3 +115,16 @@ def test_multitask_trains_classes_and_attributes(tmp_path):
     (prediction,) = predict([str(tmp_path / "c" / "wav" / "s4_11.wav")], model=fold_dir / "model")
     assert set(prediction.probabilities) == {"Neutral", "Angry", "Sad", "Happy"}
     assert prediction.attributes is not None and len(prediction.attributes) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [
+        ("msp-podcast-challenge-categorical", "categorical"),
+        ("msp-podcast-challenge-attributes", "attributes"),
+        ("cross-corpus-iemocap", None),
+    ],
+)
+def test_shipped_configs_load(name, task):
+    config = load_run_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+    assert config.model.task == task
