@@ -200,7 +200,9 @@ def regression_metrics(
 def summarize(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation (population, ddof 0) of each scalar across folds."""
     summary: dict[str, dict[str, float]] = {}
-    attributes = sorted({key[4:] for m in per_fold for key in m if key.startswith("ccc_")})
+    attributes = list(
+        dict.fromkeys(key[4:] for m in per_fold for key in m if key.startswith("ccc_"))
+    )
     for name in (*SCALARS, "score", *regression_scalars(attributes)):
         values = [float(m[name]) for m in per_fold if name in m]
         if values:

@@ -33,10 +33,12 @@ def cross_corpus_command(
     trains = [item.strip() for item in train.split(",") if item.strip()]
     tests = [item.strip() for item in test.split(",") if item.strip()]
     document = cross_corpus(trains, tests, out, split, balance, seed)
-    names = [name for name in next(iter(document["matrix"].values()))]
+    names = list(next(iter(document["matrix"].values())))
     width = max(len(name) for name in document["matrix"]) + 2
-    typer.echo(f"{'UAR':<{width}}" + "".join(f"{name:>14}" for name in names))
+    columns = [max(8, len(name) + 2) for name in names]
+    header = "".join(f"{n:>{c}}" for n, c in zip(names, columns, strict=True))
+    typer.echo(f"{'UAR':<{width}}{header}")
     for train_name, row in document["matrix"].items():
-        cells = "".join(f"{row[name]['uar']:>14.3f}" for name in names)
+        cells = "".join(f"{row[n]['uar']:>{c}.3f}" for n, c in zip(names, columns, strict=True))
         typer.echo(f"{train_name:<{width}}{cells}")
     typer.echo(f"matrix: {out / 'matrix.csv'}, {out / 'matrix.png'}")
