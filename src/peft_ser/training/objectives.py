@@ -109,7 +109,7 @@ class Objective:
         return _SELECTION[self.layout.task]
 
     def _ratings(self, dataset: UtteranceDataset) -> torch.Tensor:
-        if self.layout.values(torch.zeros(0, self.layout.width)) is None:
+        if self.layout.task == "categorical":
             return torch.zeros(len(dataset), 0)
         rows = [u.attribute_values(self.attributes) for u in dataset.utterances]
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(self.attributes))
