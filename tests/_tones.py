@@ -14,7 +14,14 @@ import numpy as np
 import soundfile as sf
 
 from peft_ser.config import RunConfig, load_run_config
-from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
+from peft_ser.manifest import (
+    ATTRIBUTES,
+    PAPER4,
+    Fold,
+    PreparedCorpus,
+    Utterance,
+    save_prepared,
+)
 
 PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
 SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
@@ -29,9 +36,14 @@ def _clip(label: str, rng: np.random.Generator, length_by_label: bool = False) -
     seconds = rng.uniform(0.5, 1.0)
     if length_by_label:
         seconds = LENGTH_BY_LABEL_S[label] + rng.uniform(0.0, 0.15)
-    t = np.arange(int(seconds * 16000)) / 16000
     pitch = PITCH_HZ[label] * rng.uniform(0.9, 1.1)
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * SYLLABLES_HZ[label] * t + rng.uniform(0, 6))
+    return _tone(seconds, pitch, SYLLABLES_HZ[label], rng)
+
+
+def _tone(seconds: float, pitch: float, syllables: float, rng: np.random.Generator) -> np.ndarray:
+    """A tone of ``pitch`` Hz under a syllable-rate envelope, with a little noise."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * syllables * t + rng.uniform(0, 6))
     noise = 0.01 * rng.standard_normal(t.shape[0])
     return (0.3 * envelope * np.sin(2 * np.pi * pitch * t) + noise).astype(np.float32)
 
@@ -69,6 +81,57 @@ def make_corpus(
     folds = [fold("fold1", clips - 1), fold("fold2", 0)]
     prepared = root / "prepared"
     save_prepared(prepared, PreparedCorpus(utterances, folds, list(PAPER4)))
+    return prepared
+
+
+ATTRIBUTE_CLIPS = 16
+"""Clips per speaker of the attribute corpus: takes 0-9 train, 10-15 dev or test."""
+
+
+def arousal_of(pitch: float) -> float:
+    """The generated arousal: 1 at 150 Hz rising to 5 at 1200 Hz, linear in octaves."""
+    return 1.0 + 4.0 * float(np.log2(pitch / 150.0)) / 3.0
+
+
+def make_attribute_corpus(root: Path, targets: str = "attributes") -> Path:
+    """A prepared corpus whose ratings follow the tone: pitch drawn log-uniformly from
+    150–1200 Hz sets arousal (`arousal_of`) and valence (6 − arousal: falling with pitch), the
+    syllable rate (2–14 Hz) sets dominance (1–5). Labels are pitch octaves, as in
+    `make_corpus`'s classes (so a ``both`` corpus trains categories and attributes alike).
+
+    One fold: takes 0-9 of every speaker train; takes 10-15 of s1, s2 dev, of s3, s4 test.
+    """
+    rng = np.random.default_rng(1)
+    utterances = []
+    for speaker, gender in SPEAKERS.items():
+        for take in range(ATTRIBUTE_CLIPS):
+            key = f"{speaker}_{take}"
+            octave = rng.uniform(0.0, 3.0)
+            pitch, syllables = 150.0 * 2**octave, rng.uniform(2.0, 14.0)
+            wave = _tone(rng.uniform(0.5, 1.0), pitch, syllables, rng)
+            path = root / "wav" / f"{key}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, wave, 16000)
+            label = PAPER4[min(int(octave * 4 / 3), 3)]
+            arousal, dominance = arousal_of(pitch), 1.0 + 4.0 * (syllables - 2.0) / 12.0
+            utterances.append(
+                Utterance(key, "tones", speaker, gender, str(path), label, label, speaker,
+                          wave.shape[0] / 16000, 16000, 1, arousal=arousal,
+                          valence=6.0 - arousal, dominance=dominance)
+            )  # fmt: skip
+
+    def keys(takes: range, speakers: tuple[str, ...]) -> list[str]:
+        return [f"{s}_{t}" for s in speakers for t in takes]
+
+    everyone = tuple(SPEAKERS)
+    held_out = range(10, ATTRIBUTE_CLIPS)
+    fold = Fold(
+        "fold1", keys(range(10), everyone), keys(held_out, ("s1", "s2")),
+        keys(held_out, ("s3", "s4")),
+    )  # fmt: skip
+    prepared = root / "prepared"
+    corpus = PreparedCorpus(utterances, [fold], list(PAPER4), None, targets, ATTRIBUTES, "1-5")
+    save_prepared(prepared, corpus)
     return prepared
 
 

@@ -57,6 +57,14 @@ class ModelConfig(StrictModel):
     prompt_length: int = Field(5, ge=1, description="learnable prompt vectors per layer")
     head_dim: int = Field(256, ge=1)
     labels: list[str] = Field(default_factory=lambda: list(PAPER_LABELS), min_length=2)
+    task: Literal["categorical", "attributes", "multitask"] | None = Field(
+        None,
+        description="what the head predicts: class labels, attribute values (arousal, "
+        "valence, dominance) or both; None: what the prepared corpus was prepared for",
+    )
+    attributes: list[str] = Field(
+        default_factory=list, description="attribute outputs, filled from the prepared corpus"
+    )
     whisper_window: Literal["crop", "pad30"] = Field(
         "crop",
         description="crop: encode only the clip's frames (fast, the paper's choice); "
@@ -169,6 +177,12 @@ class OptimConfig(StrictModel):
     min_lr: float = Field(5e-5, ge=0)
     class_weights: Literal["inverse_frequency", "none"] = Field(
         "inverse_frequency", description="cross-entropy weights from the training split"
+    )
+    attribute_loss: Literal["ccc", "mse"] = Field(
+        "ccc", description="attribute tasks: 1 - CCC per attribute, averaged, or mean squared error"
+    )
+    attribute_weight: float = Field(
+        1.0, ge=0, description="multitask: loss = cross entropy + attribute_weight * attribute loss"
     )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm; None = off")
     max_nonfinite_steps: int = Field(

@@ -1,5 +1,6 @@
 """The downstream head of the paper: a learnable mix of all hidden states, pointwise convolutions,
-mean pooling over the utterance's own frames, and a two-layer classifier."""
+mean pooling over the utterance's own frames, and a two-layer classifier (or regressor: an output
+per attribute, see `peft_ser.tasks`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from .backbones.base import frame_mask
 
 
 class SERHead(nn.Module):
-    """``[L+1, B, F, D]`` hidden states + valid frame counts → ``[B, C]`` logits."""
+    """``[L+1, B, F, D]`` hidden states + valid frame counts → ``[B, outputs]`` (class logits,
+    attribute values, or both side by side)."""
 
-    def __init__(self, num_states: int, width: int, num_classes: int, hidden: int = 256) -> None:
+    def __init__(self, num_states: int, width: int, num_outputs: int, hidden: int = 256) -> None:
         super().__init__()
         # Zeros give uniform softmax weights over the states at the start of training.
         self.layer_weights = nn.Parameter(torch.zeros(num_states))
@@ -26,7 +28,7 @@ class SERHead(nn.Module):
             nn.Conv1d(hidden, hidden, 1),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs)
         )
 
     def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:

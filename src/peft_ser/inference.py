@@ -81,7 +81,10 @@ class Prediction:
     For a recording cut into windows or speech segments, ``windows`` holds each segment's answer
     in time order, and ``label`` and ``probabilities`` summarise the whole recording (the mean of
     the segments' probabilities, weighted by their durations); for a clip predicted whole,
-    ``windows`` is empty. Speech segments are always listed, even one.
+    ``windows`` is empty. Speech segments are always listed, even one. A model trained on
+    attributes adds ``attributes`` (arousal, valence, dominance on its corpus's scale; the
+    duration-weighted mean over segments); one trained on attributes only has an empty ``label``
+    and no probabilities.
     """
 
     source: str
@@ -89,6 +92,7 @@ class Prediction:
     label: str
     probabilities: dict[str, float]
     windows: list[WindowPrediction] = field(default_factory=list)
+    attributes: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,7 +216,7 @@ def _predictions(
             problem = "model produced non-finite output (NaN or ±inf)"
             yield Failure(result.name, AudioError(result.name, problem, "non_finite_output"))
         else:
-            yield _prediction(result, model.labels, plan.lists_segments)
+            yield _prediction(result, model, plan.lists_segments)
 
 
 def _recording(source: _Source) -> Recording:
@@ -327,16 +331,19 @@ def _array_to_16k(array: _Array) -> np.ndarray:
 
 
 def _classify(segments: list[np.ndarray], model: SERModel, batch_size: int) -> np.ndarray:
-    """Class probabilities ``[N, C]`` in the segments' order, computed longest-first in batches."""
-    probabilities = np.empty((len(segments), len(model.labels)), dtype=np.float64)
+    """Class probabilities ``[N, C]`` (then attribute values, see `peft_ser.tasks`) in the
+    segments' order, computed longest-first in batches."""
+    probabilities = np.empty((len(segments), model.layout.width), dtype=np.float64)
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
     device = next(model.parameters()).device
     with _evaluating(model):
         for first in range(0, len(order), batch_size):
             batch = order[first : first + batch_size]
             waveforms, lengths = _pad([segments[i] for i in batch])
-            logits = model(waveforms.to(device), lengths.to(device))
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            outputs = model(waveforms.to(device), lengths.to(device)).float()
+            classes = model.layout.logits_width
+            outputs[:, :classes] = torch.softmax(outputs[:, :classes], dim=-1)
+            probabilities[batch] = outputs.cpu().numpy()
     return probabilities
 
 
@@ -349,22 +356,33 @@ def _pad(segments: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return waveforms, lengths
 
 
-def _prediction(scored: Scored, labels: list[str], list_one: bool) -> Prediction:
-    """One input's answer from its segments' probabilities (one row per span); a single
-    segment is listed only when ``list_one`` (speech segments)."""
+def _prediction(scored: Scored, model: SERModel, list_one: bool) -> Prediction:
+    """One input's answer from its segments' outputs (one row per span: class probabilities,
+    then attribute values); a single segment is listed only when ``list_one`` (speech segments)."""
     duration = scored.num_samples / SAMPLE_RATE
+    classes = model.layout.logits_width
+    labels = model.labels[:classes]
     lengths = np.array([end - start for start, end in scored.spans], dtype=np.float64)
     summary = lengths @ scored.probabilities / lengths.sum()
+    attributes = (
+        None
+        if model.layout.task == "categorical"
+        else {
+            name: float(value)
+            for name, value in zip(model.config.attributes, summary[classes:], strict=True)
+        }
+    )
+    label, probabilities = _labelled(summary[:classes], labels)
     if len(scored.spans) == 1 and not list_one:
-        return Prediction(scored.name, duration, *_labelled(summary, labels))
+        return Prediction(scored.name, duration, label, probabilities, attributes=attributes)
     windows = [
-        WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, *_labelled(row, labels))
+        WindowPrediction(start / SAMPLE_RATE, end / SAMPLE_RATE, *_labelled(row[:classes], labels))
         for (start, end), row in zip(scored.spans, scored.probabilities, strict=True)
     ]
-    return Prediction(scored.name, duration, *_labelled(summary, labels), windows)
+    return Prediction(scored.name, duration, label, probabilities, windows, attributes)
 
 
 def _labelled(row: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:
-    return labels[int(np.argmax(row))], {
-        label: float(p) for label, p in zip(labels, row, strict=True)
-    }
+    """The most probable label (empty without classes) and every label's probability."""
+    label = labels[int(np.argmax(row))] if len(labels) else ""
+    return label, {label: float(p) for label, p in zip(labels, row, strict=True)}

@@ -6,7 +6,10 @@ corpus directory through this module only, so the on-disk formats are defined he
 * ``manifest.csv``: one row per `Utterance`, columns in field order, read back losslessly;
 * ``folds.json``: ``{"folds": [{"name", "train", "dev", "test"}, ...]}`` listing utterance keys,
   and ``"speaker_leakage"`` when some speaker is in two splits of a fold (see `PreparedCorpus`);
-* ``labels.json``: the ordered label names, index = class id.
+* ``labels.json``: the ordered label names, index = class id;
+* ``targets.json``, for a corpus prepared to train attributes: ``{"targets": "attributes" |
+  "both", "attributes": [...], "scale": "..."}``; a corpus without it is categorical, as
+  every corpus prepared before attributes existed.
 
 All files are written atomically (temporary file in the same directory, then ``os.replace``)
 so an interrupted run never leaves a half-written manifest that would later load silently.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -30,9 +34,15 @@ PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
 
 GENDERS = ("F", "M", "U")
 
+ATTRIBUTES: tuple[str, ...] = ("arousal", "valence", "dominance")
+"""The emotional attributes (dimensions) an utterance may be rated on, in column order."""
+TARGETS = ("categorical", "attributes", "both")
+"""What a corpus can be prepared for: class labels, attribute ratings, or both."""
+
 MANIFEST_FILE = "manifest.csv"
 FOLDS_FILE = "folds.json"
 LABELS_FILE = "labels.json"
+TARGETS_FILE = "targets.json"
 SPLITS = ("train", "dev", "test")
 
 
@@ -48,6 +58,9 @@ class Utterance:
     ``start`` and ``end`` (seconds) select a segment of a longer recording, so one file can
     hold many labelled turns; ``end`` is ``None`` for "to the end of the file", and a whole
     file is ``start=0.0, end=None``. ``duration`` is the segment's.
+
+    ``arousal``, ``valence`` and ``dominance`` are the consensus ratings on the corpus's own
+    scale (see `PreparedCorpus.attribute_scale`), ``None`` when the corpus has none.
     """
 
     key: str
@@ -63,6 +76,14 @@ class Utterance:
     channels: int
     start: float = 0.0
     end: float | None = None
+    arousal: float | None = None
+    valence: float | None = None
+    dominance: float | None = None
+
+    def attribute_values(self, names: Sequence[str]) -> list[float] | None:
+        """The ratings ``names`` in that order, or ``None`` when any of them is missing."""
+        values = [getattr(self, name) for name in names]
+        return None if any(value is None for value in values) else values
 
     @property
     def is_segment(self) -> bool:
@@ -94,10 +115,16 @@ class PreparedCorpus:
     folds: list[Fold]
     labels: list[str]
     speaker_leakage: str | None = None
+    targets: str = "categorical"
+    """``categorical``, ``attributes`` or ``both``: what the corpus was prepared to train."""
+    attributes: tuple[str, ...] = ()
+    """The attributes every utterance is rated on (empty for a categorical corpus)."""
+    attribute_scale: str = ""
+    """The ratings' scale in words (``1-7``), as the corpus documents it."""
 
 
 _COLUMNS = [f.name for f in fields(Utterance)]
-_OPTIONAL_COLUMNS = {"start": "0.0", "end": ""}
+_OPTIONAL_COLUMNS = {"start": "0.0", "end": "", **dict.fromkeys(ATTRIBUTES, "")}
 """Columns added after the first manifests were written, with the value older files imply."""
 _INT_COLUMNS = {"sample_rate", "channels"}
 _FLOAT_COLUMNS = {"duration", "start"}
@@ -188,9 +215,15 @@ def _parse_value(name: str, text: str) -> object:
             return float(text)
         if name == "end":
             return float(text) if text else None
+        if name in ATTRIBUTES:
+            value = float(text) if text else None
+        else:
+            return text
     except ValueError:
         raise ValueError(f"{name} {text!r} is not a number") from None
-    return text
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} {text!r} is not a finite number")
+    return value
 
 
 def write_folds(
@@ -255,6 +288,38 @@ def save_prepared(directory: str | Path, prepared: PreparedCorpus) -> None:
     write_manifest(directory / MANIFEST_FILE, prepared.manifest)
     write_folds(directory / FOLDS_FILE, prepared.folds, prepared.speaker_leakage)
     write_labels(directory / LABELS_FILE, prepared.labels)
+    write_targets(directory / TARGETS_FILE, prepared)
+
+
+def write_targets(path: str | Path, prepared: PreparedCorpus) -> None:
+    """Write what the corpus was prepared for (see the module docstring); a categorical corpus
+    has no such file (an earlier attribute preparation's is removed), as before attributes."""
+    if prepared.targets == "categorical":
+        Path(path).unlink(missing_ok=True)
+        return
+    document = {
+        "targets": prepared.targets,
+        "attributes": list(prepared.attributes),
+        "scale": prepared.attribute_scale,
+    }
+    write_atomic(path, json.dumps(document) + "\n")
+
+
+def read_targets(path: str | Path) -> tuple[str, tuple[str, ...], str]:
+    """``(targets, attributes, scale)`` of ``targets.json``; a corpus without the file is
+    categorical (it was prepared before attributes existed)."""
+    if not Path(path).is_file():
+        return "categorical", (), ""
+    with _parsing(path):
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or document.get("targets") not in TARGETS:
+            raise ValueError(f'expected {{"targets": one of {list(TARGETS)}, "attributes": [...]}}')
+        attributes = document.get("attributes", [])
+        if not _is_text_list(attributes) or not set(attributes) <= set(ATTRIBUTES):
+            raise ValueError(f"attributes must be a list drawn from {list(ATTRIBUTES)}")
+        if (document["targets"] != "categorical") != bool(attributes):
+            raise ValueError("attribute targets need attributes, categorical ones none")
+        return document["targets"], tuple(attributes), str(document.get("scale", ""))
 
 
 def load_prepared(directory: str | Path) -> PreparedCorpus:
@@ -268,11 +333,15 @@ def load_prepared(directory: str | Path) -> PreparedCorpus:
     directory = Path(directory)
     _require_files(directory)
     folds, speaker_leakage = _read_folds_document(directory / FOLDS_FILE)
+    targets, attributes, scale = read_targets(directory / TARGETS_FILE)
     prepared = PreparedCorpus(
         manifest=read_manifest(directory / MANIFEST_FILE),
         folds=folds,
         labels=read_labels(directory / LABELS_FILE),
         speaker_leakage=speaker_leakage,
+        targets=targets,
+        attributes=attributes,
+        attribute_scale=scale,
     )
     _require_agreement(directory, prepared)
     return prepared
@@ -319,6 +388,13 @@ def _require_agreement(directory: Path, prepared: PreparedCorpus) -> None:
         raise PreparedCorpusError(
             f"{directory / MANIFEST_FILE}: labels {unknown} are not in {LABELS_FILE} "
             f"{prepared.labels}"
+        )
+    unrated = [u.key for u in prepared.manifest if u.attribute_values(prepared.attributes) is None]
+    if unrated:
+        raise PreparedCorpusError(
+            f"{directory / MANIFEST_FILE}: {len(unrated)} utterances lack a rating of "
+            f"{list(prepared.attributes)} that {TARGETS_FILE} promises (first {unrated[:3]}); "
+            "run `peft-ser prepare` again"
         )
 
 

@@ -16,6 +16,11 @@ of these numbers only), as differences ``F − M`` so the sign says who is favou
   in recall of c; ``equal_opportunity_difference`` is the largest absolute value over classes
   that occur in both genders. (The mean of the signed per-class values is ``uar_gap``.)
 
+Attribute predictions (arousal, valence, dominance on the corpus's scale) are scored per
+attribute by the concordance correlation coefficient (CCC, the challenge metric: it falls with
+any difference of correlation, mean or spread), Pearson's r and the root mean squared error;
+``ccc`` is the mean CCC over the attributes.
+
 The module is pure: plots come back as matplotlib `Figure` objects (no pyplot state, rendered
 with Agg when saved) and the caller decides where they go.
 """
@@ -40,6 +45,13 @@ SCALARS: tuple[str, ...] = (
     "equal_opportunity_difference",
 )
 """The scalar metrics, in the order tables list them."""
+ATTRIBUTE_STATS = ("ccc", "pearson", "rmse")
+"""Per-attribute metrics: flat keys ``ccc_arousal``, ``pearson_valence``, ``rmse_dominance``."""
+
+
+def regression_scalars(attributes: Sequence[str]) -> tuple[str, ...]:
+    """The scalar attribute metrics, in the order tables list them."""
+    return ("ccc", *(f"{stat}_{name}" for stat in ATTRIBUTE_STATS for name in attributes))
 
 
 def uar(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
@@ -148,10 +160,50 @@ def fairness_metrics(
     }
 
 
+def concordance_cc(
+    truth: Sequence[float] | np.ndarray, pred: Sequence[float] | np.ndarray
+) -> float:
+    """Lin's CCC: 2·cov / (var_t + var_p + (mean_t − mean_p)²), population moments; 0.0 when
+    both are constant and equal (nothing to agree on) or there is no item."""
+    t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if t.size == 0:
+        return 0.0
+    covariance = np.mean((t - t.mean()) * (p - p.mean()))
+    denominator = t.var() + p.var() + (t.mean() - p.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else 0.0
+
+
+def pearson(truth: Sequence[float] | np.ndarray, pred: Sequence[float] | np.ndarray) -> float:
+    """Pearson's r; 0.0 when either side is constant (r is undefined there)."""
+    t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if t.size < 2 or t.std() == 0 or p.std() == 0:
+        return 0.0
+    return float(np.corrcoef(t, p)[0, 1])
+
+
+def regression_metrics(
+    truth: np.ndarray, pred: np.ndarray, attributes: Sequence[str]
+) -> dict[str, Any]:
+    """CCC, Pearson's r and RMSE of each attribute (columns of ``[N, A]`` arrays, in
+    ``attributes`` order) as flat keys, and ``ccc``, their mean CCC, the headline."""
+    truth, pred = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    result: dict[str, Any] = {"n": int(truth.shape[0])}
+    for column, name in enumerate(attributes):
+        t, p = truth[:, column], pred[:, column]
+        result[f"ccc_{name}"] = concordance_cc(t, p)
+        result[f"pearson_{name}"] = pearson(t, p)
+        result[f"rmse_{name}"] = float(np.sqrt(np.mean((t - p) ** 2))) if t.size else 0.0
+    result["ccc"] = float(np.mean([result[f"ccc_{name}"] for name in attributes]))
+    return result
+
+
 def summarize(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation (population, ddof 0) of each scalar across folds."""
     summary: dict[str, dict[str, float]] = {}
-    for name in SCALARS:
+    attributes = list(
+        dict.fromkeys(key[4:] for m in per_fold for key in m if key.startswith("ccc_"))
+    )
+    for name in (*SCALARS, "score", *regression_scalars(attributes)):
         values = [float(m[name]) for m in per_fold if name in m]
         if values:
             summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
@@ -186,18 +238,54 @@ def confusion_figure(
     return figure
 
 
-def learning_curves_figure(history: Sequence[Mapping[str, float]], title: str) -> Figure:
-    """Loss (train, dev) and UAR (train, dev) per epoch, side by side."""
+def learning_curves_figure(
+    history: Sequence[Mapping[str, float]], title: str, metric: str = "uar"
+) -> Figure:
+    """Loss (train, dev) and the headline ``metric`` (train, dev: ``uar``, ``ccc``) per
+    epoch, side by side."""
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4))
     loss_axes, uar_axes = figure.subplots(1, 2)
     for split in ("train", "dev"):
         loss_axes.plot(epochs, [row[f"{split}_loss"] for row in history], marker=".", label=split)
-        uar_axes.plot(epochs, [row[f"{split}_uar"] for row in history], marker=".", label=split)
+        uar_axes.plot(
+            epochs, [row[f"{split}_{metric}"] for row in history], marker=".", label=split
+        )
+    name = metric.upper()
     loss_axes.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
-    uar_axes.set(xlabel="epoch", ylabel="UAR", title=f"{title}: UAR", ylim=(0, 1))
+    uar_axes.set(
+        xlabel="epoch",
+        ylabel=name,
+        title=f"{title}: {name}",
+        ylim=(-0.1 if metric == "ccc" else 0, 1),
+    )
     for axes in (loss_axes, uar_axes):
         axes.grid(alpha=0.3)
         axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def attribute_scatter_figure(
+    truth: np.ndarray, pred: np.ndarray, attributes: Sequence[str], title: str
+) -> Figure:
+    """Predicted against true value, one panel per attribute, with the identity line and
+    the attribute's CCC."""
+    truth, pred = np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)
+    figure = Figure(figsize=(4 * len(attributes), 4))
+    panels = figure.subplots(1, len(attributes), squeeze=False)[0]
+    for column, (axes, name) in enumerate(zip(panels, attributes, strict=True)):
+        t, p = truth[:, column], pred[:, column]
+        axes.scatter(t, p, s=8, alpha=0.5)
+        low, high = (
+            (float(min(t.min(), p.min())), float(max(t.max(), p.max()))) if t.size else (0, 1)
+        )
+        axes.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+        axes.set(
+            xlabel=f"true {name}",
+            ylabel=f"predicted {name}",
+            title=f"{title}: {name} (CCC {concordance_cc(t, p):.3f})",
+        )
+        axes.grid(alpha=0.3)
     figure.tight_layout()
     return figure

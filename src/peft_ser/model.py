@@ -32,6 +32,7 @@ from .config import ModelConfig, format_validation_error
 from .errors import UserError, match_name
 from .fileio import write_atomic_with
 from .head import SERHead
+from .tasks import layout_of
 from .tuning import apply_method
 from .tuning.registry import resolve_method
 
@@ -48,6 +49,10 @@ _MOVED_BACKBONE_HINT = (
 )
 
 
+_ADDED_KEYS = {"task", "attributes"}
+"""Config keys newer than the first saved models, which are categorical without them."""
+
+
 class WeightsError(UserError, ValueError):
     """Weights that cannot be used: non-finite values, or names or shapes the model lacks."""
 
@@ -57,14 +62,16 @@ class ModelFileError(UserError, ValueError):
 
 
 class SERModel(nn.Module):
-    """``model(waveforms[B, T], lengths[B])`` → logits ``[B, C]`` over ``model.labels``."""
+    """``model(waveforms[B, T], lengths[B])`` → logits ``[B, C]`` over ``model.labels``, for
+    attribute tasks followed by (or only) attribute values (see `peft_ser.tasks`)."""
 
     def __init__(self, config: ModelConfig, backbone: Backbone) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
+        self.layout = layout_of(config)
         self.head = SERHead(
-            backbone.num_layers + 1, backbone.hidden_size, len(config.labels), config.head_dim
+            backbone.num_layers + 1, backbone.hidden_size, self.layout.width, config.head_dim
         )
 
     @property
@@ -227,7 +234,9 @@ def _read_config(path: Path, backbone: str | None = None) -> tuple[ModelConfig, 
         raise UserError(
             f"expected a JSON object of model settings, found {type(document).__name__}"
         )
-    missing = [key for key in ModelConfig.model_fields if key not in document]
+    missing = [
+        key for key in ModelConfig.model_fields if key not in document and key not in _ADDED_KEYS
+    ]
     if missing:
         raise UserError(f"incomplete model config: missing keys {', '.join(missing)}")
     weights = None

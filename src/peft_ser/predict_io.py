@@ -152,9 +152,11 @@ def format_predictions(predictions: Sequence[Prediction], output_format: str) ->
 
 
 def _rows(predictions: Sequence[Prediction]) -> list[list[str]]:
-    """Header plus one row per input and per segment: source, window, start, end, label, p…"""
+    """Header plus one row per input and per segment: source, window, start, end, label, p…,
+    then the input's attribute values (segment rows leave those cells empty)."""
     labels = list(predictions[0].probabilities) if predictions else []
-    rows = [["source", "window", "start", "end", "label", *labels]]
+    attributes = list(predictions[0].attributes or {}) if predictions else []
+    rows = [["source", "window", "start", "end", "label", *labels, *attributes]]
     for prediction in predictions:
         rows.append(
             _row(prediction.source, "", 0.0, prediction.duration, prediction.label, prediction)
@@ -162,6 +164,7 @@ def _rows(predictions: Sequence[Prediction]) -> list[list[str]]:
         for number, window in enumerate(prediction.windows, start=1):
             rows.append(
                 _row(prediction.source, str(number), window.start, window.end, window.label, window)
+                + [""] * len(attributes)
             )
     return rows
 
@@ -175,6 +178,8 @@ def _row(
     scored: Prediction | WindowPrediction,
 ) -> list[str]:
     scores = [f"{p:.4f}" for p in scored.probabilities.values()]
+    if isinstance(scored, Prediction) and scored.attributes is not None:
+        scores += [f"{value:.4f}" for value in scored.attributes.values()]
     return [source, window, f"{start:.2f}", f"{end:.2f}", label, *scores]
 
 

@@ -43,9 +43,14 @@ IEMOCAP_EXTRA = {
 }
 
 
+IEMOCAP_VAD = {"Ses01F_impro01_M000": (1.5, 4.0, 3.5)}
+"""Turns whose summary line carries other ratings than 2.5 (``[V, A, D]`` order)."""
+
+
 def _iemocap_block(turn: str, label: str) -> str:
+    vad = ", ".join(f"{v:.4f}" for v in IEMOCAP_VAD.get(turn, (2.5, 2.5, 2.5)))
     return (
-        f"[6.2901 - 8.2357]\t{turn}\t{label}\t[2.5000, 2.5000, 2.5000]\n"
+        f"[6.2901 - 8.2357]\t{turn}\t{label}\t[{vad}]\n"
         "C-E2:\tNeutral;\t()\n"
         "C-F1:\tNeutral; Anger;\t()\n"
         "A-E3:\tval 3; act 2; dom  2;\t()\n\n"
@@ -148,8 +153,11 @@ def build_msp_improv(root: Path, label_file: str, audio_level: bool) -> Path:
         for uid, label in items:
             sentence, _, kind, _ = uid.split("-")
             tone(audio / f"session{s}/{sentence}/{kind}/MSP-IMPROV-{uid}.wav")
+            ratings = (
+                "A:4.2; V:1.8; D:3.6 ;" if uid == "S01A-F01-P-FM01" else "A:2.4; V:3.0; D:2.8 ;"
+            )
             blocks.append(
-                f"UTD-IMPROV-{uid}.avi; {label}; A:2.4; V:3.0; D:2.8 ; N:5;\n"
+                f"UTD-IMPROV-{uid}.avi; {label}; {ratings} N:5;\n"
                 f"rater-0042; Angry; A:2.0; V:3.0; D:3.0; N:1;\n"
                 f"rater-0043; Neutral; A:3.0; V:3.0; D:3.0; N:1;"
             )
@@ -178,14 +186,51 @@ PODCAST_ROWS = [
 ]
 
 
-def build_msp_podcast(root: Path, label_file: str, dev_name: str) -> Path:
-    """14 label rows; 1023_0235 is stereo 44.1 kHz, 0005_0004 has no audio."""
+PODCAST_RATINGS = {
+    "MSP-PODCAST_0001_0002.wav": ("6.4", "1.6", "5.8"),
+    "MSP-PODCAST_0003_0002.wav": ("3.0", "3.4", "3.8"),
+    "MSP-PODCAST_0005_0003.wav": ("4.4", "2.0", "4.6"),
+    "MSP-PODCAST_0004_0002.wav": ("", "", ""),
+}
+"""EmoAct, EmoVal, EmoDom of rows other than 2.2, 4.0, 2.6; 0004_0002 has none."""
+
+
+CHALLENGE_ROWS = [
+    *(
+        (
+            f"MSP-PODCAST_01{i:02d}_0001.wav",
+            code,
+            f"1{i:02d}",
+            "Female" if i % 2 else "Male",
+            "Train",
+        )
+        for i, code in enumerate("AHSFUCDNXO")
+    ),
+    ("MSP-PODCAST_0200_0001.wav", "N", "200", "Male", "Development"),
+    ("MSP-PODCAST_0200_0002.wav", "C", "200", "Male", "Development"),
+    ("MSP-PODCAST_0300_0001.wav", "H", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0300_0002.wav", "S", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0300_0003.wav", "X", "300", "Female", "Test1"),
+    ("MSP-PODCAST_0400_0001.wav", "U", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0400_0002.wav", "F", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0400_0003.wav", "D", "Unknown", "Unknown", "Test3"),
+    ("MSP-PODCAST_0500_0001.wav", "A", "500", "Male", "Test2"),
+]
+"""A release with all 8 challenge classes in Train, X and O, and a Test3 split."""
+
+
+def build_msp_podcast(
+    root: Path, label_file: str, dev_name: str, rows: list[tuple[str, ...]] = PODCAST_ROWS
+) -> Path:
+    """14 label rows; 1023_0235 is stereo 44.1 kHz, 0005_0004 has no audio, 0004_0002 no
+    attribute ratings."""
     corpus = root / "MSP-PODCAST"
     (corpus / "Labels").mkdir(parents=True)
     lines = ["FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"]
-    for name, label, speaker, gender, split in PODCAST_ROWS:
+    for name, label, speaker, gender, split in rows:
         split = dev_name if split == "Development" else split
-        lines.append(f"{name},{label},2.2,4.0,2.6,{speaker},{gender},{split}")
+        ratings = ",".join(PODCAST_RATINGS.get(name, ("2.2", "4.0", "2.6")))
+        lines.append(f"{name},{label},{ratings},{speaker},{gender},{split}")
         if name == "MSP-PODCAST_1023_0235.wav":
             tone(corpus / "Audios" / name, rate=44100, channels=2)
         elif name != "MSP-PODCAST_0005_0004.wav":

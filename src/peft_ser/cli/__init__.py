@@ -1,10 +1,21 @@
 """The `peft-ser` command line: a thin shell over the public Python functions.
 
 `app` holds the commands; each module below registers its own: `corpora` (prepare,
-preprocess), `training` (train, evaluate, params, demo), `predict`, `serve`, `sweep`, `zoo`.
+preprocess), `training` (train, evaluate, params, demo), `cross_corpus`, `predict`, `serve`,
+`sweep`, `zoo`.
 """
 
-from peft_ser.cli import corpora, predict, serve, sweep, training, zoo
+from peft_ser.cli import corpora, cross_corpus, predict, serve, sweep, training, zoo
 from peft_ser.cli.app import DEBUG_ENV, app
 
-__all__ = ["DEBUG_ENV", "app", "corpora", "predict", "serve", "sweep", "training", "zoo"]
+__all__ = [
+    "DEBUG_ENV",
+    "app",
+    "corpora",
+    "cross_corpus",
+    "predict",
+    "serve",
+    "sweep",
+    "training",
+    "zoo",
+]

@@ -60,6 +60,13 @@ def prepare(
     protocol: Annotated[
         str | None, typer.Option(help="fold protocol, see the corpora above (default: paper)")
     ] = None,
+    targets: Annotated[
+        str,
+        typer.Option(
+            help="categorical (class labels), attributes (arousal, valence, dominance ratings;"
+            " utterances without them are excluded, the label set does not filter) or both"
+        ),
+    ] = "categorical",
     columns: Annotated[
         str | None,
         typer.Option(help="table: our column names → yours, e.g. 'path=file,label=emotion'"),
@@ -122,11 +129,14 @@ def prepare(
             raise UserError(f"prepare {corpus}: --root is required (the corpus folder)")
         prepare_corpus(
             corpus, root, out, labels or "paper4", protocol, check_silence=check_silence,
-            min_duration=min_duration, min_per_class=min_per_class or 0, verbose=True,
+            min_duration=min_duration, min_per_class=min_per_class or 0, targets=targets,
+            verbose=True,
         )  # fmt: skip
         return
     if protocol is not None:
         raise UserError("--protocol: table and folder folds come from --split-by and --folds-k")
+    if targets != "categorical":
+        raise UserError("--targets: table and folder corpora have class labels only")
     options = OwnDataOptions(
         labels=labels,
         min_per_class=1 if min_per_class is None else min_per_class,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from peft_ser.corpora.base import REASONS, Corpus, CorpusError
 from peft_ser.corpora.folder import prepare_folder
 from peft_ser.corpora.own import OwnDataOptions
-from peft_ser.corpora.prepare import PreprocessResult, prepare_corpus, preprocess_corpus
+from peft_ser.corpora.prepare import prepare_corpus
+from peft_ser.corpora.preprocess import PreprocessResult, preprocess_corpus
 from peft_ser.corpora.registry import CORPORA, get_corpus
 from peft_ser.corpora.table import prepare_table
 from peft_ser.manifest import PreparedCorpus, load_prepared

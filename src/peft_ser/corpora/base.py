@@ -10,6 +10,7 @@ live in `peft_ser.corpora.prepare`.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ EMPTY_LABEL = "empty_label"
 DUPLICATE = "duplicate"
 MISSING_AUDIO = "missing_audio"
 NO_AGREEMENT = "no_agreement"
+NO_RATINGS = "no_attribute_ratings"
 UNKNOWN_LABEL = "unknown_label"
 OUTSIDE_LABEL_SET = "outside_label_set"
 OUTSIDE_PROTOCOL = "outside_protocol"
@@ -44,6 +46,7 @@ REASONS = (
     DUPLICATE,
     MISSING_AUDIO,
     NO_AGREEMENT,
+    NO_RATINGS,
     UNKNOWN_LABEL,
     OUTSIDE_LABEL_SET,
     OUTSIDE_PROTOCOL,
@@ -89,7 +92,8 @@ def require_file(path: Path | None, what: str) -> Path:
 @dataclass(frozen=True)
 class Entry:
     """One labelled utterance as the corpus's label files (or file names) describe it;
-    ``start``/``end`` (seconds) when it is a segment of a longer file (see `Utterance`)."""
+    ``start``/``end`` (seconds) when it is a segment of a longer file, and the consensus
+    attribute ratings when the corpus has them (see `Utterance`)."""
 
     key: str
     speaker: str
@@ -99,6 +103,19 @@ class Entry:
     session: str = ""
     start: float = 0.0
     end: float | None = None
+    arousal: float | None = None
+    valence: float | None = None
+    dominance: float | None = None
+
+
+def rating(text: str | None) -> float | None:
+    """A rating from a label file: the number, or ``None`` for an empty, non-numeric or
+    non-finite field (the utterance then counts as unrated)."""
+    try:
+        value = float((text or "").strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -222,6 +239,9 @@ class Protocol:
     speaker_independent: bool = True
     """False for protocols that do not keep each speaker in one split (an official split
     that reuses speakers, an utterance-level split): the leakage check then always warns."""
+    headline: str = "uar"
+    """The metric a protocol ranks classifiers by (``uar``; ``macro_f1`` for the MSP-Podcast
+    challenge), recorded in summary.json; attribute tasks rank by mean CCC."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,8 @@ class Corpus:
     """Folder names the corpus ships in, so a root one level above it is accepted too."""
     materialize: Materialize | None = None
     """For corpora shipped as media libsndfile cannot read (video): see `Materialize`."""
+    attribute_scale: str = ""
+    """The scale of the corpus's attribute ratings in words; empty: it has none."""
 
 
 def stem(path: str) -> str:

@@ -6,7 +6,9 @@ and other sub-folders, and AppleDouble ``._`` files are ignored. A turn's audio 
 ``SessionN/sentences/wav/<dialog>/<turn>.wav`` with ``<dialog>`` the turn minus its last
 ``_`` field (so letter-suffixed dialogs such as ``Ses03M_impro05a`` work unchanged), and the
 speaker's gender is the first letter of that last field (``F017``), not the ``F``/``M`` of
-the session prefix, which names who wore the motion-capture markers.
+the session prefix, which names who wore the motion-capture markers. The summary line ends
+with the consensus ratings ``[V, A, D]`` (valence, activation, dominance, 1 to 5), kept as
+valence, arousal and dominance.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from peft_ser.corpora.base import (
     Protocol,
     Scan,
     find_audio,
+    rating,
 )
 from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
 
 _SUMMARY = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(\S+)\s+(\S+)\s+\[")
+_VAD = re.compile(r"\[\s*([-\d.]+)\s*,\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\]\s*$")
+"""The summary line's trailing ``[V, A, D]``: valence, activation (arousal), dominance."""
 _TURN = re.compile(r"^Ses(\d\d)[FM]_.+_([FM])\d+$")
 
 
@@ -59,8 +64,24 @@ def _parse_file(root: Path, path: Path) -> tuple[list[Entry], list[Problem]]:
             root, f"Session{int(session)}", "sentences", "wav", dialog, f"{turn}.wav"
         )
         speaker = f"Ses{session}{gender}"
-        entries.append(Entry(turn, speaker, gender, audio, label, f"Session{int(session)}"))
+        valence, arousal, dominance = _ratings(line)
+        entries.append(
+            Entry(
+                turn, speaker, gender, audio, label, f"Session{int(session)}",
+                arousal=arousal, valence=valence, dominance=dominance,
+            )
+        )  # fmt: skip
     return entries, problems
+
+
+def _ratings(line: str) -> tuple[float | None, float | None, float | None]:
+    """``(valence, arousal, dominance)`` of a summary line, in the file's ``[V, A, D]`` order
+    (all ``None`` when the bracket is absent or does not hold three numbers)."""
+    match = _VAD.search(line)
+    if match is None:
+        return None, None, None
+    valence, arousal, dominance = (rating(value) for value in match.groups())
+    return valence, arousal, dominance
 
 
 def scan(root: Path) -> Scan:
@@ -110,4 +131,5 @@ CORPUS = Corpus(
         ),
     },
     top_dirs=("IEMOCAP_full_release",),
+    attribute_scale="1-5 (the summary line's [V, A, D]: 1 = negative, calm, weak)",
 )

@@ -2,7 +2,9 @@
 
 The label file ships as ``Evalution.txt`` (sic); ``Evaluation.txt`` is accepted too, at the
 root or one folder below. Each blank-line-separated block starts with the consensus line
-``UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:2.4; ...``; the rater lines after it are ignored. The
+``UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:2.4; V:3.0; D:2.8 ; N:5;`` (consensus class, then
+the mean arousal, valence and dominance, 1 to 5, and the number of raters); the rater lines
+after it are ignored. The
 audio of ``UTD-IMPROV-<id>.avi`` is ``[Audio/]session<N>/<S01A>/<P>/MSP-IMPROV-<id>.wav``,
 where ``F01`` names the speaker (gender + session number).
 """
@@ -22,11 +24,13 @@ from peft_ser.corpora.base import (
     Protocol,
     Scan,
     find_audio,
+    rating,
     require_file,
 )
 from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
 
 _LABEL_FILES = ("Evalution.txt", "Evaluation.txt")
+_RATING_KEYS = {"A": "arousal", "V": "valence", "D": "dominance"}
 _CONSENSUS = re.compile(r"^UTD-IMPROV-((S\d+[A-Z])-(([FM])(\d+))-([A-Z])-([A-Z]+\d+))\.avi$")
 
 
@@ -64,10 +68,26 @@ def scan(root: Path) -> Scan:
         uid, sentence, speaker, gender, session, kind, _ = match.groups()
         key = f"MSP-IMPROV-{uid}"
         path = os.path.join(audio_base, f"session{int(session)}", sentence, kind, f"{key}.wav")
+        ratings = _ratings(fields[2:])
         result.entries.append(
-            Entry(key, speaker, gender, path, fields[1], f"Session{int(session)}")
-        )
+            Entry(
+                key, speaker, gender, path, fields[1], f"Session{int(session)}",
+                arousal=ratings["arousal"], valence=ratings["valence"],
+                dominance=ratings["dominance"],
+            )
+        )  # fmt: skip
     return result
+
+
+def _ratings(fields: list[str]) -> dict[str, float | None]:
+    """Arousal, valence and dominance from the ``A:2.4``, ``V:3.0``, ``D:2.8`` fields (in any
+    order; a missing or non-numeric one is ``None``)."""
+    found: dict[str, float | None] = dict.fromkeys(_RATING_KEYS.values())
+    for field in fields:
+        key, _, value = field.partition(":")
+        if key.strip() in _RATING_KEYS:
+            found[_RATING_KEYS[key.strip()]] = rating(value)
+    return found
 
 
 CORPUS = Corpus(
@@ -91,4 +111,5 @@ CORPUS = Corpus(
         ),
     },
     top_dirs=("MSP-IMPROV",),
+    attribute_scale="1-5 (A, V, D of the consensus line: 1 = calm, negative, weak)",
 )

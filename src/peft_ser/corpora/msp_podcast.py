@@ -4,30 +4,56 @@ Labels are in ``Labels/labels_consensus.csv`` (``labels_concensus.csv`` in relea
 1.8), audio in flat ``Audios/``. The protocol is the official split: ``Train``, the dev set
 (``Development``, called ``Validation`` in older releases) and ``Test1``; ``Test2``/``Test3``
 utterances stay in the manifest but in no fold. Unknown speakers keep the id ``Unknown``.
+The consensus attribute ratings ``EmoAct``, ``EmoVal`` and ``EmoDom`` (1 to 7) are kept as
+arousal, valence and dominance; a row without them is unrated.
+
+The Odyssey 2024 challenge protocol (``--protocol challenge --labels challenge8``, facts and
+sources in docs/corpora.md): the eight classes A H S U F D C N under the challenge's names and
+in its baseline's class order, no-agreement X and other O excluded, macro-F1 the headline;
+fold ``test1`` scores on Test1, and fold ``test3`` on Test3 (the class-balanced set) when the
+release lists Test3 utterances.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from peft_ser.corpora.base import (
     Corpus,
     Entry,
+    FoldPlan,
     LabelScheme,
+    LabelSet,
     Protocol,
     Scan,
     find_audio,
     gender_letter,
+    rating,
     require_columns,
     require_file,
     stem,
 )
 from peft_ser.corpora.folds import official_split
+from peft_ser.manifest import Utterance
 
 _LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
 _COLUMNS = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")
+_TRAIN, _DEV = ("Train",), ("Development", "Validation")
+CHALLENGE_CLASSES = {
+    "A": "Angry",
+    "S": "Sad",
+    "H": "Happy",
+    "U": "Surprise",
+    "F": "Fear",
+    "D": "Disgust",
+    "C": "Contempt",
+    "N": "Neutral",
+}
+"""The Odyssey 2024 challenge's eight classes: codes, names and class order of its baseline."""
 
 
 def _label_file(root: Path) -> Path | None:
@@ -53,9 +79,25 @@ def scan(root: Path) -> Scan:
             path = os.path.join(root, "Audios", name)
             label = row["EmoClass"].strip()
             entries.append(
-                Entry(stem(name), speaker, gender, path, label, row["Split_Set"].strip())
-            )
+                Entry(
+                    stem(name), speaker, gender, path, label, row["Split_Set"].strip(),
+                    arousal=rating(row.get("EmoAct")),
+                    valence=rating(row.get("EmoVal")),
+                    dominance=rating(row.get("EmoDom")),
+                )
+            )  # fmt: skip
     return Scan(entries, find_audio(root, "Audios/*"))
+
+
+def _challenge_folds(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
+    """Fold ``test1`` (Train / Development or Validation / Test1), and fold ``test3`` with
+    the same train and dev when the release lists Test3 utterances."""
+    folds = []
+    for test in ("Test1", "Test3"):
+        (fold,) = official_split(_TRAIN, _DEV, (test,))(utterances, n_folds).folds
+        if test == "Test1" or fold.test:
+            folds.append(replace(fold, name=test.lower()))
+    return FoldPlan(folds)
 
 
 CORPUS = Corpus(
@@ -78,13 +120,28 @@ CORPUS = Corpus(
         paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
         other=frozenset({"O"}),
         no_agreement=frozenset({"X"}),
+        extra_sets={
+            "challenge8": LabelSet(
+                tuple(CHALLENGE_CLASSES.values()),
+                CHALLENGE_CLASSES,
+                "the Odyssey 2024 challenge's 8 classes",
+            )
+        },
     ),
     protocols={
         "paper": Protocol(
             "official split: Train / Development (or Validation) / Test1",
             1,
-            official_split(("Train",), ("Development", "Validation"), ("Test1",)),
+            official_split(_TRAIN, _DEV, ("Test1",)),
+        ),
+        "challenge": Protocol(
+            "Odyssey 2024 challenge: Train / Development (or Validation), tested on Test1 and "
+            "on Test3 where present; headline macro-F1 (classes), mean CCC (attributes)",
+            1,
+            _challenge_folds,
+            headline="macro_f1",
         ),
     },
     top_dirs=("MSP-PODCAST", "MSP-Podcast"),
+    attribute_scale="1-7 (EmoAct, EmoVal, EmoDom: 1 = very calm, negative, weak)",
 )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from peft_ser.audio import AudioCache, AudioError, AudioInfo, probe
+from peft_ser.audio import AudioError, AudioInfo, probe
 from peft_ser.corpora import base
 from peft_ser.corpora.base import (
     Corpus,
@@ -42,6 +42,15 @@ from peft_ser.corpora.base import (
 )
 from peft_ser.corpora.folds import shared_speakers, speaker_leakage, usable_folds
 from peft_ser.corpora.registry import find_root, get_corpus
+from peft_ser.corpora.targets import (
+    attribute_summary,
+    check_targets,
+    is_rated,
+    label_names,
+    summary_lines,
+    unmapped_label,
+    uses_labels,
+)
 from peft_ser.errors import suggest
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import (
@@ -50,7 +59,6 @@ from peft_ser.manifest import (
     PreparedCorpus,
     Utterance,
     csv_text,
-    load_prepared,
     save_prepared,
 )
 from peft_ser.progress import progress_bar
@@ -98,6 +106,13 @@ class Source:
     label_set_name: str
     protocol_name: str
     protocol: Protocol
+    targets: str = "categorical"
+    """``categorical``, ``attributes`` or ``both``: see `peft_ser.corpora.targets`."""
+    attribute_scale: str = ""
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return check_targets(self.targets, self.title, self.attribute_scale)
 
 
 def prepare_corpus(
@@ -110,6 +125,7 @@ def prepare_corpus(
     check_silence: bool = True,
     min_duration: float = MIN_DURATION,
     min_per_class: int = 0,
+    targets: str = "categorical",
     verbose: bool = False,
 ) -> PreparedCorpus:
     """Read corpus ``name`` as shipped under ``root`` into a prepared directory ``out``.
@@ -121,6 +137,8 @@ def prepare_corpus(
     decodes each file up to its first non-silent block (files stored as floats are always
     decoded to the end, to find NaN and ±inf samples); clips shorter than ``min_duration``
     seconds and classes with fewer than ``min_per_class`` usable utterances are excluded.
+    ``targets`` (``categorical``, ``attributes``, ``both``) says what the corpus is prepared
+    to train (see `peft_ser.corpora.targets`).
     ``verbose`` shows progress bars and prints the summary. A corpus too small for the
     protocol's folds gets as many as it allows, with warnings. Raises `CorpusError` when
     ``root`` is not the corpus, an option is unknown, or no usable utterance or fold is left
@@ -130,6 +148,7 @@ def prepare_corpus(
     label_set = _corpus_label_set(corpus, labels)
     protocol_name = protocol or next(iter(corpus.protocols))
     chosen = _choose(corpus.protocols, protocol_name, "protocol", corpus.name)
+    check_targets(targets, corpus.title, corpus.attribute_scale)
     root = locate_root(corpus, root)
     out = Path(out) if out is not None else Path("prepared") / corpus.name
     scan = corpus.scan(root)
@@ -140,8 +159,9 @@ def prepare_corpus(
         return corpus.labels.classify(raw, label_set)
 
     source = Source(
-        corpus.name, corpus.title, root, scan, classify, label_set, labels, protocol_name, chosen
-    )
+        corpus.name, corpus.title, root, scan, classify, label_set, labels, protocol_name, chosen,
+        targets, corpus.attribute_scale,
+    )  # fmt: skip
     checks = Checks(check_silence, min_duration, min_per_class)
     return prepare_source(source, out, checks, verbose=verbose)
 
@@ -154,7 +174,7 @@ def prepare_source(
     scan = source.scan
     utterances, problems = _select(source, checks, verbose)
     labels, utterances, rare, class_warnings = _keep_classes(
-        source.label_set.names, utterances, checks.min_per_class
+        label_names(source.label_set.names, utterances), utterances, checks.min_per_class
     )
     problems = scan.problems + problems + rare + _unlabelled(scan.audio, scan.entries)
     write_atomic(out / REPORT_FILE, report_text(problems))
@@ -169,7 +189,10 @@ def prepare_source(
     warnings += class_warnings + ([leakage] if leakage else [])
     for warning in warnings:
         log.warning(warning)
-    prepared = PreparedCorpus(utterances, plan.folds, labels, leakage)
+    scale = source.attribute_scale if source.attributes else ""
+    prepared = PreparedCorpus(
+        utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale
+    )
     save_prepared(out, prepared)
     summary = summarize(prepared, problems, source, shared, warnings)
     text = summary_text(summary)
@@ -188,7 +211,7 @@ def _plan_folds(
     if not utterances:
         raise CorpusError(f"no usable utterance of {where}")
     usable = f"the {len(utterances)} usable utterances of {where}"
-    if len(labels) < 2:
+    if len(labels) < 2 and uses_labels(source.targets):
         names = ", ".join(labels)
         raise CorpusError(f"only {len(labels)} class ({names}) in {usable}: a classifier needs 2")
     try:
@@ -271,12 +294,14 @@ def _check_row(source: Source, entry: Entry, seen: set[str]) -> tuple[str | None
     if entry.path not in source.scan.audio:
         return problem(base.MISSING_AUDIO, "label row has no audio file at this path")
     label, reason = source.classify(entry.raw_label)
-    if label is None:
+    if label is None and uses_labels(source.targets):
         return problem(reason, f"label {entry.raw_label!r}")
+    if not is_rated(entry, source.attributes):
+        return problem(base.NO_RATINGS, f"needs ratings of {', '.join(source.attributes)}")
     keep = source.protocol.keep
     if keep is not None and not keep(entry):
         return problem(base.OUTSIDE_PROTOCOL, source.protocol.description)
-    return label, None
+    return label or unmapped_label(entry.raw_label), None
 
 
 def _measure(entry: Entry, info: AudioInfo, checks: Checks) -> AudioInfo | Problem:
@@ -362,6 +387,9 @@ def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Uttera
         channels=info.channels,
         start=entry.start,
         end=entry.end,
+        arousal=entry.arousal,
+        valence=entry.valence,
+        dominance=entry.dominance,
     )
 
 
@@ -424,6 +452,11 @@ def summarize(
         "labels": prepared.labels,
         "protocol": source.protocol_name,
         "protocol_description": source.protocol.description,
+        "headline_metric": source.protocol.headline if uses_labels(source.targets) else "ccc",
+        "targets": prepared.targets,
+        "attributes": list(prepared.attributes),
+        "attribute_scale": source.attribute_scale,
+        "attribute_stats": attribute_summary(prepared.manifest, prepared.attributes),
         "total": _split_summary(prepared.manifest, prepared.labels),
         "excluded": {reason: excluded[reason] for reason in base.REASONS if excluded[reason]},
         "folds": [fold_summary(fold) for fold in prepared.folds],
@@ -449,6 +482,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     ]
     for fold in summary["folds"]:
         lines += [line(f"{fold['name']} {split}", fold[split]) for split in SPLITS]
+    lines += summary_lines(summary)
     lines += _leakage_lines(summary["folds"])
     excluded = summary["excluded"]
     lines.append(f"excluded: {sum(excluded.values())}")
@@ -468,34 +502,3 @@ def _leakage_lines(folds: Sequence[dict[str, Any]]) -> list[str]:
         )
         lines.append(f"  {fold['name']}: {pairs}")
     return lines
-
-
-@dataclass(frozen=True)
-class PreprocessResult:
-    """What `preprocess_corpus` did: files decoded now, files already cached, failures."""
-
-    computed: int
-    cached: int
-    failed: list[Problem]
-
-
-def preprocess_corpus(
-    prepared_dir: str | Path,
-    cache_dir: str | Path | None = None,
-    sample_rate: int = 16000,
-    *,
-    verbose: bool = False,
-) -> PreprocessResult:
-    """Fill the audio cache (default ``<prepared_dir>/audio_cache``) with every manifest
-    utterance decoded to mono ``sample_rate``; fresh entries are kept, changed files redone."""
-    prepared_dir = Path(prepared_dir)
-    cache = AudioCache(cache_dir or prepared_dir / "audio_cache", sample_rate)
-    manifest = load_prepared(prepared_dir).manifest
-    computed, failed = 0, []
-    for utterance in progress_bar(verbose, iterable=manifest, desc="preprocessing", unit="file"):
-        try:
-            computed += cache.ensure(utterance.path, utterance.start, utterance.end)
-        except AudioError as error:
-            reason = base.audio_reason(error.kind)
-            failed.append(Problem(utterance.key, utterance.path, reason, error.problem))
-    return PreprocessResult(computed, len(manifest) - computed - len(failed), failed)

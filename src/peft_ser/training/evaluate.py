@@ -44,7 +44,13 @@ def evaluate(
     jobs = evaluation_jobs(source, corpus, folds)
     per_fold, pooled_truth, pooled_pred, pooled_gender = [], [], [], []
     for job in jobs:
-        model = accelerator.prepare(SERModel.load(job.model_dir)).eval()
+        loaded = SERModel.load(job.model_dir)
+        if loaded.layout.task != "categorical":
+            raise UserError(
+                f"{job.model_dir}: a {loaded.layout.task} model; evaluate scores categorical "
+                "models (its run's results.json and results.csv hold the attribute metrics)"
+            )
+        model = accelerator.prepare(loaded).eval()
         utterances = select(job.prepared, getattr(job.fold, split))
         dataset = UtteranceDataset(utterances, job.prepared.labels)
         sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=False)

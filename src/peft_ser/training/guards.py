@@ -64,7 +64,8 @@ def collapse_warnings(history: Sequence[dict[str, Any]], num_classes: int) -> li
     """Why this training history looks like a run that did not learn (empty: it learned)."""
     warnings = []
     chance = 1.0 / num_classes
-    recent = [row["train_uar"] for row in history[-CHANCE_EPOCHS:]]
+    # attribute-only runs have no UAR, and no chance level to compare it with
+    recent = [row["train_uar"] for row in history[-CHANCE_EPOCHS:] if "train_uar" in row]
     if len(recent) == CHANCE_EPOCHS and all(u <= chance + CHANCE_MARGIN for u in recent):
         warnings.append(
             f"training UAR stayed at chance ({chance:.2f}) for the last {CHANCE_EPOCHS} epochs "

@@ -32,17 +32,13 @@ from peft_ser.data import (
 from peft_ser.errors import UserError
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus, csv_text, select
-from peft_ser.metrics import (
-    classification_metrics,
-    confusion_figure,
-    learning_curves_figure,
-    uar,
-)
+from peft_ser.metrics import learning_curves_figure
 from peft_ser.model import WEIGHTS_FILE, SERModel, build_model, read_weights
 from peft_ser.progress import progress_bar
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
+from peft_ser.training.objectives import Objective, Outputs
 from peft_ser.training.results import (
     FOLD_RESULTS,
     BadAudioLog,
@@ -50,7 +46,7 @@ from peft_ser.training.results import (
     replace_dir,
     save_figure,
 )
-from peft_ser.training.scoring import Predictions, predict, to_device
+from peft_ser.training.scoring import to_device
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +102,10 @@ class FoldRunner:
             self.model.head if self.source.cached else self.model, optimizer
         )
         self.class_weights = _class_weights(self.splits["train"], len(self.labels), config)
+        self.objective = Objective(
+            self.model.layout, self.labels, config.model.attributes, config.optim,
+            self.class_weights, self.splits,
+        )  # fmt: skip
         self.checkpoints = FoldCheckpoints(fold_dir, accelerator)
         self.nonfinite = NonFiniteSteps(fold.name, config.optim.max_nonfinite_steps)
         self.progress = Progress()
@@ -138,8 +138,9 @@ class FoldRunner:
             row = self._epoch(epoch)
             self.progress.epoch = epoch
             self.progress.history.append(row)
-            if row["dev_uar"] > self.progress.best_uar:
-                self.progress.best_epoch, self.progress.best_uar = epoch, row["dev_uar"]
+            if row[f"dev_{self.objective.selection}"] > self.progress.best_uar:
+                self.progress.best_epoch = epoch
+                self.progress.best_uar = row[f"dev_{self.objective.selection}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
             if writer is not None:
                 for name, value in row.items():
@@ -158,7 +159,7 @@ class FoldRunner:
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
-        train_loss, train_uar, waste = self._train_epoch(epoch)
+        train_loss, train_metrics, waste = self._train_epoch(epoch)
         dev = self._score("dev")
         if math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
             self.scheduler.step(dev["loss"])
@@ -166,26 +167,25 @@ class FoldRunner:
             "epoch": epoch,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": train_loss,
-            "train_uar": train_uar,
+            **self.objective.row("train", train_metrics),
             "dev_loss": dev["loss"],
-            "dev_uar": dev["uar"],
-            "dev_accuracy": dev["accuracy"],
-            "dev_macro_f1": dev["macro_f1"],
+            **self.objective.row("dev", dev),
             "padding_waste": waste,
             "skipped_steps": self.nonfinite.count,
             "seconds": time.perf_counter() - began,
         }
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
+        metric = self.objective.selection
         log.info(
-            "fold %s epoch %d/%d: train loss %.4f UAR %.3f | dev loss %.4f UAR %.3f | "
+            "fold %s epoch %d/%d: train loss %.4f %s %.3f | dev loss %.4f %s %.3f | "
             "lr %.2e | padding %.1f%% | %.1fs",
             self.fold.name, row["epoch"], self.config.optim.epochs, row["train_loss"],
-            row["train_uar"], row["dev_loss"], row["dev_uar"], row["lr"],
-            100 * row["padding_waste"], row["seconds"],
+            metric.upper(), row[f"train_{metric}"], row["dev_loss"], metric.upper(),
+            row[f"dev_{metric}"], row["lr"], 100 * row["padding_waste"], row["seconds"],
         )  # fmt: skip
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+    def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], float]:
         self.splits["train"].set_epoch(epoch)
         sampler, lengths = self.source.sampler(
             "train", self.config.data.batch_size, shuffle=True, epoch=epoch
@@ -198,29 +198,16 @@ class FoldRunner:
             desc=f"fold {self.fold.name} epoch {epoch}",
             leave=False,
         )
-        loss_sum, weight_sum = 0.0, 0.0
-        truth: list[int] = []
-        predicted: list[int] = []
+        tracker = self.objective.tracker()
         for batch in self.source.batches("train", sampler):
             bar.update()
             logits = self._step(batch, epoch)
             if batch is None or logits is None:
                 continue
-            item_weights = self.class_weights[batch.labels]
-            with torch.no_grad():
-                losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
-            loss_sum += float((losses * item_weights).sum())
-            weight_sum += float(item_weights.sum())
-            truth += batch.labels.tolist()
-            predicted += logits.argmax(dim=-1).tolist()
-            running = loss_sum / max(weight_sum, 1e-12)
-            bar.set_postfix(
-                loss=f"{running:.3f}", uar=f"{uar(truth, predicted):.3f}", refresh=False
-            )
+            tracker.add(logits, batch)
+            bar.set_postfix(tracker.postfix(), refresh=False)
         bar.close()
-        if not truth:
-            return float("nan"), float("nan"), waste
-        return loss_sum / max(weight_sum, 1e-12), uar(truth, predicted), waste
+        return tracker.loss(), tracker.metrics(), waste
 
     def _step(self, batch: Batch | FeatureBatch | None, epoch: int) -> torch.Tensor | None:
         """One optimiser step; returns the batch's logits, or None when the step was refused.
@@ -229,16 +216,15 @@ class FoldRunner:
         whose loss or gradient is not finite on any process is refused on every process (the
         decision is reduced across processes, so they stay in step).
         """
-        weights = self.class_weights.to(self.accelerator.device)
         if batch is None:
             params = [p for p in self.trained.parameters() if p.requires_grad]
             loss = sum(p.sum() * 0.0 for p in params)
-            logits = torch.zeros(0, len(self.labels))
+            logits = torch.zeros(0, self.model.layout.width)
         else:
             batch = to_device(batch, self.accelerator.device)
             with self.accelerator.autocast():
                 logits = self._forward(self.trained, batch)
-            loss = nn.functional.cross_entropy(logits.float(), batch.labels, weight=weights)
+            loss = self.objective.loss(logits.float(), batch, "train")
         self.accelerator.backward(loss)
         norm = self._gradient_norm()
         problem = self._nonfinite(loss, norm)
@@ -286,30 +272,19 @@ class FoldRunner:
         return module(batch.waveforms, batch.lengths)
 
     def _score(self, split: str) -> dict[str, Any]:
-        dataset = self.splits[split]
         sampler, _ = self.source.sampler(split, self._eval_batch_size(), shuffle=False, epoch=0)
         self.trained.eval()
-        predictions = predict(
-            self.accelerator,
-            self.trained,
-            self.source.batches(split, sampler),
-            self.class_weights,
-            len(dataset),
+        batches = self.source.batches(split, sampler)
+        metrics = self.objective.score(
+            self.accelerator, self.trained, batches, split, interval=split == "test"
         )
+        predictions: Outputs = metrics["predictions"]
         if predictions.nonfinite:
             log.warning(
                 "fold %s %s: non-finite model output for %s (left out of the metrics, counted "
                 "in non_finite_outputs)",
                 self.fold.name, split, ", ".join(self._keys(split, predictions.nonfinite)),
             )  # fmt: skip
-        truth = [dataset.label_of(i) for i in predictions.indices]
-        genders = [dataset.utterances[i].gender for i in predictions.indices]
-        metrics = classification_metrics(
-            truth, predictions.predicted, self.labels, genders, interval=split == "test"
-        )
-        metrics["loss"] = predictions.loss
-        metrics["non_finite_outputs"] = len(predictions.nonfinite)
-        metrics["predictions"] = predictions
         return metrics
 
     def _keys(self, split: str, indices: list[int]) -> list[str]:
@@ -332,11 +307,11 @@ class FoldRunner:
         best = self.checkpoints.best(self.progress)
         self.model.load_trainable_state_dict(read_weights(best / WEIGHTS_FILE))
         test = self._score("test")
-        predictions: Predictions = test.pop("predictions")
+        predictions: Outputs = test.pop("predictions")
         result = {
             "fold": self.fold.name,
             "best_epoch": self.progress.best_epoch,
-            "dev_uar": self.progress.best_uar,
+            f"dev_{self.objective.selection}": self.progress.best_uar,
             "test": test,
             "history": self.progress.history,
             "bad_audio": len(self.bad_audio),
@@ -349,29 +324,24 @@ class FoldRunner:
             write_atomic(self.dir / FOLD_RESULTS, json_text(result))
             self.checkpoints.remove()
         self.accelerator.wait_for_everyone()
+        metric = self.objective.selection
         log.info(
-            "fold %s: best dev UAR %.3f at epoch %d; test UAR %.3f",
-            self.fold.name, self.progress.best_uar, self.progress.best_epoch, test["uar"],
+            "fold %s: best dev %s %.3f at epoch %d; test %s %.3f",
+            self.fold.name, metric.upper(), self.progress.best_uar, self.progress.best_epoch,
+            metric.upper(), test[metric],
         )  # fmt: skip
         return result
 
-    def _write_fold_files(self, test: dict[str, Any], predictions: Predictions) -> None:
-        dataset = self.splits["test"]
-        rows = [
-            (dataset.utterances[i].key, dataset.utterances[i].label, self.labels[p])
-            for i, p in zip(predictions.indices, predictions.predicted, strict=True)
-        ]
-        write_atomic(self.dir / "predictions.csv", csv_text(["key", "label", "predicted"], rows))
+    def _write_fold_files(self, test: dict[str, Any], predictions: Outputs) -> None:
+        title = f"fold {self.fold.name}"
+        self.objective.write_test_files(self.dir, test, predictions, title)
         history = self.progress.history
         columns = list(history[0])
         write_atomic(
             self.dir / "history.csv", csv_text(columns, [[r[c] for c in columns] for r in history])
         )
-        title = f"fold {self.fold.name}"
-        save_figure(
-            self.dir / "confusion.png", confusion_figure(test["confusion"], self.labels, title)
-        )
-        save_figure(self.dir / "learning_curves.png", learning_curves_figure(history, title))
+        curves = learning_curves_figure(history, title, self.objective.selection)
+        save_figure(self.dir / "learning_curves.png", curves)
 
     def _tensorboard_dir(self) -> str:
         return str(self.dir.parent / "tensorboard" / self.dir.name)

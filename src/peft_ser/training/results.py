@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from peft_ser.config import RunConfig
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import csv_text
-from peft_ser.metrics import SCALARS, confusion_figure, summarize
+from peft_ser.metrics import SCALARS, confusion_figure, regression_scalars, summarize
 from peft_ser.model import CONFIG_FILE
 
 log = logging.getLogger(__name__)
@@ -96,22 +96,25 @@ def overall_metrics(
     """Mean ± std of the fold scalars, the pooled test confusion, and every warning of the run:
     the corpus's (folds that share speakers) first, then each fold's (a collapsed run)."""
     tests = [fold["test"] for fold in fold_results]
-    pooled = np.sum([np.asarray(t["confusion"]) for t in tests], axis=0)
     warnings = list(corpus_warnings) + [
         f"fold {f['fold']}: {text}" for f in fold_results for text in f.get("warnings", [])
     ]
-    return {
-        "mean_std": summarize(tests),
-        "pooled_confusion": pooled.astype(int).tolist(),
-        "warnings": warnings,
-    }
+    overall: dict[str, Any] = {"mean_std": summarize(tests), "warnings": warnings}
+    if "confusion" in tests[0]:  # attribute-only runs have no classes to confuse
+        pooled = np.sum([np.asarray(t["confusion"]) for t in tests], axis=0)
+        overall["pooled_confusion"] = pooled.astype(int).tolist()
+    return overall
 
 
 def metrics_csv(per_fold: Sequence[dict[str, Any]], mean_std: dict[str, dict[str, float]]) -> str:
-    columns = ["fold", "n", *SCALARS]
+    attributes = [key[4:] for key in per_fold[0] if key.startswith("ccc_")] if per_fold else []
+    categorical = not per_fold or "uar" in per_fold[0]
+    columns = ["fold", "n", *(SCALARS if categorical else ()), *regression_scalars(attributes)]
+    columns += ["score"] if per_fold and "score" in per_fold[0] else []
+    scalars = columns[2:]
     rows = [[m.get(c, "") for c in columns] for m in per_fold]
     for stat in ("mean", "std"):
-        rows.append([stat, "", *(mean_std.get(c, {}).get(stat, "") for c in SCALARS)])
+        rows.append([stat, "", *(mean_std.get(c, {}).get(stat, "") for c in scalars)])
     return csv_text(columns, rows)
 
 
@@ -124,10 +127,11 @@ def write_run_results(
 ) -> None:
     tests = [{**fold["test"], "fold": fold["fold"]} for fold in fold_results]
     write_atomic(run_dir / "results.csv", metrics_csv(tests, overall["mean_std"]))
-    save_figure(
-        run_dir / "confusion.png",
-        confusion_figure(overall["pooled_confusion"], labels, "all folds (test)"),
-    )
+    if "pooled_confusion" in overall:
+        save_figure(
+            run_dir / "confusion.png",
+            confusion_figure(overall["pooled_confusion"], labels, "all folds (test)"),
+        )
     write_atomic(run_dir / "summary.txt", summary)
     document = {"folds": list(fold_results), "overall": overall}
     write_atomic(run_dir / "results.json", json_text(document))
@@ -141,16 +145,11 @@ def summary_text(
         f"run: {config.output_dir}",
         f"model: {config.model.backbone} / {config.model.method}"
         f" | corpus: {config.data.corpus} | epochs: {config.optim.epochs}",
-        "",
-        f"{'fold':<12}{'best ep':>8}{'dev UAR':>9}{'UAR':>8}{'acc':>8}{'F1':>8}{'gap F−M':>9}",
     ]
-    for fold in fold_results:
-        test = fold["test"]
-        gap = f"{test['uar_gap']:+.3f}" if "uar_gap" in test else "—"
-        lines.append(
-            f"{fold['fold']:<12}{fold['best_epoch']:>8}{fold['dev_uar']:>9.3f}{test['uar']:>8.3f}"
-            f"{test['accuracy']:>8.3f}{test['macro_f1']:>8.3f}{gap:>9}"
-        )
+    if "uar" in fold_results[0]["test"]:
+        lines += _categorical_table(fold_results)
+    if "ccc" in fold_results[0]["test"]:
+        lines += _attribute_table(fold_results)
     lines.append("")
     for name, stats in overall["mean_std"].items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
@@ -165,3 +164,50 @@ def summary_text(
         lines.append(f"unreadable audio skipped: see {Path(config.output_dir) / BAD_AUDIO}")
     lines.append(f"results: {Path(config.output_dir) / 'results.json'}")
     return "\n".join(lines) + "\n"
+
+
+def _categorical_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
+    """Per fold: best epoch, dev selection score, test UAR, accuracy, macro-F1, gender gap."""
+    lines = [
+        "",
+        f"{'fold':<12}{'best ep':>8}{_dev_name(fold_results):>9}{'UAR':>8}{'acc':>8}{'F1':>8}"
+        f"{'gap F−M':>9}",
+    ]
+    for fold in fold_results:
+        test = fold["test"]
+        gap = f"{test['uar_gap']:+.3f}" if "uar_gap" in test else "—"
+        lines.append(
+            f"{fold['fold']:<12}{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}"
+            f"{test['uar']:>8.3f}{test['accuracy']:>8.3f}{test['macro_f1']:>8.3f}{gap:>9}"
+        )
+    return lines
+
+
+def _attribute_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
+    """Per fold: best epoch, dev selection score, test mean CCC and CCC per attribute."""
+    attributes = [key[4:] for key in fold_results[0]["test"] if key.startswith("ccc_")]
+    lines = [
+        "",
+        f"{'fold':<12}{'best ep':>8}{_dev_name(fold_results):>9}{'CCC':>8}"
+        + "".join(f"{'CCC ' + name[:3]:>9}" for name in attributes),
+    ]
+    for fold in fold_results:
+        test = fold["test"]
+        cells = "".join(f"{test[f'ccc_{name}']:>9.3f}" for name in attributes)
+        lines.append(
+            f"{fold['fold']:<12}{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}"
+            f"{test['ccc']:>8.3f}{cells}"
+        )
+    return lines
+
+
+_DEV_SCORES = {"dev_uar": "dev UAR", "dev_ccc": "dev CCC", "dev_score": "dev score"}
+"""The dev score that picks a fold's best epoch, by task, and its column name."""
+
+
+def _dev_score(fold: dict[str, Any]) -> float:
+    return float(next(fold[key] for key in _DEV_SCORES if key in fold))
+
+
+def _dev_name(fold_results: Sequence[dict[str, Any]]) -> str:
+    return next(name for key, name in _DEV_SCORES.items() if key in fold_results[0])

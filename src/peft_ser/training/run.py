@@ -2,7 +2,8 @@
 
 A run directory is the whole story of a run and the only state `--resume` needs::
 
-    config.yaml                  the resolved configuration (labels from the corpus filled in)
+    config.yaml                  the resolved configuration (labels, task and attributes from
+                                 the corpus filled in)
     fold-<name>/checkpoints/     epoch-NNN/: trainable weights + config (model.save), optimiser,
                                  scheduler and RNG state; last.json / best.json point into it
     fold-<name>/model/           the best-dev-epoch model (kept after the fold completes)
@@ -40,6 +41,7 @@ from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus
+from peft_ser.tasks import resolve_task
 from peft_ser.training.checkpoint import has_checkpoint
 from peft_ser.training.corpus import fold_directory, resolve_corpus, select_folds
 from peft_ser.training.loop import FoldRunner
@@ -91,9 +93,7 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
     run_dir = Path(config.output_dir)
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
-    config = config.model_copy(
-        update={"model": config.model.model_copy(update={"labels": prepared.labels})}
-    )
+    config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
     folds = select_folds(prepared.folds, config.data.folds)
     if accelerator.is_main_process:
         claim_run_dir(run_dir, config, resume)

@@ -1,0 +1,85 @@
+"""What a corpus is prepared for: class labels, attribute ratings, or both (``--targets``).
+
+For ``categorical`` (the default) nothing changes: every utterance needs a label of the label
+set, and the ratings a corpus has are kept in the manifest anyway. An attribute task
+(``attributes`` or ``both``) also needs every rating: an utterance without one is excluded as
+``no_attribute_ratings``. For ``attributes`` alone the class label is not a target, so an
+utterance whose label is outside the label set (MSP-Podcast's ``X``, no agreement, and ``O``,
+other) keeps its ratings, with its raw code as its label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from peft_ser.corpora.base import CorpusError, Entry
+from peft_ser.manifest import ATTRIBUTES, TARGETS, Utterance
+
+
+def check_targets(targets: str, title: str, attribute_scale: str) -> tuple[str, ...]:
+    """The attributes ``targets`` asks of a corpus (none for ``categorical``); `CorpusError`
+    for an unknown choice or attribute targets on a corpus without ratings."""
+    if targets not in TARGETS:
+        raise CorpusError(f"--targets {targets!r}: choose one of {', '.join(TARGETS)}")
+    if targets == "categorical":
+        return ()
+    if not attribute_scale:
+        raise CorpusError(
+            f"--targets {targets}: {title} has no attribute ratings (arousal, valence, "
+            "dominance); use --targets categorical"
+        )
+    return ATTRIBUTES
+
+
+def is_rated(entry: Entry, attributes: Sequence[str]) -> bool:
+    """Whether the row carries every rating the task needs."""
+    return all(getattr(entry, name) is not None for name in attributes)
+
+
+def uses_labels(targets: str) -> bool:
+    """Whether class labels are a target, so a row outside the label set is excluded."""
+    return targets != "attributes"
+
+
+def unmapped_label(raw: str) -> str:
+    """The label an attribute-only utterance outside the label set carries: its raw code."""
+    return raw or "none"
+
+
+def label_names(names: Sequence[str], utterances: Sequence[Utterance]) -> list[str]:
+    """The label set's names, then (attribute-only corpora) the raw codes utterances carry."""
+    extra = sorted({u.label for u in utterances} - set(names))
+    return [*names, *extra]
+
+
+def attribute_summary(
+    utterances: Sequence[Utterance], attributes: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation, minimum and maximum of each rating over ``utterances``."""
+    summary = {}
+    for name in attributes:
+        values = np.array([getattr(u, name) for u in utterances], dtype=float)
+        if values.size:
+            summary[name] = {
+                "mean": round(float(values.mean()), 4),
+                "std": round(float(values.std()), 4),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+    return summary
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The attribute lines of summary.txt (none for a categorical corpus)."""
+    if not summary.get("attributes"):
+        return []
+    lines = [f"attributes ({summary['targets']}), scale {summary['attribute_scale']}:"]
+    for name, stats in summary["attribute_stats"].items():
+        lines.append(
+            f"  {name:<10} mean {stats['mean']:.2f} sd {stats['std']:.2f} "
+            f"range {stats['min']:g}-{stats['max']:g}"
+        )
+    return lines

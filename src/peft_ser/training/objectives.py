@@ -1,0 +1,273 @@
+"""The task-specific side of training a fold: its loss, its running training statistics, the
+scores of a whole split, the columns of its history and the files of its test predictions.
+
+`FoldRunner` calls one `Objective` whatever the task (see `peft_ser.tasks`):
+
+* ``categorical``: class-weighted cross entropy; UAR selects the best epoch, and a split is
+  scored by `classification_metrics` (UAR, accuracy, macro-F1, fairness).
+* ``attributes``: CCC or MSE loss on the attribute outputs; mean CCC selects the best epoch,
+  and a split is scored by `regression_metrics` (CCC, Pearson, RMSE per attribute).
+* ``multitask``: both losses (the attribute one weighted); both sets of metrics, and
+  ``score`` = (UAR + mean CCC) / 2 selects the best epoch.
+
+Attribute targets are looked up by the batch's dataset indices, so batches, samplers and the
+feature cache carry class labels only and work unchanged for every task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from torch import nn
+
+from peft_ser.config import OptimConfig
+from peft_ser.data import Batch, FeatureBatch, UtteranceDataset
+from peft_ser.fileio import write_atomic
+from peft_ser.manifest import csv_text
+from peft_ser.metrics import (
+    attribute_scatter_figure,
+    classification_metrics,
+    confusion_figure,
+    regression_metrics,
+    uar,
+)
+from peft_ser.tasks import OutputLayout, attribute_loss
+from peft_ser.training.results import save_figure
+from peft_ser.training.scoring import to_device
+
+_SELECTION = {"categorical": "uar", "attributes": "ccc", "multitask": "score"}
+
+
+@dataclass
+class Outputs:
+    """Gathered outputs of one split in dataset index order; rows that are not finite are
+    left out of ``indices`` and ``values`` and listed in ``nonfinite``."""
+
+    indices: list[int]
+    values: np.ndarray
+    nonfinite: list[int]
+
+
+def gather_outputs(
+    accelerator: Accelerator,
+    module: nn.Module,
+    batches: Iterable[Batch | FeatureBatch | None],
+    size: int,
+) -> Outputs:
+    """Every batch's output rows on every process, gathered, one per item."""
+    local: list[tuple[int, list[float]]] = []
+    with torch.no_grad():
+        for batch in batches:
+            if batch is None:
+                continue
+            batch = to_device(batch, accelerator.device)
+            with accelerator.autocast():
+                outputs = (
+                    module(batch.hidden, batch.frame_lengths)
+                    if isinstance(batch, FeatureBatch)
+                    else module(batch.waveforms, batch.lengths)
+                ).float()
+            local += zip(batch.indices.tolist(), outputs.cpu().tolist(), strict=True)
+    gathered = gather_object(local) if accelerator.num_processes > 1 else local
+    rows = {index: row for index, row in gathered if index < size}
+    ordered = sorted(rows)
+    finite = [i for i in ordered if all(math.isfinite(v) for v in rows[i])]
+    width = len(next(iter(rows.values()))) if rows else 0
+    values = np.array([rows[i] for i in finite], dtype=np.float64).reshape(len(finite), width)
+    return Outputs(finite, values, [i for i in ordered if i not in set(finite)])
+
+
+class Objective:
+    """Loss, statistics and scores of one task over a fold's splits."""
+
+    def __init__(
+        self,
+        layout: OutputLayout,
+        labels: list[str],
+        attributes: list[str],
+        optim: OptimConfig,
+        class_weights: torch.Tensor,
+        splits: dict[str, UtteranceDataset],
+    ) -> None:
+        self.layout, self.labels, self.attributes = layout, labels, attributes
+        self.kind, self.weight = optim.attribute_loss, optim.attribute_weight
+        self.class_weights = class_weights
+        self.splits = splits
+        self.targets = {name: self._ratings(dataset) for name, dataset in splits.items()}
+
+    @property
+    def selection(self) -> str:
+        """The dev metric that picks the best epoch: ``uar``, ``ccc`` or ``score``."""
+        return _SELECTION[self.layout.task]
+
+    def _ratings(self, dataset: UtteranceDataset) -> torch.Tensor:
+        if self.layout.task == "categorical":
+            return torch.zeros(len(dataset), 0)
+        rows = [u.attribute_values(self.attributes) for u in dataset.utterances]
+        return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(self.attributes))
+
+    def loss(self, outputs: torch.Tensor, batch: Batch | FeatureBatch, split: str) -> torch.Tensor:
+        """The training loss of a batch's float outputs (on the batch's device)."""
+        logits, values = self.layout.logits(outputs), self.layout.values(outputs)
+        total = torch.zeros((), device=outputs.device)
+        if logits is not None:
+            weights = self.class_weights.to(outputs.device)
+            total = nn.functional.cross_entropy(logits, batch.labels, weight=weights)
+        if values is not None:
+            target = self.targets[split][batch.indices.cpu()].to(outputs.device)
+            part = attribute_loss(values, target, self.kind)
+            total = part if logits is None else total + self.weight * part
+        return total
+
+    def tracker(self) -> EpochTracker:
+        return EpochTracker(self)
+
+    def score(
+        self,
+        accelerator: Accelerator,
+        module: nn.Module,
+        batches: Iterable[Batch | FeatureBatch | None],
+        split: str,
+        interval: bool,
+    ) -> dict[str, Any]:
+        """The split's metrics, its loss (the training objective over the whole split),
+        the count of non-finite outputs and the outputs themselves (``predictions``)."""
+        dataset = self.splits[split]
+        outputs = gather_outputs(accelerator, module, batches, len(dataset))
+        rows = torch.from_numpy(outputs.values).float().reshape(-1, self.layout.width)
+        logits, values = self.layout.logits(rows), self.layout.values(rows)
+        metrics: dict[str, Any] = {}
+        losses: list[float] = []
+        if logits is not None:
+            truth = torch.tensor([dataset.label_of(i) for i in outputs.indices], dtype=torch.long)
+            genders = [dataset.utterances[i].gender for i in outputs.indices]
+            metrics |= classification_metrics(
+                truth.tolist(), logits.argmax(dim=-1).tolist(), self.labels, genders, interval
+            )
+            item = nn.functional.cross_entropy(logits, truth, reduction="none")
+            weights = self.class_weights[truth]
+            total = float(weights.sum())
+            losses.append(float((item * weights).sum()) / total if total else math.nan)
+        if values is not None:
+            target = self.targets[split][outputs.indices]
+            metrics |= regression_metrics(target.numpy(), values.numpy(), self.attributes)
+            part = float(attribute_loss(values, target, self.kind)) if len(target) else math.nan
+            losses.append(part if logits is None else self.weight * part)
+        if self.layout.task == "multitask":
+            metrics["score"] = (metrics["uar"] + metrics["ccc"]) / 2
+        metrics["loss"] = sum(losses)
+        metrics["non_finite_outputs"] = len(outputs.nonfinite)
+        metrics["predictions"] = outputs
+        return metrics
+
+    def row(self, split: str, metrics: dict[str, Any]) -> dict[str, float]:
+        """The history columns of a split: the headline metrics, more of them for dev."""
+        keys = []
+        if self.layout.logits_width:
+            keys += ["uar"] + (["accuracy", "macro_f1"] if split != "train" else [])
+        if self.layout.task != "categorical":
+            keys += ["ccc"] + ([f"ccc_{a}" for a in self.attributes] if split != "train" else [])
+        if self.layout.task == "multitask":
+            keys.append("score")
+        return {f"{split}_{key}": metrics[key] for key in keys}
+
+    def write_test_files(
+        self, directory: Path, test: dict[str, Any], outputs: Outputs, title: str
+    ) -> None:
+        """predictions.csv (true and predicted label and/or values), and confusion.png
+        and/or attributes.png (predicted against true, per attribute)."""
+        dataset = self.splits["test"]
+        rows = torch.from_numpy(outputs.values).float().reshape(-1, self.layout.width)
+        logits, values = self.layout.logits(rows), self.layout.values(rows)
+        header = ["key", "label"]
+        table: list[list[object]] = [
+            [dataset.utterances[i].key, dataset.utterances[i].label] for i in outputs.indices
+        ]
+        if logits is not None:
+            header.append("predicted")
+            for line, predicted in zip(table, logits.argmax(dim=-1).tolist(), strict=True):
+                line.append(self.labels[predicted])
+            save_figure(
+                directory / "confusion.png", confusion_figure(test["confusion"], self.labels, title)
+            )
+        if values is not None:
+            target = self.targets["test"][outputs.indices]
+            header += [*self.attributes, *(f"predicted_{a}" for a in self.attributes)]
+            for line, truth, predicted in zip(table, target.tolist(), values.tolist(), strict=True):
+                line += [*truth, *predicted]
+            figure = attribute_scatter_figure(
+                target.numpy(), values.numpy(), self.attributes, title
+            )
+            save_figure(directory / "attributes.png", figure)
+        write_atomic(directory / "predictions.csv", csv_text(header, table))
+
+
+@dataclass
+class EpochTracker:
+    """Running loss and headline metrics of a training epoch, from the applied steps.
+
+    The categorical loss is the class-weighted cross entropy averaged over items (as the dev
+    loss); with attributes, each batch's loss is averaged over batches by their size.
+    """
+
+    objective: Objective
+    loss_sum: float = 0.0
+    weight_sum: float = 0.0
+    truth: list[int] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, outputs: torch.Tensor, batch: Batch | FeatureBatch) -> None:
+        """Count one applied step's float outputs (on the CPU) of ``batch``."""
+        layout = self.objective.layout
+        logits, values = layout.logits(outputs), layout.values(outputs)
+        with torch.no_grad():
+            if values is None and logits is not None:
+                weights = self.objective.class_weights[batch.labels]
+                losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
+                self.loss_sum += float((losses * weights).sum())
+                self.weight_sum += float(weights.sum())
+            else:
+                self.loss_sum += float(self.objective.loss(outputs, batch, "train")) * len(batch)
+                self.weight_sum += len(batch)
+        if logits is not None:
+            self.truth += batch.labels.tolist()
+            self.predicted += logits.argmax(dim=-1).tolist()
+        if values is not None:
+            self.values.append(values)
+            self.targets.append(self.objective.targets["train"][batch.indices])
+
+    @property
+    def empty(self) -> bool:
+        return self.weight_sum == 0
+
+    def loss(self) -> float:
+        return self.loss_sum / self.weight_sum if self.weight_sum else math.nan
+
+    def metrics(self) -> dict[str, float]:
+        """The epoch's headline metrics so far (``uar``, ``ccc``, ``score``)."""
+        result: dict[str, float] = {}
+        if self.objective.layout.logits_width:
+            result["uar"] = uar(self.truth, self.predicted) if self.truth else math.nan
+        if self.values:
+            truth, pred = torch.cat(self.targets).numpy(), torch.cat(self.values).numpy()
+            result["ccc"] = regression_metrics(truth, pred, self.objective.attributes)["ccc"]
+        elif self.objective.layout.task != "categorical":
+            result["ccc"] = math.nan
+        if self.objective.layout.task == "multitask":
+            result["score"] = (result["uar"] + result["ccc"]) / 2
+        return result
+
+    def postfix(self) -> dict[str, str]:
+        """The progress bar's running numbers."""
+        shown = {"loss": f"{self.loss():.3f}"}
+        return shown | {name: f"{value:.3f}" for name, value in self.metrics().items()}
