@@ -16,7 +16,6 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeAlias
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, to_mono_16k
+from .backends import InferenceModel, inference_model
 from .loading import (
     InvalidRequestError,
     available_devices,
@@ -136,10 +136,12 @@ _Source: TypeAlias = str | _Array
 def predict(
     inputs: Input | Sequence[Input],
     *,
-    model: SERModel | str | os.PathLike[str],
+    model: SERModel | InferenceModel | str | os.PathLike[str],
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> list[Prediction]:
     """Predict emotions for files or ``(samples, sample_rate)`` arrays, in input order.
 
@@ -147,12 +149,20 @@ def predict(
     segments (clips or windows). ``window``/``hop`` (seconds): by default a clip up to 30 s is
     predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
     longer than it is cut into such windows (``hop`` defaults to half a window).
+    ``backend`` (``torch`` or ``onnxruntime``; by default what ``model`` is) and ``precision``
+    (``fp32``, ``bf16``, ``int8``) choose how the model runs; see `peft_ser.backends`.
     Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
     for the first input that cannot be predicted; `iter_predictions` skips those.
     """
     results = []
     for result in iter_predictions(
-        inputs, model=model, batch_size=batch_size, window=window, hop=hop
+        inputs,
+        model=model,
+        batch_size=batch_size,
+        window=window,
+        hop=hop,
+        backend=backend,
+        precision=precision,
     ):
         if isinstance(result, Failure):
             raise result.error
@@ -163,10 +173,12 @@ def predict(
 def iter_predictions(
     inputs: Input | Sequence[Input],
     *,
-    model: SERModel | str | os.PathLike[str],
+    model: SERModel | InferenceModel | str | os.PathLike[str],
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Like `predict`, but yields a `Failure` for an input that cannot be predicted and carries on.
 
@@ -181,13 +193,13 @@ def iter_predictions(
     if batch_size < 1:
         raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
     sources = _sources(inputs)
-    loaded = model if isinstance(model, SERModel) else load_model(model)
+    loaded = inference_model(model, backend=backend, precision=precision)
     segmentation = _segmentation(loaded, window, hop)
     return _predictions(sources, loaded, segmentation, batch_size)
 
 
 def _predictions(
-    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
+    sources: list[_Source], model: InferenceModel, segmentation: _Segmentation, batch_size: int
 ) -> Iterator[Prediction | Failure]:
     chunk = batch_size * _CHUNK_BATCHES
     for first in range(0, len(sources), chunk):
@@ -267,9 +279,9 @@ def _described(value: object) -> str:
     return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
-def _segmentation(model: SERModel, window: float | None, hop: float | None) -> _Segmentation:
+def _segmentation(model: InferenceModel, window: float | None, hop: float | None) -> _Segmentation:
     """Validate the window settings against the model and turn them into samples."""
-    limit = getattr(model.backbone, "max_samples", None)
+    limit = model.max_samples
     window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
     hop_seconds = window_seconds / 2 if hop is None else hop
     if window_seconds <= 0 or not 0 < hop_seconds <= window_seconds:
@@ -287,20 +299,8 @@ def _segmentation(model: SERModel, window: float | None, hop: float | None) -> _
     return _Segmentation(whole, window_samples, round(hop_seconds * SAMPLE_RATE))
 
 
-@contextmanager
-def _evaluating(model: SERModel) -> Iterator[None]:
-    """Eval mode (no dropout) while predicting, restoring the caller's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _predict_chunk(
-    sources: list[_Source], model: SERModel, segmentation: _Segmentation, batch_size: int
+    sources: list[_Source], model: InferenceModel, segmentation: _Segmentation, batch_size: int
 ) -> Iterator[Prediction | Failure]:
     loaded = [_load(source) for source in sources]
     clips = [clip for clip in loaded if not isinstance(clip, Failure)]
@@ -360,17 +360,14 @@ def _array_to_16k(array: _Array) -> np.ndarray:
     return to_mono_16k(samples.astype(np.float32), array.rate, SAMPLE_RATE)
 
 
-def _classify(segments: list[np.ndarray], model: SERModel, batch_size: int) -> np.ndarray:
+def _classify(segments: list[np.ndarray], model: InferenceModel, batch_size: int) -> np.ndarray:
     """Class probabilities ``[N, C]`` in the segments' order, computed longest-first in batches."""
     probabilities = np.empty((len(segments), len(model.labels)), dtype=np.float64)
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
-    device = next(model.parameters()).device
-    with _evaluating(model):
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
-            waveforms, lengths = _pad([segments[i] for i in batch])
-            logits = model(waveforms.to(device), lengths.to(device))
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    for first in range(0, len(order), batch_size):
+        batch = order[first : first + batch_size]
+        logits = torch.from_numpy(model.forward(*_pad([segments[i] for i in batch])))
+        probabilities[batch] = torch.softmax(logits.float(), dim=-1).numpy()
     return probabilities
 
 

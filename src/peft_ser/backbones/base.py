@@ -24,7 +24,7 @@ class BackboneOutput:
     frame_lengths: torch.Tensor
 
 
-def frame_mask(frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> torch.Tensor:
     """Boolean ``[B, F]`` mask, true on the frames that belong to the utterance."""
     positions = torch.arange(num_frames, device=frame_lengths.device)
     return positions.unsqueeze(0) < frame_lengths.unsqueeze(1)
