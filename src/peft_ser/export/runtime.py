@@ -59,7 +59,7 @@ class OnnxModel:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        model = _quantized_bytes(self.directory) if precision == "int8" else self._model_path()
+        model = quantized_graph(self.directory) if precision == "int8" else self._model_path()
         self.session = onnxruntime.InferenceSession(
             model, options, providers=["CPUExecutionProvider"]
         )
@@ -128,7 +128,7 @@ def _read_facts(directory: Path) -> dict[str, Any]:
     return facts
 
 
-def _quantized_bytes(directory: Path) -> bytes:
+def quantized_graph(directory: Path) -> bytes:
     """The graph with its matrix-product weights quantized to int8 by onnxruntime."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
