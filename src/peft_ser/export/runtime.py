@@ -46,8 +46,7 @@ class OnnxModel:
         precision: str = "fp32",
         threads: int | None = None,
     ) -> None:
-        import onnxruntime
-
+        onnxruntime = _import_onnxruntime()
         self.directory = Path(directory)
         if precision not in ONNX_PRECISIONS:
             raise OnnxModelError(
@@ -103,6 +102,16 @@ class OnnxModel:
 
     def _model_path(self) -> str:
         return str(self.directory / MODEL_FILE)
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise OnnxModelError(
+            "backend onnxruntime needs the onnx extra: pip install 'peft-ser[onnx]'"
+        ) from None
+    return onnxruntime
 
 
 def _read_facts(directory: Path) -> dict[str, Any]:
