@@ -145,6 +145,7 @@ def run_original(python: Path, work: Path, options: tuple[str, ...] = ()) -> dic
     environment = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     environment |= {key: cache for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
     environment["TRANSFORMERS_CACHE"] = cache
+    environment.pop("PYTHONPATH", None)  # the original's own peft_ser, never this repository's
     command = [str(python), str(DRIVER), str(work), *options]
     subprocess.run(command, check=True, env=environment)
     return json.loads((work / "original.json").read_text())

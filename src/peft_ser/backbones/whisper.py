@@ -112,7 +112,7 @@ def centred_frame_source(
     ``[B, (num_frames - 1) * HOP_LENGTH + N_FFT]`` for ``torch.stft(center=False)``.
     """
     span = (num_frames - 1) * HOP_LENGTH + N_FFT
-    positions = torch.arange(span, device=waveforms.device) - N_FFT // 2
+    positions = torch.arange(span, device=waveforms.device) - N_FFT // 2  # type: ignore[arg-type]
     index = reflected_index(positions.unsqueeze(0), lengths.to(waveforms.device).unsqueeze(1))
     return torch.gather(waveforms, 1, index)
 

@@ -25,7 +25,7 @@ def merge_tuners(model: nn.Module) -> int:
     tuned = [(name, module) for name, module in model.named_modules()]
     merged = 0
     for name, module in tuned:
-        if not isinstance(module, BaseTunerLayer):
+        if not isinstance(module, BaseTunerLayer) or not isinstance(module, nn.Module):
             continue
         try:
             module.merge(safe_merge=True)
@@ -39,10 +39,11 @@ def merge_tuners(model: nn.Module) -> int:
     return merged
 
 
-def _with_hooks_of(tuner: nn.Module) -> nn.Module:
+def _with_hooks_of(tuner: BaseTunerLayer) -> nn.Module:
     """The tuner's base layer, carrying the hooks set on the tuner (adapters hook a LoRA-wrapped
     feed-forward layer in ``combined``), so the merged model computes the same function."""
-    base = tuner.get_base_layer()  # type: ignore[operator]
+    base = tuner.get_base_layer()
+    assert isinstance(tuner, nn.Module)
     for pre_hook in tuner._forward_pre_hooks.values():
         base.register_forward_pre_hook(pre_hook)
     for hook in tuner._forward_hooks.values():
