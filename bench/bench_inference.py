@@ -3,12 +3,14 @@
 Why this exists: deployment wants a model that is fast on a CPU and still gives the answers
 it was trained to give. On one trained model and the clips of one held-out split, this runs
 PyTorch fp32, bf16 autocast and int8 dynamic quantization, and onnxruntime fp32 and int8
-(on the model exported by ``peft_ser.export``), each as batch-1 forwards over every clip, and
-reports clips per second, the real-time factor (compute seconds per second of audio), argmax
-agreement with fp32 and the largest probability difference from fp32, and the accuracy on the
-split's labels. Beside them, the peer: the original PEFT-SER package's Whisper tiny model
-(``peft-ser==0.0.5`` in its own environment, built and driven by ``compare_original.py`` and
-``original_driver.py``) timed on the same clips with the same threads.
+(on the model exported by ``peft_ser.export``), each as batch-1 forwards over every clip and
+in length-sorted batches as ``peft_ser.predict`` runs them, taking turns. It reports clips per
+second, the real-time factor (compute seconds per second of audio), argmax agreement with fp32
+and the largest probability difference from fp32, and the accuracy on the split's labels.
+Beside them, the peer: the original PEFT-SER package's Whisper tiny model (``peft-ser==0.0.5``
+in its own environment, built and driven by ``compare_original.py`` and ``original_driver.py``)
+timed on the same clips with the same threads at batch 1 (its batched forward fails, see
+compare_original.py); ours are timed before and after it, and the best pass counts.
 
 Run, e.g., on the demo model (docs/inference.md)::
 
@@ -55,17 +57,43 @@ def split_clips(prepared: Path, fold: str, split: str) -> tuple[list[np.ndarray]
     return clips, [by_key[key].label for key in keys]
 
 
-def batch1_logits(model: InferenceModel, clips: list[np.ndarray], repeats: int) -> tuple:
-    """Logits of every clip forwarded alone, and the fastest pass's seconds (after a warm-up)."""
-    tensors = [torch.from_numpy(clip)[None] for clip in clips]
-    lengths = [torch.tensor([clip.size]) for clip in clips]
-    model.forward(tensors[0], lengths[0])
-    passes, logits = [], []
+def batches(
+    clips: list[np.ndarray], size: int
+) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """Clip indices with their zero-padded ``[B, T]`` waveforms and lengths, longest first in
+    groups of ``size``, as ``peft_ser.predict`` batches them (``size`` 1: each clip alone)."""
+    order = sorted(range(len(clips)), key=lambda i: clips[i].size, reverse=True)
+    made = []
+    for first in range(0, len(order), size):
+        group = order[first : first + size]
+        lengths = torch.tensor([clips[i].size for i in group])
+        waveforms = torch.zeros(len(group), int(lengths.max()))
+        for row, index in enumerate(group):
+            waveforms[row, : clips[index].size] = torch.from_numpy(clips[index])
+        made.append((group, waveforms, lengths))
+    return made
+
+
+def timed_pass(model: InferenceModel, prepared: list, count: int) -> tuple[np.ndarray, float]:
+    """Logits of every clip in clip order, and the seconds one pass over the batches took."""
+    logits = np.zeros((count, len(model.labels)))
+    start = time.perf_counter()
+    for group, waveforms, lengths in prepared:
+        logits[group] = model.forward(waveforms, lengths)
+    return logits, time.perf_counter() - start
+
+
+def measure(settings: dict, modes: dict, repeats: int, timings: dict, outputs: dict) -> None:
+    """``repeats`` passes of every setting in every batching mode, taking turns, after a
+    warm-up, so a change in the machine's load touches all of them alike."""
+    for model in settings.values():
+        model.forward(*modes[1][0][1:])
     for _ in range(repeats):
-        start = time.perf_counter()
-        logits = [model.forward(w, n)[0] for w, n in zip(tensors, lengths, strict=True)]
-        passes.append(time.perf_counter() - start)
-    return np.stack(logits), min(passes)
+        for name, model in settings.items():
+            for size, prepared in modes.items():
+                key = f"{name}, batch {size}"
+                outputs[key], seconds = timed_pass(model, prepared, outputs["count"])
+                timings.setdefault(key, []).append(seconds)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -81,6 +109,7 @@ def main() -> int:
     parser.add_argument("--split", default="test", choices=("train", "dev", "test"))
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the best counts")
+    parser.add_argument("--batch", type=int, default=8, help="the batched mode's batch size")
     parser.add_argument("--venv", type=Path, default=Path("~/.cache/peft-ser/bench-original-venv"))
     parser.add_argument("--no-original", action="store_true", help="skip the peer")
     parser.add_argument("--output", type=Path, help="write the measurements as JSON")
@@ -99,32 +128,34 @@ def main() -> int:
         "onnxruntime fp32": OnnxModel(work / "onnx", threads=args.threads),
         "onnxruntime int8": OnnxModel(work / "onnx", precision="int8", threads=args.threads),
     }
-    rows: dict[str, dict] = {}
-    reference = None
-    truth = np.array([model.labels.index(label) for label in labels])
-    for name, candidate in settings.items():
-        logits, seconds = batch1_logits(candidate, clips, args.repeats)
-        probabilities = softmax(logits.astype(np.float64))
-        reference = probabilities if reference is None else reference
-        rows[name] = {
-            "seconds": seconds,
-            "clips_per_second": len(clips) / seconds,
-            "real_time_factor": seconds / audio_seconds,
-            "argmax_agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
-            "max_probability_difference": float(np.abs(probabilities - reference).max()),
-            "accuracy": float((probabilities.argmax(1) == truth).mean()),
-        }
-        print(f"{name}: {rows[name]['clips_per_second']:.1f} clips/s", file=sys.stderr)
+    modes = {size: batches(clips, size) for size in (1, args.batch)}
+    timings: dict[str, list[float]] = {}
+    outputs: dict = {"count": len(clips)}
+    measure(settings, modes, args.repeats, timings, outputs)
     if not args.no_original:
         python = ensure_original_environment(args.venv.expanduser())
         write_inputs(work, clips)
         original = run_original(python, work, ("--time-repeats", str(args.repeats)))
-        seconds = min(original["whisper-tiny-lora-16-conv"]["batch1_seconds"])
-        rows[PEER] = {
+        timings[PEER] = original["whisper-tiny-lora-16-conv"]["batch1_seconds"]
+        measure(settings, modes, args.repeats, timings, outputs)  # after the peer, too
+    reference = softmax(outputs["torch fp32, batch 1"])
+    truth = np.array([model.labels.index(label) for label in labels])
+    rows: dict[str, dict] = {}
+    for key, passes in timings.items():
+        seconds = min(passes)
+        rows[key] = {
             "seconds": seconds,
+            "passes": passes,
             "clips_per_second": len(clips) / seconds,
             "real_time_factor": seconds / audio_seconds,
         }
+        if key in outputs:
+            probabilities = softmax(outputs[key])
+            rows[key] |= {
+                "argmax_agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+                "max_probability_difference": float(np.abs(probabilities - reference).max()),
+                "accuracy": float((probabilities.argmax(1) == truth).mean()),
+            }
     report = {
         "clips": len(clips),
         "audio_seconds": audio_seconds,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -129,7 +129,7 @@ def inference_model(
     backend: str | None = None,
     precision: str | None = None,
     device: str | torch.device | None = None,
-    **load_options: object,
+    **load_options: Any,
 ) -> InferenceModel:
     """The model to predict with: a loaded one at ``precision``, or one loaded from a folder.
 
@@ -165,7 +165,7 @@ def load_inference_model(
     precision: str | None = None,
     device: str | torch.device | None = None,
     threads: int | None = None,
-    **load_options: object,
+    **load_options: Any,
 ) -> InferenceModel:
     """A saved model folder, zoo name or exported ONNX folder, ready at ``precision``.
 
@@ -190,14 +190,14 @@ def load_inference_model(
             raise InvalidRequestError(
                 "backend onnxruntime runs precision fp32 or int8; bf16 is a torch precision"
             )
-        if resolve_dtype(load_options.get("dtype")) != torch.float32:  # type: ignore[arg-type]
+        if resolve_dtype(load_options.get("dtype")) != torch.float32:
             raise InvalidRequestError("backend onnxruntime runs the exported float32 graph")
         return OnnxModel(name_or_path, precision=wanted, threads=threads)
     if onnx_dir:
         raise InvalidRequestError(
             f"{name_or_path}: an exported ONNX model; run it with backend onnxruntime"
         )
-    loaded = load_model(name_or_path, device, **load_options)  # type: ignore[arg-type]
+    loaded = load_model(name_or_path, device, **load_options)
     return TorchModel(loaded, wanted)
 
 
