@@ -133,7 +133,8 @@ def inference_model(
 ) -> InferenceModel:
     """The model to predict with: a loaded one at ``precision``, or one loaded from a folder.
 
-    A `SERModel` runs on PyTorch at ``precision``; an `OnnxModel` or `TorchModel` is used as
+    A `SERModel` runs on PyTorch at ``precision`` (int8 quantizes a copy on every call: to
+    predict many times, make the `TorchModel` once); an `OnnxModel` or `TorchModel` is used as
     it is (its precision was fixed when it was made, so a different one is refused). A folder
     written by ``peft-ser export`` runs on onnxruntime, any other name is loaded by
     `load_model` (with ``load_options``: ``cache_folder``, ``backbone``, ``dtype``).
