@@ -139,13 +139,15 @@ def compare(original: dict, ours: dict) -> dict:
     }
 
 
-def run_original(python: Path, work: Path) -> dict:
+def run_original(python: Path, work: Path, options: tuple[str, ...] = ()) -> dict:
     """The driver in the original's environment, offline, with the work cache as hub cache."""
     cache = str(work / "cache")
     environment = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     environment |= {key: cache for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
     environment["TRANSFORMERS_CACHE"] = cache
-    subprocess.run([str(python), str(DRIVER), str(work)], check=True, env=environment)
+    environment.pop("PYTHONPATH", None)  # the original's own peft_ser, never this repository's
+    command = [str(python), str(DRIVER), str(work), *options]
+    subprocess.run(command, check=True, env=environment)
     return json.loads((work / "original.json").read_text())
 
 

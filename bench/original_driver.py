@@ -13,7 +13,9 @@ It imports nothing from this repository. In the work folder it:
    the head without ``backbone_model``/``embed_positions`` keys as ``<name>.pt``, and
    ``loralib.lora_state_dict`` as ``<name>_lora.pt``;
 3. loads each model back through the original ``peft_ser.load_model(name, cache_folder=...)``
-   and records its logits on every clip alone and on all clips batched with ``length``.
+   and records its logits on every clip alone and on all clips batched with ``length``;
+   with ``--time-repeats N`` (``bench_inference.py``) it also times the Whisper model's
+   batch-1 forward over the clips N times.
 
 Results go to ``original.json`` in the work folder.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import traceback
 from pathlib import Path
 
@@ -155,10 +158,31 @@ def logits(model: torch.nn.Module, clips: list[np.ndarray]) -> dict:
     return results
 
 
+def batch1_seconds(model: torch.nn.Module, clips: list[np.ndarray], repeats: int) -> list[float]:
+    """Seconds for one pass of batch-1 forwards over every clip, per repeat (after a warm-up)."""
+    model.eval()
+    passes = []
+    with torch.no_grad():
+        model(torch.from_numpy(clips[0])[None])
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for clip in clips:
+                model(torch.from_numpy(clip)[None])
+            passes.append(time.perf_counter() - start)
+    return passes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
-    work = parser.parse_args().work
+    parser.add_argument(
+        "--time-repeats",
+        type=int,
+        default=0,
+        help="also time the Whisper model's batch-1 forward over the clips this many times",
+    )
+    arguments = parser.parse_args()
+    work = arguments.work
     cache = work / "cache"
     torch.set_num_threads(1)
     write_backbones(work, cache)
@@ -175,6 +199,8 @@ def main() -> None:
         write_release_files(name, cache, seed)
         model, notes = load_as_a_user(name, cache)
         results[name] = logits(model, clips) | notes
+        if name == WHISPER and arguments.time_repeats:
+            results[name]["batch1_seconds"] = batch1_seconds(model, clips, arguments.time_repeats)
     (work / "original.json").write_text(json.dumps(results, indent=2))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeAlias
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, stream_audio, to_mono_16k
+from .backends import InferenceModel, inference_model
 from .loading import (
     InvalidRequestError,
     available_devices,
@@ -128,13 +128,15 @@ _Source: TypeAlias = str | _Array
 def predict(
     inputs: Input | Sequence[Input],
     *,
-    model: SERModel | str | os.PathLike[str],
+    model: SERModel | InferenceModel | str | os.PathLike[str],
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
     segment: str = "window",
     min_segment: float | None = None,
     max_segment: float | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> list[Prediction]:
     """Predict emotions for files or ``(samples, sample_rate)`` arrays, in input order.
 
@@ -145,6 +147,8 @@ def predict(
     longer than it is cut into such windows (``hop`` defaults to half a window).
     ``min_segment``/``max_segment`` (seconds, ``"vad"`` only, default 1 and 10): the bounds
     speech regions are merged and split to.
+    ``backend`` (``torch`` or ``onnxruntime``; by default what ``model`` is) and ``precision``
+    (``fp32``, ``bf16``, ``int8``) choose how the model runs; see `peft_ser.backends`.
     Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
     for the first input that cannot be predicted; `iter_predictions` skips those.
     """
@@ -158,6 +162,8 @@ def predict(
         segment=segment,
         min_segment=min_segment,
         max_segment=max_segment,
+        backend=backend,
+        precision=precision,
     ):
         if isinstance(result, Failure):
             raise result.error
@@ -168,13 +174,15 @@ def predict(
 def iter_predictions(
     inputs: Input | Sequence[Input],
     *,
-    model: SERModel | str | os.PathLike[str],
+    model: SERModel | InferenceModel | str | os.PathLike[str],
     batch_size: int = 8,
     window: float | None = None,
     hop: float | None = None,
     segment: str = "window",
     min_segment: float | None = None,
     max_segment: float | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Like `predict`, but yields a `Failure` for an input that cannot be predicted and carries on.
 
@@ -199,13 +207,13 @@ def iter_predictions(
         max_segment=max_segment,
     )
     plan_for()  # the settings are checked before a named model is loaded
-    loaded = model if isinstance(model, SERModel) else load_model(model)
-    plan = plan_for(limit=getattr(loaded.backbone, "max_samples", None))
+    loaded = inference_model(model, backend=backend, precision=precision)
+    plan = plan_for(limit=loaded.max_samples)
     return _predictions(sources, loaded, plan, batch_size)
 
 
 def _predictions(
-    sources: list[_Source], model: SERModel, plan: SegmentPlan, batch_size: int
+    sources: list[_Source], model: InferenceModel, plan: SegmentPlan, batch_size: int
 ) -> Iterator[Prediction | Failure]:
     recordings = [_recording(source) for source in sources]
     classify = partial(_classify, model=model, batch_size=batch_size)
@@ -299,18 +307,6 @@ def _described(value: object) -> str:
     return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
-@contextmanager
-def _evaluating(model: SERModel) -> Iterator[None]:
-    """Eval mode (no dropout) while predicting, restoring the caller's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _array_to_16k(array: _Array) -> np.ndarray:
     """Float samples at 16 kHz mono; channels lie on the shorter axis, integers are PCM.
 
@@ -330,21 +326,18 @@ def _array_to_16k(array: _Array) -> np.ndarray:
     return to_mono_16k(samples.astype(np.float32), array.rate, SAMPLE_RATE)
 
 
-def _classify(segments: list[np.ndarray], model: SERModel, batch_size: int) -> np.ndarray:
-    """Class probabilities ``[N, C]`` (then attribute values, see `peft_ser.tasks`) in the
+def _classify(segments: list[np.ndarray], model: InferenceModel, batch_size: int) -> np.ndarray:
+    """Class probabilities ``[N, C]`` (then the attribute values, see `peft_ser.tasks`) in the
     segments' order, computed longest-first in batches."""
-    probabilities = np.empty((len(segments), model.layout.width), dtype=np.float64)
+    classes = len(model.labels)
+    outputs = np.empty((len(segments), classes + len(model.attributes)), dtype=np.float64)
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
-    device = next(model.parameters()).device
-    with _evaluating(model):
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
-            waveforms, lengths = _pad([segments[i] for i in batch])
-            outputs = model(waveforms.to(device), lengths.to(device)).float()
-            classes = model.layout.logits_width
-            outputs[:, :classes] = torch.softmax(outputs[:, :classes], dim=-1)
-            probabilities[batch] = outputs.cpu().numpy()
-    return probabilities
+    for first in range(0, len(order), batch_size):
+        batch = order[first : first + batch_size]
+        rows = torch.from_numpy(model.forward(*_pad([segments[i] for i in batch]))).double()
+        rows[:, :classes] = torch.softmax(rows[:, :classes], dim=-1)
+        outputs[batch] = rows.numpy()
+    return outputs
 
 
 def _pad(segments: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,21 +349,18 @@ def _pad(segments: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return waveforms, lengths
 
 
-def _prediction(scored: Scored, model: SERModel, list_one: bool) -> Prediction:
+def _prediction(scored: Scored, model: InferenceModel, list_one: bool) -> Prediction:
     """One input's answer from its segments' outputs (one row per span: class probabilities,
     then attribute values); a single segment is listed only when ``list_one`` (speech segments)."""
     duration = scored.num_samples / SAMPLE_RATE
-    classes = model.layout.logits_width
-    labels = model.labels[:classes]
+    labels = model.labels
+    classes = len(labels)
     lengths = np.array([end - start for start, end in scored.spans], dtype=np.float64)
     summary = lengths @ scored.probabilities / lengths.sum()
     attributes = (
-        None
-        if model.layout.task == "categorical"
-        else {
-            name: float(value)
-            for name, value in zip(model.config.attributes, summary[classes:], strict=True)
-        }
+        dict(zip(model.attributes, map(float, summary[classes:]), strict=True))
+        if model.attributes
+        else None
     )
     label, probabilities = _labelled(summary[:classes], labels)
     if len(scored.spans) == 1 and not list_one:

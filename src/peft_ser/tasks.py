@@ -49,8 +49,13 @@ class OutputLayout:
         return self.classes if self.task != "attributes" else 0
 
     @property
+    def values_width(self) -> int:
+        """Attribute values after the class logits (none for a categorical model)."""
+        return self.attributes if self.task != "categorical" else 0
+
+    @property
     def width(self) -> int:
-        return self.logits_width + (self.attributes if self.task != "categorical" else 0)
+        return self.logits_width + self.values_width
 
     def logits(self, outputs: torch.Tensor) -> torch.Tensor | None:
         """The class logits ``[B, C]``, or None for an attribute-only model."""

@@ -24,9 +24,10 @@ class BackboneOutput:
     frame_lengths: torch.Tensor
 
 
-def frame_mask(frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+def frame_mask(frame_lengths: torch.Tensor, num_frames: int | torch.Tensor) -> torch.Tensor:
     """Boolean ``[B, F]`` mask, true on the frames that belong to the utterance."""
-    positions = torch.arange(num_frames, device=frame_lengths.device)
+    # A 0-d tensor count keeps the size an operator of a traced graph (ONNX export).
+    positions = torch.arange(num_frames, device=frame_lengths.device)  # type: ignore[arg-type]
     return positions.unsqueeze(0) < frame_lengths.unsqueeze(1)
 
 

@@ -75,27 +75,31 @@ class LogMel(nn.Module):
         Each clip gets `mel_frame_lengths` frames; frames beyond them are zero.
         """
         mel_lengths = mel_frame_lengths(lengths)
-        num_frames = int(mel_lengths.max())
-        device = waveforms.device
+        # A tensor, not an int: a traced graph (ONNX export) then sizes its frames by the input.
+        num_frames = mel_lengths.max()
         frames_source = centred_frame_source(waveforms.float(), lengths, num_frames)
-        stft = torch.stft(
-            frames_source,
-            N_FFT,
-            HOP_LENGTH,
-            window=self.window.to(device),
-            center=False,
-            return_complex=True,
-        )
-        power = stft.abs().pow(2)
-        log_spec = torch.clamp(self.filters.to(device) @ power, min=1e-10).log10()
+        power = self.power_spectrum(frames_source)
+        log_spec = torch.clamp(self.filters.to(waveforms.device) @ power, min=1e-10).log10()
         valid = frame_mask(mel_lengths, num_frames).unsqueeze(1)
         peak = log_spec.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
         log_spec = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
         return log_spec.masked_fill(~valid, 0.0)
 
+    def power_spectrum(self, frames_source: torch.Tensor) -> torch.Tensor:
+        """``[B, 1 + N_FFT // 2, F]`` power of the Hann-windowed STFT frames of the samples."""
+        stft = torch.stft(
+            frames_source,
+            N_FFT,
+            HOP_LENGTH,
+            window=self.window.to(frames_source.device),
+            center=False,
+            return_complex=True,
+        )
+        return stft.abs().pow(2)
+
 
 def centred_frame_source(
-    waveforms: torch.Tensor, lengths: torch.Tensor, num_frames: int
+    waveforms: torch.Tensor, lengths: torch.Tensor, num_frames: int | torch.Tensor
 ) -> torch.Tensor:
     """The samples ``num_frames`` centred STFT frames read, each clip reflected at its own ends.
 
@@ -108,7 +112,7 @@ def centred_frame_source(
     ``[B, (num_frames - 1) * HOP_LENGTH + N_FFT]`` for ``torch.stft(center=False)``.
     """
     span = (num_frames - 1) * HOP_LENGTH + N_FFT
-    positions = torch.arange(span, device=waveforms.device) - N_FFT // 2
+    positions = torch.arange(span, device=waveforms.device) - N_FFT // 2  # type: ignore[arg-type]
     index = reflected_index(positions.unsqueeze(0), lengths.to(waveforms.device).unsqueeze(1))
     return torch.gather(waveforms, 1, index)
 

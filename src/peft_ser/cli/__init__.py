@@ -1,11 +1,11 @@
 """The `peft-ser` command line: a thin shell over the public Python functions.
 
 `app` holds the commands; each module below registers its own: `corpora` (prepare,
-preprocess), `training` (train, evaluate, params, demo), `cross_corpus`, `predict`, `serve`,
-`sweep`, `zoo`.
+preprocess), `training` (train, evaluate, params, demo), `cross_corpus`, `predict`, `export`,
+`serve`, `sweep`, `zoo`.
 """
 
-from peft_ser.cli import corpora, cross_corpus, predict, serve, sweep, training, zoo
+from peft_ser.cli import corpora, cross_corpus, export, predict, serve, sweep, training, zoo
 from peft_ser.cli.app import DEBUG_ENV, app
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "app",
     "corpora",
     "cross_corpus",
+    "export",
     "predict",
     "serve",
     "sweep",

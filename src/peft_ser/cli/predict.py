@@ -93,6 +93,14 @@ def predict(
     dtype: Annotated[
         str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
     ] = "float32",
+    backend: Annotated[
+        str | None,
+        typer.Option(help="torch or onnxruntime (default: onnxruntime for an exported folder)"),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(help="fp32, bf16 (autocast) or int8 (dynamic quantization, CPU)"),
+    ] = "fp32",
 ) -> None:
     """Predict the emotion of each recording; long ones also get a prediction per window or
     speech segment, with its start and end.
@@ -106,13 +114,8 @@ def predict(
     """
     import sys
 
-    from peft_ser.inference import (
-        Failure,
-        iter_predictions,
-        load_model,
-        resolve_device,
-        resolve_dtype,
-    )
+    from peft_ser.backends import load_inference_model, resolve_backend, resolve_precision
+    from peft_ser.inference import Failure, iter_predictions, resolve_device, resolve_dtype
     from peft_ser.predict_io import (
         check_output_path,
         find_audio_inputs,
@@ -127,8 +130,9 @@ def predict(
         if path is not None:
             check_output_path(path)
     segment_plan(segment, window=window, hop=hop, min_segment=min_segment, max_segment=max_segment)
-    target = resolve_device(device)
+    resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
+    chosen_backend, chosen_precision = resolve_backend(backend), resolve_precision(precision)
     found = find_audio_inputs(inputs)
     if plot is not None:
         check_plottable(found.count)
@@ -138,8 +142,14 @@ def predict(
     if found.paths:
         results = iter_predictions(
             found.paths,
-            model=load_model(
-                model, target, cache_folder=cache_folder, backbone=backbone, dtype=compute_dtype
+            model=load_inference_model(
+                model,
+                backend=chosen_backend,
+                precision=chosen_precision,
+                device=device,
+                cache_folder=cache_folder,
+                backbone=backbone,
+                dtype=compute_dtype,
             ),
             batch_size=batch_size,
             window=window,

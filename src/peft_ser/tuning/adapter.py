@@ -41,15 +41,46 @@ class Bottleneck(nn.Module):
         return self.up(self.dropout(torch.relu(self.down(hidden)))) * self.scale
 
 
+class _AddOwnOutput:
+    """Forward hook ``output + adapter(output)``.
+
+    Hooks are objects holding their adapter rather than closures: ``copy.deepcopy`` of the
+    model (export, int8 quantization) then gives the copy's hooks the copy's adapters.
+    """
+
+    def __init__(self, adapter: Bottleneck) -> None:
+        self.adapter = adapter
+
+    def __call__(self, _: nn.Module, __: Any, output: torch.Tensor) -> torch.Tensor:
+        return output + self.adapter(output)
+
+
+class _RememberInput:
+    """Forward pre-hook that keeps the module's input for `_AddAdapterOf`."""
+
+    def __init__(self, seen: dict[str, torch.Tensor]) -> None:
+        self.seen = seen
+
+    def __call__(self, _: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.seen["residual"] = inputs[0]
+
+
+class _AddAdapterOf:
+    """Forward hook ``output + adapter(remembered input)``."""
+
+    def __init__(self, adapter: Bottleneck, seen: dict[str, torch.Tensor]) -> None:
+        self.adapter = adapter
+        self.seen = seen
+
+    def __call__(self, _: nn.Module, __: Any, output: torch.Tensor) -> torch.Tensor:
+        return output + self.adapter(self.seen.pop("residual"))
+
+
 def add_sequential_adapters(backbone: Backbone, bottleneck: int) -> None:
     """``ffn_out ← ffn_out + adapter(ffn_out)`` in every layer."""
     for layer in backbone.layers:
         layer.adapter = Bottleneck(backbone.hidden_size, bottleneck)
-
-        def add_adapter(_: nn.Module, __: Any, output: torch.Tensor, adapter=layer.adapter):
-            return output + adapter(output)
-
-        backbone.ffn_output(layer).register_forward_hook(add_adapter)
+        backbone.ffn_output(layer).register_forward_hook(_AddOwnOutput(layer.adapter))
 
 
 def add_parallel_adapters(backbone: Backbone, bottleneck: int) -> None:
@@ -57,17 +88,8 @@ def add_parallel_adapters(backbone: Backbone, bottleneck: int) -> None:
     for layer in backbone.layers:
         layer.adapter = Bottleneck(backbone.hidden_size, bottleneck)
         seen: dict[str, torch.Tensor] = {}
-
-        def remember_input(_: nn.Module, inputs: tuple[torch.Tensor, ...], seen=seen) -> None:
-            seen["residual"] = inputs[0]
-
-        def add_adapter(
-            _: nn.Module, __: Any, output: torch.Tensor, adapter=layer.adapter, seen=seen
-        ) -> torch.Tensor:
-            return output + adapter(seen.pop("residual"))
-
-        backbone.post_attention(layer).register_forward_pre_hook(remember_input)
-        backbone.ffn_output(layer).register_forward_hook(add_adapter)
+        backbone.post_attention(layer).register_forward_pre_hook(_RememberInput(seen))
+        backbone.ffn_output(layer).register_forward_hook(_AddAdapterOf(layer.adapter, seen))
 
 
 @register("adapter")
