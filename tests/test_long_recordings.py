@@ -211,7 +211,7 @@ def test_cli_writes_segment_rows_and_a_timeline(talk, model: SERModel, tmp_path:
         app, ["predict", str(path), "-m", str(saved), "--segment", "vad", "-f", "json"]
     )
     [item] = json.loads(out.stdout)
-    assert set(item) == {"source", "duration", "label", "probabilities", "windows"}
+    assert set(item) == {"source", "duration", "label", "probabilities", "windows", "attributes"}
     assert [set(w) for w in item["windows"]] == [{"start", "end", "label", "probabilities"}] * len(
         known
     )
