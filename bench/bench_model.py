@@ -33,7 +33,8 @@ from peft_ser.backbones.whisper import (
     encoder_frame_lengths,
     mel_frame_lengths,
 )
-from peft_ser.config import PAPER_LABELS, ModelConfig
+from peft_ser.config import ModelConfig
+from peft_ser.manifest import PAPER4
 from peft_ser.model import SERModel, build_model
 
 BACKBONE = "whisper-tiny"
@@ -59,7 +60,7 @@ def make_batch(size: int, seed: int = SEED) -> Batch:
     lengths = (seconds * SAMPLE_RATE).long()
     waveforms = 0.1 * torch.randn(size, int(lengths.max()), generator=generator)
     waveforms *= torch.arange(waveforms.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-    labels = torch.randint(len(PAPER_LABELS), (size,), generator=generator)
+    labels = torch.randint(len(PAPER4), (size,), generator=generator)
     return Batch(waveforms, lengths, labels)
 
 
@@ -80,7 +81,7 @@ def build_peer() -> WhisperForAudioClassification:
     """The standard route: weighted layer sum (as our head), LoRA on fc1/fc2, head trainable."""
     config = whisper_tiny_config()
     config.use_weighted_layer_sum = True
-    config.num_labels = len(PAPER_LABELS)
+    config.num_labels = len(PAPER4)
     config._attn_implementation = "sdpa"
     model = WhisperForAudioClassification(config)
     # inject_adapter_in_model freezes everything but the adapters, as our LoRA method does.

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from peft_ser import zoo
-from peft_ser.config import PAPER_LABELS, ModelConfig
+from peft_ser.config import ModelConfig
+from peft_ser.manifest import PAPER4
 from peft_ser.model import build_model
 from peft_ser.zoo import (
     ZOO,
@@ -60,8 +61,8 @@ def original_head(width: int, num_states: int, key: str = "layer_weights") -> St
         key: torch.randn(num_states),
         "out_layer.0.weight": torch.randn(HEAD_DIM, HEAD_DIM),
         "out_layer.0.bias": torch.randn(HEAD_DIM),
-        "out_layer.2.weight": torch.randn(len(PAPER_LABELS), HEAD_DIM),
-        "out_layer.2.bias": torch.randn(len(PAPER_LABELS)),
+        "out_layer.2.weight": torch.randn(len(PAPER4), HEAD_DIM),
+        "out_layer.2.bias": torch.randn(len(PAPER4)),
     }
 
 
@@ -263,7 +264,7 @@ def test_table_describes_the_released_models() -> None:
     for entry in ZOO.values():
         config = entry.config
         assert (config.method, config.lora_rank, config.lora_alpha) == ("lora", 16, 1.0)
-        assert config.labels == list(PAPER_LABELS)
+        assert config.labels == list(PAPER4)
         classifier, lora = entry.files
         assert lora.filename == classifier.filename.replace(".pt", "_lora.pt")
         assert all(file.url.endswith("dl=1") and file.sha256 is None for file in entry.files)

@@ -22,8 +22,7 @@ from pydantic import (
 )
 
 from peft_ser.errors import UserError
-
-PAPER_LABELS: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
+from peft_ser.manifest import PAPER4
 
 
 class StrictModel(BaseModel):
@@ -56,7 +55,7 @@ class ModelConfig(StrictModel):
     adapter_dim: int = Field(128, ge=1, description="bottleneck width of adapters")
     prompt_length: int = Field(5, ge=1, description="learnable prompt vectors per layer")
     head_dim: int = Field(256, ge=1)
-    labels: list[str] = Field(default_factory=lambda: list(PAPER_LABELS), min_length=2)
+    labels: list[str] = Field(default_factory=lambda: list(PAPER4), min_length=2)
     task: Literal["categorical", "attributes", "multitask"] | None = Field(
         None,
         description="what the head predicts: class labels, attribute values (arousal, "

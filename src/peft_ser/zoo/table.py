@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backbones.registry import BACKBONES
-from ..config import PAPER_LABELS, ModelConfig
+from ..config import ModelConfig
 from ..errors import UserError, suggest
+from ..manifest import PAPER4
 
 _DROPBOX = "https://www.dropbox.com/scl/fi/"
 
@@ -69,7 +70,7 @@ class ZooEntry:
                 "lora_alpha": 1.0,
                 "lora_dropout": 0.0,
                 "head_dim": 256,
-                "labels": list(PAPER_LABELS),
+                "labels": list(PAPER4),
                 "whisper_window": "crop",
             }
         )
