@@ -6,6 +6,7 @@ answers come from `peft_ser.predict` on each model alone.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +23,14 @@ from fastapi.testclient import TestClient
 
 import peft_ser
 from peft_ser.config import ModelConfig
+from peft_ser.errors import InvalidRequestError
 from peft_ser.model import build_model
 from peft_ser.serving import BatchSettings, ModelPool, ModelSpec, ServeSettings, create_app
 from peft_ser.serving.adapters import ModelSpecError, parse_model_spec
+from peft_ser.serving.batching import Batcher, Segmentation
+from peft_ser.synthetic import espeak_available, write_long_recording
+
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,15 @@ def client(pool: ModelPool) -> Iterator[TestClient]:
         yield test_client
 
 
-def expected(saved: Path, clip: Path, **options: float) -> peft_ser.inference.Prediction:
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8-s recording of two spoken sentences between pauses (espeak-ng)."""
+    path = tmp_path_factory.mktemp("talk") / "talk.wav"
+    assert len(write_long_recording(path, 8)) == 2
+    return path
+
+
+def expected(saved: Path, clip: Path, **options: float | str) -> peft_ser.inference.Prediction:
     [prediction] = peft_ser.predict(clip, model=saved, **options)
     return prediction
 
@@ -72,6 +86,9 @@ def assert_same(answer: dict, reference: peft_ser.inference.Prediction) -> None:
             ours.start,
             ours.end,
             ours.label,
+        )
+        np.testing.assert_allclose(
+            list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
         )
 
 
@@ -121,6 +138,99 @@ def test_long_recording_in_windows(
     prediction = response.json()["prediction"]
     assert len(prediction["windows"]) == 5
     assert_same(prediction, expected(saved[0], clips["long"], window=1.0, hop=0.5))
+
+
+@needs_espeak
+def test_speech_segments_equal_predict(client: TestClient, saved: list[Path], talk: Path) -> None:
+    """segment=vad: the speech segments of `peft_ser.predict`, with their times and answers."""
+    for options in ({"segment": "vad"}, {"segment": "vad", "min_segment": 0.5, "max_segment": 1}):
+        response = client.post(
+            "/v1/predict", params={"model": "b", **options}, content=talk.read_bytes()
+        )
+        assert response.status_code == 200, response.text
+        prediction = response.json()["prediction"]
+        reference = expected(saved[1], talk, **options)
+        assert len(prediction["windows"]) == len(reference.windows) >= 2
+        assert_same(prediction, reference)
+    assert len(prediction["windows"]) > 2  # max_segment=1 split the sentences
+
+
+def test_segment_default_is_predicts() -> None:
+    default = inspect.signature(peft_ser.predict).parameters["segment"].default
+    assert Segmentation().segment == default == "window"
+
+
+def test_impossible_segment_settings_refused_with_predicts_message(
+    client: TestClient, saved: list[Path], clips: dict[str, Path]
+) -> None:
+    clip = clips["short"]
+    for options in (
+        {"segment": "speech"},
+        {"segment": "vad", "window": 2.0},
+        {"segment": "whole", "hop": 1.0},
+        {"min_segment": 2.0},
+        {"segment": "vad", "min_segment": 5.0, "max_segment": 2.0},
+        {"segment": "vad", "max_segment": 60.0},
+        {"window": 40.0},
+    ):
+        with pytest.raises(InvalidRequestError) as raised:
+            peft_ser.predict(clip, model=saved[0], **options)  # type: ignore[arg-type]
+        response = client.post(
+            "/v1/predict", params={"model": "a", **options}, content=clip.read_bytes()
+        )
+        assert response.status_code == 422, options
+        assert response.json() == {"detail": str(raised.value)}, options
+    assert client.post("/v1/predict?model=a", content=clip.read_bytes()).status_code == 200
+
+
+def test_recordings_predict_cannot_answer_are_422(client: TestClient, tmp_path: Path) -> None:
+    """Too long to keep whole, or no speech found: 422 with the failure's message."""
+    sf.write(tmp_path / "long.flac", np.zeros(31 * RATE, dtype=np.float32), RATE)
+    whole = client.post(
+        "/v1/predict?model=a&segment=whole",
+        files={"file": ("long.flac", (tmp_path / "long.flac").read_bytes())},
+    )
+    assert whole.status_code == 422
+    assert whole.json()["detail"] == (
+        "long.flac: 31.0 s is longer than this model encodes (30 s); use segment 'window' or 'vad'"
+    )
+    silence = client.post(
+        "/v1/predict?model=a&segment=vad", content=(tmp_path / "long.flac").read_bytes()
+    )
+    assert silence.status_code == 422
+    assert silence.json()["detail"] == "upload: no speech found by the voice-activity detector"
+
+
+@needs_espeak
+def test_different_segmentations_never_batched_together(pool: ModelPool, talk: Path) -> None:
+    """One recording asked four ways at once: four calls, each answer the one asked alone."""
+    import asyncio
+
+    samples = peft_ser.audio.load_audio(talk)
+    settings = [
+        Segmentation(),
+        Segmentation(window=2.0),
+        Segmentation("vad"),
+        Segmentation("vad", max_segment=1.0),
+    ]
+
+    async def answers(batching: BatchSettings) -> tuple[list, int]:
+        batcher = Batcher(pool, batching)
+        await batcher.start()
+        try:
+            calls = [batcher.predict("a", samples, "talk", how, timeout=30) for how in settings]
+            results = await asyncio.gather(*calls)
+        finally:
+            await batcher.stop()
+        return results, batcher.batches_run
+
+    batched, batches = asyncio.run(answers(BatchSettings(window_ms=50, max_batch=8)))
+    single, runs = asyncio.run(answers(BatchSettings(max_batch=1)))
+    assert (batches, runs) == (4, 4)
+    counts = [len(one.windows) for one in batched]
+    assert counts[0] == 0 and counts[2] == 2 and len(set(counts)) == 4  # cut four ways
+    for one, other in zip(batched, single, strict=True):
+        assert_same(one.to_dict(), other)
 
 
 def test_backbone_held_once(saved: list[Path]) -> None:
@@ -192,8 +302,6 @@ def test_concurrent_mixed_requests_equal_each_model_alone(
 def test_batched_answers_equal_single_ones(pool: ModelPool) -> None:
     """Clips of different lengths, batched and one at a time: the same probabilities."""
     import asyncio
-
-    from peft_ser.serving.batching import Batcher
 
     clips = [voice(seconds, pitch) for seconds, pitch in [(0.5, 200), (1.7, 300), (0.9, 450)]]
 

@@ -14,6 +14,7 @@ import pytest
 from _serving import running, save_models, write_clip
 
 from peft_ser.serving import ModelPool, ModelSpec, create_app
+from peft_ser.synthetic import espeak_available, write_long_recording
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -61,6 +62,28 @@ def test_upload_shows_the_api_answer(tmp_path: Path) -> None:
                 window["label"] for window in answer["windows"]
             ]
             driver.save_screenshot(str(tmp_path / "page.png"))
+            if espeak_available():  # speech segments, drawn at their times
+                talk = tmp_path / "talk.wav"
+                write_long_recording(talk, 8)
+                params = {"model": "b", "segment": "vad"}
+                vad = httpx.post(f"{url}/v1/predict", params=params, content=talk.read_bytes())
+                speech = vad.json()["prediction"]
+                Select(driver.find_element(By.ID, "segment")).select_by_value("vad")
+                assert not driver.find_element(By.ID, "window").is_displayed()
+                driver.find_element(By.ID, "file").send_keys(str(talk))
+                wait.until(lambda d: d.find_element(By.ID, "source").text == "talk.wav")
+                segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
+                assert len(segments) == len(speech["windows"]) >= 2
+                assert driver.find_element(By.ID, "timeline-title").text == "Speech segments"
+                timeline = driver.find_element(By.ID, "timeline")
+                scale = timeline.size["width"] / speech["duration"]  # pixels per second
+                for shown, window in zip(segments, speech["windows"], strict=True):
+                    assert shown.get_attribute("data-label") == window["label"]
+                    left = shown.location["x"] - timeline.location["x"]
+                    assert left == pytest.approx(window["start"] * scale, abs=1.5)
+                    width = (window["end"] - window["start"]) * scale
+                    assert shown.size["width"] == pytest.approx(width, abs=1.5)
+                driver.save_screenshot(str(tmp_path / "speech.png"))
         finally:
             driver.quit()
     assert (tmp_path / "page.png").stat().st_size > 0

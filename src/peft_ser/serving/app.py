@@ -6,7 +6,8 @@ own limits. Every refusal is a JSON ``{"detail": message}`` with the status of i
 
 * 413: a body over ``max_upload_bytes``, or audio over ``max_seconds``;
 * 415: a body that is not decodable audio;
-* 422: an empty body, audio with no usable samples, impossible parameters;
+* 422: an empty body, audio with no usable samples, impossible parameters, a recording
+  too long to predict whole or with no speech to segment;
 * 404: a model this server was not started with;
 * 401: a missing or wrong API key (when one is set);
 * 503 with ``Retry-After``: the queue of waiting requests is full;
@@ -33,8 +34,9 @@ from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..inference import Failure, InvalidRequestError, Prediction
+from ..segments import SEGMENT_MODES
 from .adapters import ModelPool, UnknownModelError
-from .batching import Batcher, QueueFullError, RequestTimeoutError
+from .batching import Batcher, QueueFullError, RequestTimeoutError, Segmentation
 from .limits import BodySizeLimit, BodyTooLargeError, key_matches
 from .settings import ServeSettings
 from .uploads import SUPPORTED, Clip, UploadError, display_name, read_clip
@@ -127,16 +129,35 @@ async def predict(
         float | None,
         Query(gt=0, description="seconds between window starts (default: half a window)"),
     ] = None,
+    segment: Annotated[
+        str,
+        Query(
+            description="how the recording is cut: 'window' (whole up to the window, else "
+            "overlapping windows), 'vad' (speech segments; silence is left out) or 'whole'",
+            json_schema_extra={"enum": list(SEGMENT_MODES)},
+        ),
+    ] = Segmentation.segment,
+    min_segment: Annotated[
+        float | None,
+        Query(description="seconds, segment=vad only: shorter speech is merged (default 1)"),
+    ] = None,
+    max_segment: Annotated[
+        float | None,
+        Query(description="seconds, segment=vad only: longer speech is split (default 10)"),
+    ] = None,
     top_k: Annotated[
         int | None, Query(ge=1, description="how many labels to list in 'top' (default: all)")
     ] = None,
 ) -> dict[str, Any]:
     """The `Prediction` of `peft_ser.predict` for the uploaded recording, its model's name,
-    and its labels from the most to the least probable."""
+    and its labels from the most to the least probable. Settings `peft_ser.predict` refuses are
+    refused with its message (422), as are recordings it cannot answer: too long to keep whole,
+    no speech found."""
     served = pool.get(_model_name(model, pool))
+    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
     clip = await _uploaded_clip(request, settings)
     result = await batcher.predict(
-        served.name, clip.samples, clip.source, window=window, hop=hop, timeout=settings.timeout
+        served.name, clip.samples, clip.source, segmentation, timeout=settings.timeout
     )
     if isinstance(result, Failure):
         status = 500 if result.error.kind == "non_finite_output" else 422

@@ -38,10 +38,21 @@ _NO_SAMPLES = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
+class Segmentation:
+    """How a request's recording is cut: the segmentation options of `iter_predictions`, with
+    its defaults. Part of a batch's key, so requests cut differently never share a call."""
+
+    segment: str = "window"
+    window: float | None = None
+    hop: float | None = None
+    min_segment: float | None = None
+    max_segment: float | None = None
+
+
+@dataclass(frozen=True)
 class _GroupKey:
     model: str
-    window: float | None
-    hop: float | None
+    segmentation: Segmentation
 
 
 @dataclass(eq=False)
@@ -89,21 +100,22 @@ class Batcher:
         model: str,
         samples: np.ndarray,
         source: str,
+        segmentation: Segmentation = Segmentation(),
         *,
-        window: float | None = None,
-        hop: float | None = None,
         timeout: float,
     ) -> Prediction | Failure:
-        """The answer for 16 kHz mono ``samples``, named ``source`` in it.
+        """The answer for 16 kHz mono ``samples``, named ``source`` in it, cut as ``segmentation``
+        says.
 
         Raises `QueueFullError` at once when the queue is full and `RequestTimeoutError` when no
         answer came within ``timeout`` seconds (a request still waiting is then dropped).
-        Errors of the call itself (impossible window settings) are raised as they are.
+        Errors of the call itself (impossible segmentation settings) are `iter_predictions`'
+        `InvalidRequestError`, raised as they are.
         """
         if self._queue is None:
             raise RuntimeError("the batcher is not running; start() it first")
         future: asyncio.Future[Prediction | Failure] = asyncio.get_running_loop().create_future()
-        job = _Job(_GroupKey(model, window, hop), source, samples, future)
+        job = _Job(_GroupKey(model, segmentation), source, samples, future)
         if len(self._waiting) >= self.settings.max_queue:
             raise QueueFullError(
                 f"{self.settings.max_queue} requests are already waiting; retry shortly"
@@ -172,8 +184,7 @@ class Batcher:
             [(samples, SAMPLE_RATE) for samples in inputs],
             model=self.pool.get(key.model).model,
             batch_size=self.settings.batch_size,
-            window=key.window,
-            hop=key.hop,
+            **dataclasses.asdict(key.segmentation),
         )
         return list(results)
 

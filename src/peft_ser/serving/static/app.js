@@ -1,9 +1,11 @@
-// The page of `peft-ser serve`: pick a model, upload or record a clip, see every class's
-// probability and, for a long recording, the label of each window on a timeline.
+// The page of `peft-ser serve`: pick a model and how a recording is cut, upload or record a
+// clip, see every class's probability and, for a recording cut into windows or speech
+// segments, the label of each segment on a timeline, at its times.
 "use strict";
 
 const COLOURS = ["#7a7a7a", "#c0392b", "#2e6fa7", "#e0a526", "#3c9a5f", "#8e44ad", "#d35400",
   "#16a085"];
+const SETTINGS = { whole: [], window: ["window"], vad: ["min_segment", "max_segment"] };
 const $ = (id) => document.getElementById(id);
 let labels = [];
 
@@ -48,11 +50,14 @@ async function send(blob, name) {
   const model = $("model").value;
   const form = new FormData();
   form.append("file", blob, name);
-  const query = new URLSearchParams({ model });
-  if ($("window").value) query.set("window", $("window").value);
+  const segment = $("segment").value;
+  const query = new URLSearchParams({ model, segment });
+  for (const field of SETTINGS[segment]) {
+    if ($(field).value) query.set(field, $(field).value);
+  }
   status(`Asking ${model} about ${name}…`);
   try {
-    show(await api(`/v1/predict?${query}`, { method: "POST", body: form }));
+    show(await api(`/v1/predict?${query}`, { method: "POST", body: form }), segment);
     status("");
   } catch (error) {
     status(error.message, true);
@@ -79,7 +84,7 @@ function bar(label, probability) {
   return row;
 }
 
-function show(answer) {
+function show(answer, mode) {
   const prediction = answer.prediction;
   labels = Object.keys(prediction.probabilities);
   $("source").textContent = prediction.source;
@@ -87,15 +92,22 @@ function show(answer) {
   $("bars").replaceChildren(
     ...labels.map((label) => bar(label, prediction.probabilities[label])));
   const windows = prediction.windows;
+  const percent = (seconds) => `${(100 * seconds) / prediction.duration}%`;
   $("timeline-box").hidden = windows.length === 0;
+  $("timeline-title").textContent = mode === "vad" ? "Speech segments" : "Windows";
   $("timeline").replaceChildren(...windows.map((window, index) => {
-    // Windows overlap; each is drawn from its start to the next one's (the last to its end).
-    const end = index + 1 < windows.length ? windows[index + 1].start : window.end;
+    // Each segment sits at its own start. Windows overlap, so each is drawn up to the next
+    // one's start; speech segments end before the next begins, and the silence between them
+    // stays empty.
+    const next = index + 1 < windows.length ? windows[index + 1].start : window.end;
     const segment = document.createElement("div");
-    segment.style.width = `${(100 * (end - window.start)) / prediction.duration}%`;
+    segment.style.left = percent(window.start);
+    segment.style.width = percent(Math.min(window.end, next) - window.start);
     segment.style.background = colour(window.label);
-    segment.title = `${window.start.toFixed(1)}–${window.end.toFixed(1)} s: ${window.label}`;
+    segment.title = `${window.start.toFixed(2)}–${window.end.toFixed(2)} s: ${window.label}`;
     segment.dataset.label = window.label;
+    segment.dataset.start = window.start;
+    segment.dataset.end = window.end;
     return segment;
   }));
   $("times").replaceChildren(...["0 s", `${prediction.duration.toFixed(1)} s`].map((text) => {
@@ -168,5 +180,11 @@ $("file").addEventListener("change", () => {
   $("file").value = "";
 });
 $("record").addEventListener("click", toggleRecording);
+$("segment").addEventListener("change", () => {
+  // Only the chosen mode's settings are shown (and sent): the API refuses the others.
+  document.querySelectorAll("[data-mode]").forEach((field) => {
+    field.hidden = field.dataset.mode !== $("segment").value;
+  });
+});
 $("key").addEventListener("change", loadModels);
 loadModels();
