@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -83,6 +84,17 @@ def run_sweep(grid: Grid) -> SweepOutcome:
     return outcome
 
 
+def _with_corpus_facts(wanted: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """The grid's config with what training takes from the corpus as the saved run has it: the
+    labels always, the task and the attribute names where the grid leaves them unset."""
+    model, trained = wanted["model"], saved.get("model", {})
+    model["labels"] = trained.get("labels")
+    for key in ("task", "attributes"):
+        if not model.get(key):
+            model[key] = trained.get(key)
+    return wanted
+
+
 def refuse_changed_cells(grid: Grid) -> None:
     """A `GridError` naming each complete cell whose saved config differs from the grid's."""
     changed = []
@@ -91,8 +103,7 @@ def refuse_changed_cells(grid: Grid) -> None:
         if not (cell.complete and saved_path.is_file()):
             continue
         saved = yaml.safe_load(saved_path.read_text())
-        wanted = cell.config.model_dump(mode="json")
-        wanted["model"]["labels"] = saved.get("model", {}).get("labels")  # from the corpus
+        wanted = _with_corpus_facts(cell.config.model_dump(mode="json"), saved)
         differences = config_differences(saved, wanted)
         if differences:
             changed.append(f"{cell.name} ({', '.join(differences)})")
