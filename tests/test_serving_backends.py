@@ -74,7 +74,7 @@ def test_bf16_equals_predict_and_still_shares(
     )
     assert_serves_as_predict(pool, "a", saved, clips, precision="bf16")
     about = listed(pool)["a"]
-    assert (about["backend"], about["precision"], about["shares_frozen_tensors"]) == (
+    assert (about["backend"], about["precision"], about["frozen_tensors_shareable"]) == (
         "torch",
         "bf16",
         True,
@@ -99,7 +99,7 @@ def test_onnx_beside_torch(sources: tuple[Path, Path], clips: list[Path]) -> Non
         "precision": "fp32",
         "backbone": "tiny-whisper",
         "method": "lora",
-        "shares_frozen_tensors": False,
+        "frozen_tensors_shareable": False,
         "trainable_parameters": None,
         "trainable_bytes": None,
         "total_parameters": None,
@@ -119,7 +119,7 @@ def test_int8_equals_predict_and_holds_its_own_copy(
     assert_serves_as_predict(pool, "x", exported, clips, precision="int8")
     about = listed(pool)
     assert [about[name]["precision"] for name in "abx"] == ["int8"] * 3
-    assert about["a"]["shares_frozen_tensors"] is False
+    assert about["a"]["frozen_tensors_shareable"] is False
     assert (
         about["a"]["trainable_parameters"]
         == listed(ModelPool.load(specs[:1]))["a"]["trainable_parameters"]

@@ -99,13 +99,14 @@ class ServedModel:
 
 def torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
     """What `/v1/models` says about a PyTorch model, counted on the model as trained (before
-    any quantization); ``shares``: whether its frozen tensors are held once with others'."""
+    any quantization); ``shares``: whether its frozen tensors are held once with equal ones of
+    other models (fp32 and bf16; not int8, which holds a quantized copy of its own)."""
     counts = parameter_count(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return {
         "backbone": model.config.backbone,
         "method": model.config.method,
-        "shares_frozen_tensors": shares,
+        "frozen_tensors_shareable": shares,
         "trainable_parameters": counts.trainable,
         "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
         "total_parameters": counts.total,
@@ -118,7 +119,7 @@ def onnx_facts(model: OnnxModel) -> dict[str, object]:
     return {
         "backbone": model.facts.get("backbone"),
         "method": model.facts.get("method"),
-        "shares_frozen_tensors": False,
+        "frozen_tensors_shareable": False,
         "trainable_parameters": None,
         "trainable_bytes": None,
         "total_parameters": None,
