@@ -97,7 +97,7 @@ class ServedModel:
         }
 
 
-def torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
+def _torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
     """What `/v1/models` says about a PyTorch model, counted on the model as trained (before
     any quantization); ``shares``: whether its frozen tensors are held once with equal ones of
     other models (fp32 and bf16; not int8, which holds a quantized copy of its own)."""
@@ -113,7 +113,7 @@ def torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
     }
 
 
-def onnx_facts(model: OnnxModel) -> dict[str, object]:
+def _onnx_facts(model: OnnxModel) -> dict[str, object]:
     """What `/v1/models` says about an exported model: what its facts JSON names, else null
     (the graph does not tell trainable parameters from frozen ones)."""
     return {
@@ -236,14 +236,14 @@ class ModelPool:
         for spec, chosen in zip(specs, backends, strict=True):
             if chosen == "onnxruntime":
                 exported = OnnxModel(spec.source, precision=wanted)
-                about = onnx_facts(exported)
+                about = _onnx_facts(exported)
                 models.append(ServedModel(spec.name, spec.source, exported, chosen, wanted, about))
                 continue
             model = load_model(spec.source, device, dtype=dtype).eval()
             shares = share and wanted != "int8"
             if shares:
                 shared.share_frozen(model)
-            about = torch_facts(model, shares=shares)
+            about = _torch_facts(model, shares=shares)
             runner = TorchModel(model, wanted)
             del model  # an int8 runner holds its quantized copy; the float model goes
             release_freed_memory()
