@@ -1,4 +1,5 @@
-"""Shared by the serving tests: two saved tiny models that disagree, clips, a live server.
+"""Shared by the serving tests: two saved tiny models that disagree, clips, answers compared
+with `predict`'s, a live server.
 
 The models are tiny-whisper + LoRA with different seeds. Their LoRA updates are drawn at random
 (a freshly built LoRA is zero) and their classifiers sharpened, so both the adapter and the
@@ -15,11 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 import uvicorn
 
 from peft_ser.config import ModelConfig
+from peft_ser.inference import Prediction
 from peft_ser.model import SERModel, build_model
 
 RATE = 16000
@@ -51,6 +54,26 @@ def voice(seconds: float, pitch: float = 220.0, rate: int = RATE) -> np.ndarray:
 def write_clip(path: Path, seconds: float, pitch: float = 220.0) -> Path:
     sf.write(path, voice(seconds, pitch), RATE)
     return path
+
+
+def assert_same(answer: dict, reference: Prediction) -> None:
+    """An API answer equals `predict`'s, window by window (up to float32 rounding)."""
+    assert answer["label"] == reference.label
+    assert answer["duration"] == pytest.approx(reference.duration)
+    assert list(answer["probabilities"]) == list(reference.probabilities)
+    np.testing.assert_allclose(
+        list(answer["probabilities"].values()), list(reference.probabilities.values()), atol=1e-5
+    )
+    assert len(answer["windows"]) == len(reference.windows)
+    for window, ours in zip(answer["windows"], reference.windows, strict=True):
+        assert (window["start"], window["end"], window["label"]) == (
+            ours.start,
+            ours.end,
+            ours.label,
+        )
+        np.testing.assert_allclose(
+            list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
+        )
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from _serving import RATE, running, save_models, voice, write_clip
+from _serving import RATE, assert_same, running, save_models, voice, write_clip
 from fastapi.testclient import TestClient
 
 import peft_ser
@@ -70,26 +70,6 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def expected(saved: Path, clip: Path, **options: float | str) -> peft_ser.inference.Prediction:
     [prediction] = peft_ser.predict(clip, model=saved, **options)
     return prediction
-
-
-def assert_same(answer: dict, reference: peft_ser.inference.Prediction) -> None:
-    """An API answer equals `predict`'s, window by window (up to float32 rounding)."""
-    assert answer["label"] == reference.label
-    assert answer["duration"] == pytest.approx(reference.duration)
-    assert list(answer["probabilities"]) == list(reference.probabilities)
-    np.testing.assert_allclose(
-        list(answer["probabilities"].values()), list(reference.probabilities.values()), atol=1e-5
-    )
-    assert len(answer["windows"]) == len(reference.windows)
-    for window, ours in zip(answer["windows"], reference.windows, strict=True):
-        assert (window["start"], window["end"], window["label"]) == (
-            ours.start,
-            ours.end,
-            ours.label,
-        )
-        np.testing.assert_allclose(
-            list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
-        )
 
 
 def test_models_health_and_docs(client: TestClient, saved: list[Path]) -> None:

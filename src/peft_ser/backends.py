@@ -182,33 +182,56 @@ def load_inference_model(
     ``backend`` None runs an ONNX folder on onnxruntime and anything else on PyTorch.
     onnxruntime runs on the CPU at fp32 or int8 (``threads``: its intra-op threads).
     """
+    wanted = resolve_precision(precision)
+    chosen = choose_backend(
+        name_or_path, backend, wanted, device=device, dtype=load_options.get("dtype")
+    )
+    if chosen == "onnxruntime":
+        return OnnxModel(name_or_path, precision=wanted, threads=threads)
+    loaded = load_model(name_or_path, device, **load_options)
+    return TorchModel(loaded, wanted)
+
+
+def choose_backend(
+    name_or_path: str | os.PathLike[str],
+    backend: str | None,
+    precision: str | None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> str:
+    """The backend ``name_or_path`` runs on, checked against the other options without loading.
+
+    ``backend`` None picks onnxruntime for a folder written by ``peft-ser export`` and torch
+    for anything else. Raises `InvalidRequestError` for a combination that cannot run: an
+    export on torch, a non-export on onnxruntime, onnxruntime with bf16, a GPU or a dtype.
+    """
     chosen = resolve_backend(backend)
     wanted = resolve_precision(precision)
     onnx_dir = is_onnx_model_dir(name_or_path)
     if chosen is None:
         chosen = "onnxruntime" if onnx_dir else "torch"
-    if chosen == "onnxruntime":
-        if not onnx_dir:
+    if chosen == "torch":
+        if onnx_dir:
             raise InvalidRequestError(
-                f"{name_or_path}: backend onnxruntime needs a folder written by peft-ser export "
-                f"(no {Path(name_or_path) / 'model.onnx'}); export it first: peft-ser export "
-                f"{name_or_path} --format onnx --out DIR"
+                f"{name_or_path}: an exported ONNX model; run it with backend onnxruntime"
             )
-        if device is not None and resolve_device(device).type != "cpu":
-            raise InvalidRequestError("backend onnxruntime runs on the CPU; leave out --device")
-        if wanted == "bf16":
-            raise InvalidRequestError(
-                "backend onnxruntime runs precision fp32 or int8; bf16 is a torch precision"
-            )
-        if resolve_dtype(load_options.get("dtype")) != torch.float32:
-            raise InvalidRequestError("backend onnxruntime runs the exported float32 graph")
-        return OnnxModel(name_or_path, precision=wanted, threads=threads)
-    if onnx_dir:
+        return chosen
+    if not onnx_dir:
         raise InvalidRequestError(
-            f"{name_or_path}: an exported ONNX model; run it with backend onnxruntime"
+            f"{name_or_path}: backend onnxruntime needs a folder written by peft-ser export "
+            f"(no {Path(name_or_path) / 'model.onnx'}); export it first: peft-ser export "
+            f"{name_or_path} --format onnx --out DIR"
         )
-    loaded = load_model(name_or_path, device, **load_options)
-    return TorchModel(loaded, wanted)
+    if device is not None and resolve_device(device).type != "cpu":
+        raise InvalidRequestError("backend onnxruntime runs on the CPU; leave out --device")
+    if wanted == "bf16":
+        raise InvalidRequestError(
+            "backend onnxruntime runs precision fp32 or int8; bf16 is a torch precision"
+        )
+    if resolve_dtype(dtype) != torch.float32:
+        raise InvalidRequestError("backend onnxruntime runs the exported float32 graph")
+    return chosen
 
 
 def _require_backend(chosen: str | None, actual: str, what: str) -> None:

@@ -24,8 +24,9 @@ def serve(
         typer.Option(
             "--model",
             "-m",
-            help="a saved model folder or a zoo name, optionally NAME=SOURCE; repeat for more "
-            "models (models on the same backbone hold it once)",
+            help="a saved model folder, a zoo name or a folder written by peft-ser export, "
+            "optionally NAME=SOURCE; repeat for more models (models on the same backbone hold "
+            "it once)",
         ),
     ],
     host: Annotated[
@@ -68,6 +69,20 @@ def serve(
     dtype: Annotated[
         str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
     ] = "float32",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="torch or onnxruntime, for every model (default: onnxruntime for an exported "
+            "folder, torch for the others)"
+        ),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32, bf16 (autocast) or int8 (dynamic quantization, CPU; an int8 model "
+            "holds its own quantized copy, shared with no other)"
+        ),
+    ] = "fp32",
 ) -> None:
     """Serve models over HTTP: POST /v1/predict, GET /v1/models, /healthz, /docs, the page at /.
 
@@ -78,7 +93,13 @@ def serve(
 
     device_type = resolve_device(device).type
     resolve_dtype(dtype)
-    pool = ModelPool.load([parse_model_spec(text) for text in models], device=device, dtype=dtype)
+    pool = ModelPool.load(
+        [parse_model_spec(text) for text in models],
+        device=device,
+        dtype=dtype,
+        backend=backend,
+        precision=precision,
+    )
     if max_batch is None:
         max_batch = default_max_batch(device_type)
     batching = BatchSettings(max_batch, batch_window_ms, batch_size, max_queue)

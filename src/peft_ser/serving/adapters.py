@@ -12,6 +12,11 @@ modules (peft's LoRA moves ``fc1.weight`` to ``fc1.base_layer.weight``), shares 
 differs (a fine-tuned backbone, another checkpoint), and cannot change an answer: a tensor is
 only ever replaced by an equal one. Models load one after another, so at most one extra copy
 of a backbone is in memory at a time.
+
+Each model's runner (`peft_ser.backends`) is made once, at start: fp32 and bf16 run the shared
+modules themselves (bf16 autocasts, it copies no weights), int8 runs a merged and quantized
+copy that shares nothing, and a folder written by ``peft-ser export`` runs on onnxruntime,
+which holds its own weights.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ import ctypes
 import hashlib
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..backends import InferenceModel, TorchModel, choose_backend, resolve_precision
 from ..errors import UserError, suggest
+from ..export.runtime import OnnxModel
 from ..loading import load_model
 from ..model import SERModel, parameter_count
 
@@ -42,7 +49,8 @@ class ModelSpecError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to serve: the name requests use, and the saved folder or zoo name it loads from."""
+    """A model to serve: the name requests use, and the saved or exported folder or zoo name it
+    loads from."""
 
     name: str
     source: str
@@ -60,28 +68,62 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded model and what `GET /v1/models` says about it."""
+    """A model ready to answer, the runner its requests go through, and what `GET /v1/models`
+    says about it (``about``: facts gathered when it was loaded)."""
 
     name: str
     source: str
-    model: SERModel
+    runner: InferenceModel
+    backend: str
+    precision: str
+    about: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def model(self) -> SERModel | None:
+        """The PyTorch module that runs (for int8 the quantized copy); None for ONNX."""
+        return self.runner.model if isinstance(self.runner, TorchModel) else None
 
     @property
     def labels(self) -> list[str]:
-        return self.model.labels
+        return self.runner.labels
 
     def describe(self) -> dict[str, object]:
-        counts = parameter_count(self.model)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
         return {
             "name": self.name,
             "labels": self.labels,
-            "backbone": self.model.config.backbone,
-            "method": self.model.config.method,
-            "trainable_parameters": counts.trainable,
-            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
-            "total_parameters": counts.total,
+            "backend": self.backend,
+            "precision": self.precision,
+            **self.about,
         }
+
+
+def _torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
+    """What `/v1/models` says about a PyTorch model, counted on the model as trained (before
+    any quantization); ``shares``: whether its frozen tensors are held once with equal ones of
+    other models (fp32 and bf16; not int8, which holds a quantized copy of its own)."""
+    counts = parameter_count(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return {
+        "backbone": model.config.backbone,
+        "method": model.config.method,
+        "frozen_tensors_shareable": shares,
+        "trainable_parameters": counts.trainable,
+        "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+        "total_parameters": counts.total,
+    }
+
+
+def _onnx_facts(model: OnnxModel) -> dict[str, object]:
+    """What `/v1/models` says about an exported model: what its facts JSON names, else null
+    (the graph does not tell trainable parameters from frozen ones)."""
+    return {
+        "backbone": model.facts.get("backbone"),
+        "method": model.facts.get("method"),
+        "frozen_tensors_shareable": False,
+        "trainable_parameters": None,
+        "trainable_bytes": None,
+        "total_parameters": None,
+    }
 
 
 _Key = tuple[torch.dtype, tuple[int, ...], str, str]
@@ -164,10 +206,18 @@ class ModelPool:
         device: str | None = None,
         dtype: str | None = None,
         share: bool = True,
+        backend: str | None = None,
+        precision: str | None = None,
     ) -> ModelPool:
-        """Load each model in turn; with ``share``, frozen tensors equal across models are held
-        once (see the module's docstring). Raises `ModelSpecError` for a name given twice and
-        the loader's `UserError` for a model that cannot be loaded."""
+        """Load each model in turn and make its runner once: a PyTorch model at ``precision``,
+        or an exported ONNX folder on onnxruntime (``backend`` None: by what the source is).
+
+        With ``share``, frozen tensors equal across fp32 and bf16 PyTorch models are held once
+        (see the module's docstring; bf16 autocasts without copying weights). An int8 model
+        quantizes a merged copy of its own, so it shares nothing. Raises `ModelSpecError` for a
+        name given twice, `InvalidRequestError` for options that cannot run a source (checked
+        for every model before any loads) and the loader's `UserError` for a model that
+        cannot be loaded."""
         names = [spec.name for spec in specs]
         if not specs:
             raise ModelSpecError("no model to serve; give --model FOLDER (or NAME=FOLDER)")
@@ -176,14 +226,28 @@ class ModelPool:
             raise ModelSpecError(
                 f"model name {repeated[0]!r} is given twice; name them NAME=SOURCE"
             )
+        wanted = resolve_precision(precision)
+        backends = [
+            choose_backend(spec.source, backend, wanted, device=device, dtype=dtype)
+            for spec in specs
+        ]
         shared = SharedTensors()
         models = []
-        for spec in specs:
+        for spec, chosen in zip(specs, backends, strict=True):
+            if chosen == "onnxruntime":
+                exported = OnnxModel(spec.source, precision=wanted)
+                about = _onnx_facts(exported)
+                models.append(ServedModel(spec.name, spec.source, exported, chosen, wanted, about))
+                continue
             model = load_model(spec.source, device, dtype=dtype).eval()
-            if share:
+            shares = share and wanted != "int8"
+            if shares:
                 shared.share_frozen(model)
+            about = _torch_facts(model, shares=shares)
+            runner = TorchModel(model, wanted)
+            del model  # an int8 runner holds its quantized copy; the float model goes
             release_freed_memory()
-            models.append(ServedModel(spec.name, spec.source, model))
+            models.append(ServedModel(spec.name, spec.source, runner, chosen, wanted, about))
         return cls(models)
 
     @property
@@ -203,13 +267,33 @@ class ModelPool:
         return self._models[name]
 
     def memory(self) -> MemoryUse:
-        """Distinct storage across all models, split into shared and per-model bytes."""
+        """Distinct storage across all PyTorch models, split into shared and per-model bytes.
+
+        ONNX models hold their weights in onnxruntime, not in torch tensors, and count nothing.
+        """
+        held = {served.name: _tensors(served.model) for served in self if served.model is not None}
         owners: dict[int, set[str]] = {}
         sizes: dict[int, int] = {}
-        for served in self:
-            for tensor in [*served.model.parameters(), *served.model.buffers()]:
+        for name, tensors in held.items():  # all held at once: no address is freed and reused
+            for tensor in tensors:
                 pointer = tensor.untyped_storage().data_ptr()
-                owners.setdefault(pointer, set()).add(served.name)
+                owners.setdefault(pointer, set()).add(name)
                 sizes[pointer] = tensor.untyped_storage().nbytes()
         shared = sum(sizes[p] for p, names in owners.items() if len(names) > 1)
         return MemoryUse(shared, sum(sizes.values()) - shared)
+
+
+def _tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Parameters, buffers, and the int8 weights quantized layers keep in their state only.
+
+    A quantized layer's weights are packed for its kernels; its state unpacks a copy of the
+    same size, so the copies are counted while they are held.
+    """
+    packed = [
+        item
+        for value in model.state_dict(keep_vars=True).values()
+        if isinstance(value, tuple)
+        for item in value
+        if isinstance(item, torch.Tensor)
+    ]
+    return [*model.parameters(), *model.buffers(), *packed]

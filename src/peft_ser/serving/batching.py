@@ -182,7 +182,7 @@ class Batcher:
         """One group's answers, in order (runs on the inference thread)."""
         results = iter_predictions(
             [(samples, SAMPLE_RATE) for samples in inputs],
-            model=self.pool.get(key.model).model,
+            model=self.pool.get(key.model).runner,
             batch_size=self.settings.batch_size,
             **dataclasses.asdict(key.segmentation),
         )
