@@ -107,7 +107,12 @@ class DataConfig(StrictModel):
         None, gt=0, description="dev/test clips keep their first eval_max_seconds; None = whole"
     )
     batch_size: int = Field(32, ge=1, description="global batch, split across processes")
-    eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+    eval_batch_size: int | None = Field(
+        64,
+        ge=1,
+        description="dev/test batch; they are sorted by length, so a large batch adds little "
+        "padding and predictions do not depend on it; None = batch_size",
+    )
     bucketing: bool = Field(True, description="batch clips of similar length (less padding)")
     bucket_pool: int = Field(
         50, ge=1, description="batches whose clips are sorted together before batching"

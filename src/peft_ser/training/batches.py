@@ -58,7 +58,12 @@ class BatchSource:
     def sampler(
         self, split: str, batch_size: int, shuffle: bool, epoch: int
     ) -> tuple[LengthBucketSampler, list[int]]:
-        """This epoch's sampler over the split's usable items, and their lengths."""
+        """This epoch's sampler over the split's usable items, and their lengths.
+
+        Evaluation (``shuffle`` false) is always sorted by length, whatever ``data.bucketing``
+        says: batch composition cannot change a prediction (padding is masked), so short clips
+        should never wait for the longest clip of a random batch.
+        """
         dataset = self.splits[split]
         if self.cache is not None:
             items = self._cached_items(split)
@@ -72,7 +77,7 @@ class BatchSource:
             batch_size,
             shuffle=shuffle,
             labels=labels,
-            bucketing=self.config.data.bucketing,
+            bucketing=self.config.data.bucketing or not shuffle,
             pool=self.config.data.bucket_pool,
             jitter=self.config.data.bucket_jitter,
             seed=self.config.seed,

@@ -34,12 +34,14 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
 
 from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus
+from peft_ser.precision import cpu_has_native_bf16, device_has_native_bf16
 from peft_ser.training.checkpoint import has_checkpoint
 from peft_ser.training.corpus import fold_directory, resolve_corpus, select_folds
 from peft_ser.training.loop import FoldRunner
@@ -55,8 +57,9 @@ from peft_ser.training.results import (
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = "config.yaml"
-_NO_COMPARE = {"progress", "num_workers"}
-"""Settings that may change between a run and its resumption without changing its results."""
+_NO_COMPARE = {"progress", "num_workers", "eval_batch_size"}
+"""Settings that may change between a run and its resumption without changing its results
+(evaluation batches are masked, so their size changes no prediction)."""
 
 
 class RunDirError(UserError):
@@ -130,14 +133,35 @@ def _fold_result(
     return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio).run()
 
 
+def resolve_mixed_precision(setting: str) -> str:
+    """The precision ``setting`` means here: ``auto`` is bf16 where the device computes it
+    natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX), fp16 on other GPUs, else none.
+
+    On the CPU, bf16 is Accelerate's autocast: matrix products in bf16, while the weights, their
+    gradients, the optimiser state and the loss stay fp32 (see docs/training.md for the
+    accuracy measured with it).
+    """
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if device_has_native_bf16("cuda") else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
 def accelerator_for(mixed_precision: str) -> Accelerator:
-    """An Accelerator; ``auto`` is bf16 on GPUs that support it, fp16 on others, none on CPU."""
-    if mixed_precision == "auto":
-        if torch.cuda.is_available():
-            mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            mixed_precision = "no"
-    return Accelerator(mixed_precision=mixed_precision)
+    """An Accelerator with ``mixed_precision`` resolved (see `resolve_mixed_precision`).
+
+    Accelerate keeps one precision per process and refuses another; a single process that runs
+    one configuration after another (a grid, a test session) gets a fresh state for each.
+    Under ``accelerate launch`` the launcher's state is kept as it is.
+    """
+    chosen = resolve_mixed_precision(mixed_precision)
+    if chosen == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        log.warning("bf16 on a CPU without native bf16 is emulated: slower than fp32")
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != chosen and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=chosen)
 
 
 def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
