@@ -201,6 +201,19 @@ class RunConfig(StrictModel):
         description="keep the frozen backbone's hidden states in memory after the first pass; "
         "auto = on for method frozen. Training on cached states skips waveform augmentation",
     )
+    feature_cache_persist: bool = Field(
+        True,
+        description="also keep the feature cache on disk, shared by folds, runs and processes "
+        "(keyed by backbone, front end, precision, crop and the audio's content)",
+    )
+    feature_cache_dir: Path | None = Field(
+        None,
+        description="where the persistent feature cache lives; default $PEFT_SER_FEATURE_CACHE, "
+        "else ~/.cache/peft-ser/features",
+    )
+    feature_cache_budget_gb: float = Field(
+        20.0, gt=0, description="least recently used states are deleted beyond this size"
+    )
     progress: bool = Field(True, description="a progress bar per epoch (main process only)")
     threads: int | None = Field(
         None,

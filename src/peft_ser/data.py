@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from peft_ser.audio import SAMPLE_RATE, AudioError, load_audio
 from peft_ser.config import AugmentConfig
+from peft_ser.feature_store import FeatureStore
 from peft_ser.manifest import Utterance
 
 
@@ -260,17 +261,30 @@ def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> f
     return 1.0 - used / allocated if allocated else 0.0
 
 
+def states_crop(utterance: Utterance, max_samples: int | None) -> int | None:
+    """The crop that shapes a clip's states: ``max_samples`` where the clip is longer (with a
+    1-ms margin for the manifest's rounding of its duration), else None, the whole clip; so the
+    states of a clip shorter than the training crop serve its training and evaluation alike."""
+    if max_samples is None or expected_length(utterance, None) + 16 <= max_samples:
+        return None
+    return max_samples
+
+
 class FeatureCache:
     """Hidden states of a frozen backbone, one ``[L+1, F, D]`` tensor per utterance and crop.
 
-    Entries are keyed by utterance key and crop length, since a cropped clip and the whole clip
-    have different states. States are kept on the CPU in float16 (half the memory; the head
-    computes in float32). ``fingerprint`` identifies the backbone and audio front end the
-    states came from: `bind` to a different one empties the cache.
+    Entries are keyed by utterance key and crop (`states_crop`), since a cropped clip and the
+    whole clip have different states. States are kept on the CPU in float16 (half the memory;
+    the head computes in float32). ``fingerprint`` identifies the backbone, audio front end
+    and precision the states came from: `bind` to a different one empties the cache.
+
+    With a ``store`` (`FeatureStore`), states also persist on disk, keyed by the audio's
+    content: `recall` reads what another fold, run or process stored, and `put` stores.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: FeatureStore | None = None) -> None:
         self.fingerprint: str | None = None
+        self.store = store
         self._states: dict[tuple[str, int | None], torch.Tensor] = {}
 
     def bind(self, fingerprint: str) -> None:
@@ -284,11 +298,29 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._states)
 
-    def put(self, key: str, max_samples: int | None, states: torch.Tensor) -> None:
-        self._states[(key, max_samples)] = states.detach().to("cpu", torch.float16)
+    def put(
+        self, key: str, crop: int | None, states: torch.Tensor, content: str | None = None
+    ) -> None:
+        """Keep ``states``; with a store and the audio's ``content`` digest, store them too."""
+        kept = states.detach().to("cpu", torch.float16)
+        self._states[(key, crop)] = kept
+        if self.store is not None and content is not None and self.fingerprint is not None:
+            self.store.save(self.store.entry(self.fingerprint, content, crop), kept)
 
-    def get(self, key: str, max_samples: int | None) -> torch.Tensor:
-        return self._states[(key, max_samples)]
+    def recall(self, key: str, crop: int | None, content: str) -> bool:
+        """Whether the states are at hand: in memory, or read into memory from the store."""
+        if (key, crop) in self._states:
+            return True
+        if self.store is None or self.fingerprint is None:
+            return False
+        states = self.store.load(self.store.entry(self.fingerprint, content, crop))
+        if states is None:
+            return False
+        self._states[(key, crop)] = states
+        return True
+
+    def get(self, key: str, crop: int | None) -> torch.Tensor:
+        return self._states[(key, crop)]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._states.values())

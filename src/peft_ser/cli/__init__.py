@@ -1,10 +1,10 @@
 """The `peft-ser` command line: a thin shell over the public Python functions.
 
 `app` holds the commands; each module below registers its own: `corpora` (prepare,
-preprocess), `training` (train, evaluate, params, demo), `predict`, `zoo`.
+preprocess), `training` (train, evaluate, params, demo), `predict`, `zoo`, `cache`.
 """
 
-from peft_ser.cli import corpora, predict, training, zoo
+from peft_ser.cli import cache, corpora, predict, training, zoo
 from peft_ser.cli.app import DEBUG_ENV, app
 
-__all__ = ["DEBUG_ENV", "app", "corpora", "predict", "training", "zoo"]
+__all__ = ["DEBUG_ENV", "app", "cache", "corpora", "predict", "training", "zoo"]

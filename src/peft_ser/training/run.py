@@ -39,6 +39,7 @@ from accelerate.state import AcceleratorState, PartialState
 from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
+from peft_ser.feature_store import FeatureStore
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus
 from peft_ser.precision import cpu_has_native_bf16, device_has_native_bf16
@@ -57,9 +58,17 @@ from peft_ser.training.results import (
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = "config.yaml"
-_NO_COMPARE = {"progress", "num_workers", "eval_batch_size"}
+_NO_COMPARE = {
+    "progress",
+    "num_workers",
+    "eval_batch_size",
+    "feature_cache_persist",
+    "feature_cache_dir",
+    "feature_cache_budget_gb",
+}
 """Settings that may change between a run and its resumption without changing its results
-(evaluation batches are masked, so their size changes no prediction)."""
+(evaluation batches are masked, so their size changes no prediction; stored states are the
+states the run would compute)."""
 
 
 class RunDirError(UserError):
@@ -101,7 +110,7 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
     if accelerator.is_main_process:
         claim_run_dir(run_dir, config, resume)
     accelerator.wait_for_everyone()
-    cache = cache if cache is not None else FeatureCache()
+    cache = cache if cache is not None else FeatureCache(feature_store_for(config))
     with run_log(run_dir / "train.log", accelerator.is_main_process):
         fold_results = [
             _fold_result(config, accelerator, prepared, fold, run_dir, cache) for fold in folds
@@ -131,6 +140,13 @@ def _fold_result(
         return dict(json.loads((fold_dir / FOLD_RESULTS).read_text()))
     bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
     return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio).run()
+
+
+def feature_store_for(config: RunConfig) -> FeatureStore | None:
+    """The persistent feature store a run's cache writes through, or None (memory only)."""
+    if not config.feature_cache_persist:
+        return None
+    return FeatureStore(config.feature_cache_dir, config.feature_cache_budget_gb)
 
 
 def resolve_mixed_precision(setting: str) -> str:
