@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _tones import tiny_run
 
+import peft_ser.audio as audio_module
 import peft_ser.training.run as run_module
+from peft_ser.audio import RunAudio
 from peft_ser.data import FeatureCache, LengthBucketSampler, UtteranceDataset
 from peft_ser.manifest import load_prepared, select
 from peft_ser.model import build_model
@@ -54,7 +58,7 @@ def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(corpus: 
 
 
 def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None:
-    settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1}
+    settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1, "mixed_precision": "no"}
     one = train(tiny_run(corpus, tmp_path / "b1", **settings, **{"data.eval_batch_size": 1}))
     big = train(tiny_run(corpus, tmp_path / "b64", **settings, **{"data.eval_batch_size": 64}))
     for a, b in zip(one.folds[0]["history"], big.folds[0]["history"], strict=True):
@@ -121,3 +125,48 @@ def test_bf16_logits_agree_with_fp32_within_tolerance(corpus: Path) -> None:
     scale = max(float(t.abs().max()) for t in fp32.values())
     print(f"bf16 vs fp32: largest logit difference {worst:.2e}, largest logit {scale:.2e}")
     assert worst <= BF16_LOGIT_TOLERANCE * scale
+
+
+# -- decoded audio ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Files decoded, by path."""
+    counts: Counter[str] = Counter()
+    original = audio_module.load_audio
+
+    def counting(path: str | Path, *args: object, **kwargs: object) -> np.ndarray:
+        counts[str(path)] += 1
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audio_module, "load_audio", counting)
+    return counts
+
+
+def test_a_run_decodes_every_file_once_over_epochs_and_folds(
+    corpus: Path, tmp_path: Path, decodes: Counter[str]
+) -> None:
+    settings = {"model.method": "lora", "optim.epochs": 2, "data.folds": "1,2"}
+    train(tiny_run(corpus, tmp_path / "run", **settings))
+    paths = {u.path for u in load_prepared(corpus).manifest}
+    assert set(decodes) == paths
+    assert set(decodes.values()) == {1}
+
+
+def test_beyond_the_memory_budget_and_in_workers_clips_are_read_back_from_disk(
+    corpus: Path, tmp_path: Path, decodes: Counter[str]
+) -> None:
+    paths = [u.path for u in load_prepared(corpus).manifest[:3]]
+    first = RunAudio(0, tmp_path / "spill")
+    waves = [first.load(path) for path in paths]
+    fresh = RunAudio(0, tmp_path / "spill")  # a worker's copy: its memory is empty
+    for path, wave in zip(paths, waves, strict=True):
+        np.testing.assert_array_equal(fresh.load(path), wave)
+    assert first.nbytes == 0 and list(decodes.values()) == [1, 1, 1]
+    decodes.clear()
+    kept = RunAudio(waves[0].nbytes)  # room for the first clip only, and no disk
+    for path in (paths[0], paths[0], paths[1], paths[1]):
+        kept.load(path)
+    assert kept.nbytes == waves[0].nbytes
+    assert decodes[paths[0]] == 1 and decodes[paths[1]] == 2

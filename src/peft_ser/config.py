@@ -113,6 +113,12 @@ class DataConfig(StrictModel):
         description="dev/test batch; they are sorted by length, so a large batch adds little "
         "padding and predictions do not depend on it; None = batch_size",
     )
+    audio_cache_gb: float = Field(
+        2.0,
+        ge=0,
+        description="decoded clips kept in memory for the run, so no epoch decodes a file twice; "
+        "beyond it, and in data-loading workers, they go to a temporary folder on disk",
+    )
     bucketing: bool = Field(True, description="batch clips of similar length (less padding)")
     bucket_pool: int = Field(
         50, ge=1, description="batches whose clips are sorted together before batching"

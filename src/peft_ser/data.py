@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from peft_ser.audio import SAMPLE_RATE, AudioError, load_audio
+from peft_ser.audio import SAMPLE_RATE, AudioError, RunAudio, load_audio
 from peft_ser.config import AugmentConfig
 from peft_ser.feature_store import FeatureStore
 from peft_ser.manifest import Utterance
@@ -78,6 +78,9 @@ class Example:
 class UtteranceDataset(Dataset[Example]):
     """Utterances as examples: decoded, cropped to their first ``max_samples``, augmented.
 
+    With ``decoded`` (`RunAudio`), clips come from the run's decoded-audio cache, so that
+    epochs after the first (and later folds) do not decode the files again.
+
     Augmentation draws from a generator seeded by ``(seed, epoch, index)``; call `set_epoch`
     before each epoch's loader is iterated (workers receive a fresh copy each epoch).
     """
@@ -89,8 +92,10 @@ class UtteranceDataset(Dataset[Example]):
         max_samples: int | None = None,
         augmentation: AugmentConfig | None = None,
         seed: int = 0,
+        decoded: RunAudio | None = None,
     ) -> None:
         self.utterances = list(utterances)
+        self.decoded = decoded
         self.label_names = list(labels)
         self.label_ids = {name: i for i, name in enumerate(labels)}
         self.max_samples = max_samples
@@ -115,7 +120,10 @@ class UtteranceDataset(Dataset[Example]):
         utterance = self.utterances[index]
         label = self.label_ids[utterance.label]
         try:
-            wave = load_audio(utterance.path, start=utterance.start, end=utterance.end)
+            if self.decoded is not None:
+                wave = self.decoded.load(utterance.path, utterance.start, utterance.end)
+            else:
+                wave = load_audio(utterance.path, start=utterance.start, end=utterance.end)
         except AudioError as error:
             return Example(index, label, None, str(error))
         wave = wave[: self.max_samples]

@@ -156,7 +156,10 @@ class BatchSource:
     ) -> None:
         assert self.cache is not None
         clean = UtteranceDataset(
-            [dataset.utterances[i] for i in missing], dataset.label_names, dataset.max_samples
+            [dataset.utterances[i] for i in missing],
+            dataset.label_names,
+            dataset.max_samples,
+            decoded=dataset.decoded,
         )
         # Every process encodes every clip: each needs all states for its future batches.
         sampler = LengthBucketSampler(clean.lengths(), batch_size, shuffle=False)

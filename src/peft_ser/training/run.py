@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 
+from peft_ser.audio import RunAudio
 from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
@@ -65,6 +67,7 @@ _NO_COMPARE = {
     "feature_cache_persist",
     "feature_cache_dir",
     "feature_cache_budget_gb",
+    "audio_cache_gb",
 }
 """Settings that may change between a run and its resumption without changing its results
 (evaluation batches are masked, so their size changes no prediction; stored states are the
@@ -111,9 +114,14 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
         claim_run_dir(run_dir, config, resume)
     accelerator.wait_for_everyone()
     cache = cache if cache is not None else FeatureCache(feature_store_for(config))
-    with run_log(run_dir / "train.log", accelerator.is_main_process):
+    with (
+        run_log(run_dir / "train.log", accelerator.is_main_process),
+        tempfile.TemporaryDirectory(prefix="peft-ser-audio-") as spill,
+    ):
+        audio = RunAudio(round(config.data.audio_cache_gb * 1e9), spill)
         fold_results = [
-            _fold_result(config, accelerator, prepared, fold, run_dir, cache) for fold in folds
+            _fold_result(config, accelerator, prepared, fold, run_dir, cache, audio)
+            for fold in folds
         ]
         leakage = [prepared.speaker_leakage] if prepared.speaker_leakage else []
         overall = overall_metrics(fold_results, leakage)
@@ -132,6 +140,7 @@ def _fold_result(
     fold: Fold,
     run_dir: Path,
     cache: FeatureCache,
+    audio: RunAudio,
 ) -> dict[str, Any]:
     """A fold's results: read back when the fold is complete, else trained (or resumed)."""
     fold_dir = fold_directory(run_dir, fold.name)
@@ -139,7 +148,7 @@ def _fold_result(
         log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
         return dict(json.loads((fold_dir / FOLD_RESULTS).read_text()))
     bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
-    return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio).run()
+    return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio, audio).run()
 
 
 def feature_store_for(config: RunConfig) -> FeatureStore | None:
