@@ -170,3 +170,15 @@ def test_beyond_the_memory_budget_and_in_workers_clips_are_read_back_from_disk(
         kept.load(path)
     assert kept.nbytes == waves[0].nbytes
     assert decodes[paths[0]] == 1 and decodes[paths[1]] == 2
+
+
+def test_evaluation_batches_stay_within_their_padded_budget() -> None:
+    lengths = np.random.default_rng(0).integers(1_000, 50_000, 300).tolist()
+    sampler = LengthBucketSampler(lengths, 64, shuffle=False, max_batch_samples=200_000)
+    batches = sampler.global_batches()
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    assert len(sampler) == len(batches)
+    assert all(len(b) <= 64 and len(b) * max(lengths[i] for i in b) <= 200_000 for b in batches)
+    assert max(map(len, batches)) > 2 * min(map(len, batches))  # many short, few long
+    alone = LengthBucketSampler([90_000, 10], 8, shuffle=False, max_batch_samples=50_000)
+    assert alone.global_batches() == [[1], [0]]  # a clip over the budget goes alone

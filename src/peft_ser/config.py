@@ -119,6 +119,12 @@ class DataConfig(StrictModel):
         description="decoded clips kept in memory for the run, so no epoch decodes a file twice; "
         "beyond it, and in data-loading workers, they go to a temporary folder on disk",
     )
+    eval_batch_seconds: float = Field(
+        160.0,
+        gt=0,
+        description="dev/test batches hold at most this much padded audio (clips × longest): "
+        "many short clips or a few long ones, within memory",
+    )
     bucketing: bool = Field(True, description="batch clips of similar length (less padding)")
     bucket_pool: int = Field(
         50, ge=1, description="batches whose clips are sorted together before batching"

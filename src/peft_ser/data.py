@@ -189,6 +189,10 @@ class LengthBucketSampler(Sampler[list[int]]):
     dealt out across the processes (rank ``r`` takes items ``r, r + n, …``), so every process
     runs the same number of steps and the optimisation sees the same batches as on one
     process. A global batch smaller than ``num_replicas`` is topped up with repeats.
+
+    Without ``shuffle``, ``max_batch_samples`` also bounds each batch's padded size (items ×
+    longest item): sorted evaluation batches then hold many short clips or a few long ones,
+    so a large evaluation batch cannot exhaust memory on the longest clips.
     """
 
     def __init__(
@@ -204,8 +208,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        max_batch_samples: int | None = None,
     ) -> None:
         self.lengths = np.asarray(lengths)
+        self.max_batch_samples = max_batch_samples
         self.labels = None if labels is None else np.asarray(labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -231,12 +237,32 @@ class LengthBucketSampler(Sampler[list[int]]):
             order = np.concatenate([self._sorted_pool(p, rng) for p in pools] or [order])
         elif self.bucketing:
             order = order[np.argsort(self.lengths[order], kind="stable")]
-        batches = [
-            order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
-        ]
+        if self.max_batch_samples is not None and not self.shuffle:
+            batches = self._within_budget(order)
+        else:
+            batches = [
+                order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
+            ]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def _within_budget(self, order: np.ndarray) -> list[list[int]]:
+        """Cut ``order`` into batches of at most ``batch_size`` items whose padded size
+        (items × longest) stays within ``max_batch_samples`` (a longer clip goes alone)."""
+        assert self.max_batch_samples is not None
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for item in order.tolist():
+            grown = max(longest, int(self.lengths[item]))
+            full = len(current) == self.batch_size
+            if current and (full or (len(current) + 1) * grown > self.max_batch_samples):
+                batches.append(current)
+                current, grown = [], int(self.lengths[item])
+            current.append(item)
+            longest = grown
+        return batches + ([current] if current else [])
 
     def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The pool's items ordered by (jittered) length rank within their label."""
@@ -258,6 +284,8 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
+        if self.max_batch_samples is not None and not self.shuffle:
+            return len(self.global_batches())
         return math.ceil(self.lengths.shape[0] / self.batch_size)
 
 

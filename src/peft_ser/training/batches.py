@@ -22,6 +22,7 @@ from peft_ser.data import (
     FeatureCache,
     LengthBucketSampler,
     UtteranceDataset,
+    seconds_to_samples,
     stack_states,
     states_crop,
 )
@@ -55,6 +56,11 @@ class BatchSource:
         self.report = report
 
     @property
+    def _eval_budget(self) -> int | None:
+        """Padded samples per evaluation batch (cached states are small: no bound)."""
+        return seconds_to_samples(self.config.data.eval_batch_seconds)
+
+    @property
     def cached(self) -> bool:
         return self.cache is not None
 
@@ -86,6 +92,7 @@ class BatchSource:
             seed=self.config.seed,
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
+            max_batch_samples=None if self.cache is not None else self._eval_budget,
         )
         sampler.set_epoch(epoch)
         return sampler, lengths

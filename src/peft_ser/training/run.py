@@ -64,6 +64,7 @@ _NO_COMPARE = {
     "progress",
     "num_workers",
     "eval_batch_size",
+    "eval_batch_seconds",
     "feature_cache_persist",
     "feature_cache_dir",
     "feature_cache_budget_gb",
