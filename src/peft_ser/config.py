@@ -206,7 +206,9 @@ class RunConfig(StrictModel):
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU"
+        "auto",
+        description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU; bf16 also "
+        "runs on CPUs (fastest where they have AVX512-BF16 or AMX)",
     )
     feature_cache: Literal["auto", "on", "off"] = Field(
         "auto",
