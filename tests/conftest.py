@@ -20,3 +20,11 @@ torch.set_num_threads(1)
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated tone corpus of `_tones`, prepared, shared by a test module."""
     return make_corpus(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(autouse=True)
+def _own_feature_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test its own persistent feature cache: none writes to ~/.cache, none sees another's."""
+    monkeypatch.setenv("PEFT_SER_FEATURE_CACHE", str(tmp_path_factory.mktemp("features")))

@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from _tones import make_corpus, tiny_run
 
+import peft_ser.audio
 import peft_ser.data
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
@@ -68,13 +69,14 @@ def test_a_clip_that_turns_nan_after_prepare_is_named_and_skipped(
 
 def _nan_for(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make decoding return NaN samples for one clip, as if it had slipped past every check."""
-    decode = peft_ser.data.load_audio
+    decode = peft_ser.audio.load_audio
 
     def poisoned(path: str, *args: Any, **kwargs: Any) -> np.ndarray:
         wave = decode(path, *args, **kwargs)
         return np.full_like(wave, np.nan) if Path(path).stem == key else wave
 
-    monkeypatch.setattr(peft_ser.data, "load_audio", poisoned)
+    for module in (peft_ser.audio, peft_ser.data):  # the run's decoded-audio cache, the dataset
+        monkeypatch.setattr(module, "load_audio", poisoned)
 
 
 def test_a_nonfinite_step_is_not_applied_and_the_run_stays_finite(

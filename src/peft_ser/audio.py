@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import stat
 from collections.abc import Iterator
@@ -341,3 +342,34 @@ class AudioCache:
         buffer = io.BytesIO()
         np.save(buffer, samples)
         write_atomic(entry, buffer.getvalue())
+
+
+class RunAudio:
+    """The decoded clips of one run, so that no epoch (and no fold) decodes a file twice.
+
+    Clips are kept in memory up to ``budget_bytes``; beyond it, and in data-loading worker
+    processes (whose memory is gone after each epoch), they go to an `AudioCache` under
+    ``spill`` (a folder the caller removes when the run ends), read back instead of decoded.
+    Callers must not change a returned array in place: it is the cached copy.
+    """
+
+    def __init__(self, budget_bytes: int, spill: str | Path | None = None) -> None:
+        self.budget_bytes = budget_bytes
+        self.disk = AudioCache(spill) if spill is not None else None
+        self.nbytes = 0
+        self._clips: dict[tuple[str, float, float | None], np.ndarray] = {}
+
+    def load(self, path: str | Path, start: float = 0.0, end: float | None = None) -> np.ndarray:
+        """The clip's 16-kHz mono samples, decoded only the first time in the run."""
+        key = (str(path), start, end)
+        clip = self._clips.get(key)
+        if clip is not None:
+            return clip
+        in_worker = multiprocessing.parent_process() is not None  # a data-loading worker
+        if self.disk is not None and (in_worker or self.nbytes >= self.budget_bytes):
+            return self.disk.load(path, start, end)
+        clip = load_audio(path, start=start, end=end)
+        if self.nbytes + clip.nbytes <= self.budget_bytes:
+            self._clips[key] = clip
+            self.nbytes += clip.nbytes
+        return clip

@@ -114,7 +114,24 @@ class DataConfig(StrictModel):
         None, gt=0, description="dev/test clips keep their first eval_max_seconds; None = whole"
     )
     batch_size: int = Field(32, ge=1, description="global batch, split across processes")
-    eval_batch_size: int | None = Field(None, ge=1, description="default: batch_size")
+    eval_batch_size: int | None = Field(
+        64,
+        ge=1,
+        description="dev/test batch; they are sorted by length, so a large batch adds little "
+        "padding and predictions do not depend on it; None = batch_size",
+    )
+    audio_cache_gb: float = Field(
+        2.0,
+        ge=0,
+        description="decoded clips kept in memory for the run, so no epoch decodes a file twice; "
+        "beyond it, and in data-loading workers, they go to a temporary folder on disk",
+    )
+    eval_batch_seconds: float = Field(
+        160.0,
+        gt=0,
+        description="dev/test batches hold at most this much padded audio (clips × longest): "
+        "many short clips or a few long ones, within memory",
+    )
     bucketing: bool = Field(True, description="batch clips of similar length (less padding)")
     bucket_pool: int = Field(
         50, ge=1, description="batches whose clips are sorted together before batching"
@@ -202,12 +219,27 @@ class RunConfig(StrictModel):
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU"
+        "auto",
+        description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU; bf16 also "
+        "runs on CPUs (fastest where they have AVX512-BF16 or AMX)",
     )
     feature_cache: Literal["auto", "on", "off"] = Field(
         "auto",
         description="keep the frozen backbone's hidden states in memory after the first pass; "
         "auto = on for method frozen. Training on cached states skips waveform augmentation",
+    )
+    feature_cache_persist: bool = Field(
+        True,
+        description="also keep the feature cache on disk, shared by folds, runs and processes "
+        "(keyed by backbone, front end, precision, crop and the audio's content)",
+    )
+    feature_cache_dir: Path | None = Field(
+        None,
+        description="where the persistent feature cache lives; default $PEFT_SER_FEATURE_CACHE, "
+        "else ~/.cache/peft-ser/features",
+    )
+    feature_cache_budget_gb: float = Field(
+        20.0, gt=0, description="least recently used states are deleted beyond this size"
     )
     progress: bool = Field(True, description="a progress bar per epoch (main process only)")
     threads: int | None = Field(

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from peft_ser.audio import SAMPLE_RATE, AudioError, load_audio
+from peft_ser.audio import SAMPLE_RATE, AudioError, RunAudio, load_audio
 from peft_ser.config import AugmentConfig
+from peft_ser.feature_store import FeatureStore
 from peft_ser.manifest import Utterance
 
 
@@ -77,6 +78,9 @@ class Example:
 class UtteranceDataset(Dataset[Example]):
     """Utterances as examples: decoded, cropped to their first ``max_samples``, augmented.
 
+    With ``decoded`` (`RunAudio`), clips come from the run's decoded-audio cache, so that
+    epochs after the first (and later folds) do not decode the files again.
+
     Augmentation draws from a generator seeded by ``(seed, epoch, index)``; call `set_epoch`
     before each epoch's loader is iterated (workers receive a fresh copy each epoch).
     """
@@ -88,8 +92,10 @@ class UtteranceDataset(Dataset[Example]):
         max_samples: int | None = None,
         augmentation: AugmentConfig | None = None,
         seed: int = 0,
+        decoded: RunAudio | None = None,
     ) -> None:
         self.utterances = list(utterances)
+        self.decoded = decoded
         self.label_names = list(labels)
         self.label_ids = {name: i for i, name in enumerate(labels)}
         self.max_samples = max_samples
@@ -114,7 +120,10 @@ class UtteranceDataset(Dataset[Example]):
         utterance = self.utterances[index]
         label = self.label_ids[utterance.label]
         try:
-            wave = load_audio(utterance.path, start=utterance.start, end=utterance.end)
+            if self.decoded is not None:
+                wave = self.decoded.load(utterance.path, utterance.start, utterance.end)
+            else:
+                wave = load_audio(utterance.path, start=utterance.start, end=utterance.end)
         except AudioError as error:
             return Example(index, label, None, str(error))
         wave = wave[: self.max_samples]
@@ -180,6 +189,10 @@ class LengthBucketSampler(Sampler[list[int]]):
     dealt out across the processes (rank ``r`` takes items ``r, r + n, …``), so every process
     runs the same number of steps and the optimisation sees the same batches as on one
     process. A global batch smaller than ``num_replicas`` is topped up with repeats.
+
+    Without ``shuffle``, ``max_batch_samples`` also bounds each batch's padded size (items ×
+    longest item): sorted evaluation batches then hold many short clips or a few long ones,
+    so a large evaluation batch cannot exhaust memory on the longest clips.
     """
 
     def __init__(
@@ -195,8 +208,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        max_batch_samples: int | None = None,
     ) -> None:
         self.lengths = np.asarray(lengths)
+        self.max_batch_samples = max_batch_samples
         self.labels = None if labels is None else np.asarray(labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -222,12 +237,32 @@ class LengthBucketSampler(Sampler[list[int]]):
             order = np.concatenate([self._sorted_pool(p, rng) for p in pools] or [order])
         elif self.bucketing:
             order = order[np.argsort(self.lengths[order], kind="stable")]
-        batches = [
-            order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
-        ]
+        if self.max_batch_samples is not None and not self.shuffle:
+            batches = self._within_budget(order)
+        else:
+            batches = [
+                order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
+            ]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def _within_budget(self, order: np.ndarray) -> list[list[int]]:
+        """Cut ``order`` into batches of at most ``batch_size`` items whose padded size
+        (items × longest) stays within ``max_batch_samples`` (a longer clip goes alone)."""
+        assert self.max_batch_samples is not None
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for item in order.tolist():
+            grown = max(longest, int(self.lengths[item]))
+            full = len(current) == self.batch_size
+            if current and (full or (len(current) + 1) * grown > self.max_batch_samples):
+                batches.append(current)
+                current, grown = [], int(self.lengths[item])
+            current.append(item)
+            longest = grown
+        return batches + ([current] if current else [])
 
     def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The pool's items ordered by (jittered) length rank within their label."""
@@ -249,6 +284,8 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
+        if self.max_batch_samples is not None and not self.shuffle:
+            return len(self.global_batches())
         return math.ceil(self.lengths.shape[0] / self.batch_size)
 
 
@@ -260,17 +297,30 @@ def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> f
     return 1.0 - used / allocated if allocated else 0.0
 
 
+def states_crop(utterance: Utterance, max_samples: int | None) -> int | None:
+    """The crop that shapes a clip's states: ``max_samples`` where the clip is longer (with a
+    1-ms margin for the manifest's rounding of its duration), else None, the whole clip; so the
+    states of a clip shorter than the training crop serve its training and evaluation alike."""
+    if max_samples is None or expected_length(utterance, None) + 16 <= max_samples:
+        return None
+    return max_samples
+
+
 class FeatureCache:
     """Hidden states of a frozen backbone, one ``[L+1, F, D]`` tensor per utterance and crop.
 
-    Entries are keyed by utterance key and crop length, since a cropped clip and the whole clip
-    have different states. States are kept on the CPU in float16 (half the memory; the head
-    computes in float32). ``fingerprint`` identifies the backbone and audio front end the
-    states came from: `bind` to a different one empties the cache.
+    Entries are keyed by utterance key and crop (`states_crop`), since a cropped clip and the
+    whole clip have different states. States are kept on the CPU in float16 (half the memory;
+    the head computes in float32). ``fingerprint`` identifies the backbone, audio front end
+    and precision the states came from: `bind` to a different one empties the cache.
+
+    With a ``store`` (`FeatureStore`), states also persist on disk, keyed by the audio's
+    content: `recall` reads what another fold, run or process stored, and `put` stores.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, store: FeatureStore | None = None) -> None:
         self.fingerprint: str | None = None
+        self.store = store
         self._states: dict[tuple[str, int | None], torch.Tensor] = {}
 
     def bind(self, fingerprint: str) -> None:
@@ -284,11 +334,29 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self._states)
 
-    def put(self, key: str, max_samples: int | None, states: torch.Tensor) -> None:
-        self._states[(key, max_samples)] = states.detach().to("cpu", torch.float16)
+    def put(
+        self, key: str, crop: int | None, states: torch.Tensor, content: str | None = None
+    ) -> None:
+        """Keep ``states``; with a store and the audio's ``content`` digest, store them too."""
+        kept = states.detach().to("cpu", torch.float16)
+        self._states[(key, crop)] = kept
+        if self.store is not None and content is not None and self.fingerprint is not None:
+            self.store.save(self.store.entry(self.fingerprint, content, crop), kept)
 
-    def get(self, key: str, max_samples: int | None) -> torch.Tensor:
-        return self._states[(key, max_samples)]
+    def recall(self, key: str, crop: int | None, content: str) -> bool:
+        """Whether the states are at hand: in memory, or read into memory from the store."""
+        if (key, crop) in self._states:
+            return True
+        if self.store is None or self.fingerprint is None:
+            return False
+        states = self.store.load(self.store.entry(self.fingerprint, content, crop))
+        if states is None:
+            return False
+        self._states[(key, crop)] = states
+        return True
+
+    def get(self, key: str, crop: int | None) -> torch.Tensor:
+        return self._states[(key, crop)]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._states.values())

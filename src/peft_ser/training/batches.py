@@ -22,8 +22,12 @@ from peft_ser.data import (
     FeatureCache,
     LengthBucketSampler,
     UtteranceDataset,
+    seconds_to_samples,
     stack_states,
+    states_crop,
 )
+from peft_ser.feature_store import content_digest
+from peft_ser.manifest import Utterance
 from peft_ser.model import SERModel
 from peft_ser.progress import progress_bar
 from peft_ser.training.scoring import loader_batches, to_device
@@ -52,13 +56,23 @@ class BatchSource:
         self.report = report
 
     @property
+    def _eval_budget(self) -> int | None:
+        """Padded samples per evaluation batch (cached states are small: no bound)."""
+        return seconds_to_samples(self.config.data.eval_batch_seconds)
+
+    @property
     def cached(self) -> bool:
         return self.cache is not None
 
     def sampler(
         self, split: str, batch_size: int, shuffle: bool, epoch: int
     ) -> tuple[LengthBucketSampler, list[int]]:
-        """This epoch's sampler over the split's usable items, and their lengths."""
+        """This epoch's sampler over the split's usable items, and their lengths.
+
+        Evaluation (``shuffle`` false) is always sorted by length, whatever ``data.bucketing``
+        says: batch composition cannot change a prediction (padding is masked), so short clips
+        should never wait for the longest clip of a random batch.
+        """
         dataset = self.splits[split]
         if self.cache is not None:
             items = self._cached_items(split)
@@ -72,12 +86,13 @@ class BatchSource:
             batch_size,
             shuffle=shuffle,
             labels=labels,
-            bucketing=self.config.data.bucketing,
+            bucketing=self.config.data.bucketing or not shuffle,
             pool=self.config.data.bucket_pool,
             jitter=self.config.data.bucket_jitter,
             seed=self.config.seed,
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
+            max_batch_samples=None if self.cache is not None else self._eval_budget,
         )
         sampler.set_epoch(epoch)
         return sampler, lengths
@@ -107,22 +122,34 @@ class BatchSource:
 
     def _is_cached(self, dataset: UtteranceDataset, index: int) -> bool:
         assert self.cache is not None
-        return (dataset.utterances[index].key, dataset.max_samples) in self.cache
+        return _entry(dataset, index) in self.cache
+
+    def _recall(self, dataset: UtteranceDataset, index: int) -> bool:
+        """In memory, or read from the persistent store (a file that cannot be read has no
+        digest: it is left to the encoder, which reports it)."""
+        assert self.cache is not None
+        key, crop = _entry(dataset, index)
+        if (key, crop) in self.cache:
+            return True
+        content = _content(dataset.utterances[index])
+        return content is not None and self.cache.recall(key, crop, content)
 
     def _state(self, split: str, index: int) -> torch.Tensor:
         assert self.cache is not None
-        dataset = self.splits[split]
-        return self.cache.get(dataset.utterances[index].key, dataset.max_samples)
+        return self.cache.get(*_entry(self.splits[split], index))
 
     def fill_cache(self, model: SERModel, batch_size: int, fold: str) -> None:
-        """Encode every clip not yet cached once, in eval mode, without augmentation."""
+        """Encode every clip neither in memory nor in the persistent store once, in eval mode,
+        without augmentation; then keep the store within its budget."""
         assert self.cache is not None
-        self.cache.bind(_fingerprint(model))
+        self.cache.bind(_fingerprint(model, self.accelerator.mixed_precision))
         model.eval()
         for split, dataset in self.splits.items():
-            missing = [i for i in range(len(dataset)) if not self._is_cached(dataset, i)]
+            missing = [i for i in range(len(dataset)) if not self._recall(dataset, i)]
             if missing:
                 self._encode(model, split, dataset, missing, batch_size, fold)
+        if self.cache.store is not None and self.accelerator.is_main_process:
+            self.cache.store.enforce_budget()
         log.info("feature cache: %d clips, %.1f MiB", len(self.cache), self.cache.nbytes() / 2**20)
 
     def _encode(
@@ -136,7 +163,10 @@ class BatchSource:
     ) -> None:
         assert self.cache is not None
         clean = UtteranceDataset(
-            [dataset.utterances[i] for i in missing], dataset.label_names, dataset.max_samples
+            [dataset.utterances[i] for i in missing],
+            dataset.label_names,
+            dataset.max_samples,
+            decoded=dataset.decoded,
         )
         # Every process encodes every clip: each needs all states for its future batches.
         sampler = LengthBucketSampler(clean.lengths(), batch_size, shuffle=False)
@@ -162,15 +192,30 @@ class BatchSource:
                 if not bool(torch.isfinite(states).all()):
                     bad.append((missing[index], "the backbone's hidden states are not finite"))
                     continue
-                self.cache.put(clean.utterances[index].key, dataset.max_samples, states)
+                utterance = clean.utterances[index]
+                crop = states_crop(utterance, dataset.max_samples)
+                self.cache.put(utterance.key, crop, states, _content(utterance))
             self.report(split, bad)
         bar.close()
 
 
-def _fingerprint(model: SERModel) -> str:
-    """A digest of the frozen backbone's weights and front-end settings (cache validity)."""
+def _entry(dataset: UtteranceDataset, index: int) -> tuple[str, int | None]:
+    utterance = dataset.utterances[index]
+    return utterance.key, states_crop(utterance, dataset.max_samples)
+
+
+def _content(utterance: Utterance) -> str | None:
+    try:
+        return content_digest(utterance.path, utterance.start, utterance.end)
+    except OSError:
+        return None
+
+
+def _fingerprint(model: SERModel, precision: str) -> str:
+    """A digest of the frozen backbone's weights, front-end settings and the precision it
+    computes in (cache validity)."""
     front_end = model.config.model_dump_json(include={"backbone", "whisper_window"})
-    digest = hashlib.sha256(front_end.encode())
+    digest = hashlib.sha256(f"{front_end}\0{precision}".encode())
     for name, tensor in model.backbone.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

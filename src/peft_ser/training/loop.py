@@ -20,6 +20,7 @@ from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from peft_ser.audio import RunAudio
 from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data import (
     Batch,
@@ -63,6 +64,7 @@ class FoldRunner:
         fold_dir: Path,
         cache: FeatureCache,
         bad_audio: BadAudioLog,
+        audio: RunAudio | None = None,
     ) -> None:
         self.config, self.accelerator, self.fold, self.dir = config, accelerator, fold, fold_dir
         self.labels = prepared.labels
@@ -71,10 +73,10 @@ class FoldRunner:
         full = seconds_to_samples(config.data.eval_max_seconds)
         self.splits = {
             "train": UtteranceDataset(
-                select(prepared, fold.train), self.labels, crop, config.augment, config.seed
+                select(prepared, fold.train), self.labels, crop, config.augment, config.seed, audio
             ),
-            "dev": UtteranceDataset(select(prepared, fold.dev), self.labels, full),
-            "test": UtteranceDataset(select(prepared, fold.test), self.labels, full),
+            "dev": UtteranceDataset(select(prepared, fold.dev), self.labels, full, decoded=audio),
+            "test": UtteranceDataset(select(prepared, fold.test), self.labels, full, decoded=audio),
         }
         set_seed(config.seed)
         self.model = _build_seeded(config.model, config.seed)

@@ -40,10 +40,11 @@ def predict(
     """Predict every batch on every process, gather, and keep one prediction per item.
 
     The loss is the class-weighted cross entropy of the training objective (plain when
-    ``class_weights`` is None), averaged over items like the training loss.
+    ``class_weights`` is None), averaged over items like the training loss. Runs under
+    `torch.inference_mode`: no autograd graph, no version counters.
     """
     local: list[tuple[int, int, float, float]] = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for batch in batches:
             if batch is None:
                 continue

@@ -1,0 +1,243 @@
+"""One fold epoch of peft-ser, phase by phase: fp32 against bf16, the sampler's padding against
+random batches, and a frozen five-fold run with the persistent feature cache cold and warm.
+
+On generated clips of IEMOCAP-like lengths (log-normal, mean about 4.3 s, 0.6-20 s; ten
+speakers in five folds of two), this script
+
+1. reports the padding waste of one training epoch's batches (6-s crops) with the default
+   stratified length bucketing and with random batches, and of the dev/test batches (whole
+   clips, sorted by length) against random ones;
+2. trains one epoch of ``--method`` (default LoRA r16) on fold 1 with ``mixed_precision`` fp32
+   (``no``) and ``bf16`` in turns, ``--repeats`` times, and prints the median seconds of the
+   train, dev and test phases and their bf16/fp32 ratios;
+3. runs method ``frozen`` over all five folds for one epoch twice with the same fresh feature
+   store (cold, then warm) and prints both times and the clips the backbone encoded.
+
+The original PEFT-SER training loop is not run here (see docs/benchmarks.md). Run it from the
+repository root, bounded and at low priority on a shared machine:
+
+    nice -n 5 .venv/bin/python bench/bench_epoch.py --clips 320 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from peft_ser.config import load_run_config
+from peft_ser.data import LengthBucketSampler, padding_waste
+from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
+from peft_ser.model import SERModel
+from peft_ser.training import train
+from peft_ser.training.loop import FoldRunner
+
+RATE = 16_000
+SPEAKERS = 10
+
+
+def clip_seconds(count: int, rng: np.random.Generator) -> np.ndarray:
+    """IEMOCAP-like durations: log-normal with a median of 3.4 s and a long tail."""
+    return np.clip(rng.lognormal(np.log(3.4), 0.65, count), 0.6, 20.0)
+
+
+def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
+    """Voiced-tone clips (pitch and rhythm by label), ten speakers, five speaker folds."""
+    rng = np.random.default_rng(seed)
+    utterances = []
+    for index, seconds in enumerate(clip_seconds(clips, rng)):
+        label = PAPER4[index % 4]
+        speaker = f"spk{index % SPEAKERS}"
+        t = np.arange(int(seconds * RATE)) / RATE
+        pitch = (120, 220, 90, 260)[index % 4] * rng.uniform(0.9, 1.1)
+        wave = 0.2 * np.sin(2 * np.pi * pitch * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+        wave += 0.01 * rng.standard_normal(t.shape[0])
+        path = root / "wav" / f"{speaker}_{index:04d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, wave.astype(np.float32), RATE)
+        gender = "F" if index % SPEAKERS % 2 == 0 else "M"
+        utterances.append(
+            Utterance(path.stem, "bench", speaker, gender, str(path), label, label, speaker,
+                      t.shape[0] / RATE, RATE, 1)
+        )  # fmt: skip
+    folds = []
+    for fold in range(5):
+        dev, test = f"spk{2 * fold}", f"spk{2 * fold + 1}"
+        folds.append(
+            Fold(
+                f"fold{fold + 1}",
+                [u.key for u in utterances if u.speaker not in (dev, test)],
+                [u.key for u in utterances if u.speaker == dev],
+                [u.key for u in utterances if u.speaker == test],
+            )
+        )
+    prepared = root / "prepared"
+    save_prepared(prepared, PreparedCorpus(utterances, folds, list(PAPER4)))
+    return prepared
+
+
+def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float]:
+    """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler,
+    and of its dev and test clips: sorted within the default 160-s budget, or in order."""
+    from peft_ser.manifest import load_prepared, select
+
+    corpus = load_prepared(prepared)
+    fold = corpus.folds[0]
+    train_split = select(corpus, fold.train)
+    crop = [min(round(u.duration * RATE), 6 * RATE) for u in train_split]
+    labels = [corpus.labels.index(u.label) for u in train_split]
+    whole = [round(u.duration * RATE) for u in select(corpus, fold.dev + fold.test)]
+    found: dict[str, float] = {}
+    for name, bucketing in (("stratified", True), ("random", False)):
+        wastes = []
+        for epoch in (1, 2, 3):
+            sampler = LengthBucketSampler(
+                crop, batch_size, shuffle=True, labels=labels, bucketing=bucketing
+            )
+            sampler.set_epoch(epoch)
+            wastes.append(padding_waste(sampler.global_batches(), crop))
+        found[f"train, {name}"] = statistics.mean(wastes)
+    sorted_ = LengthBucketSampler(whole, eval_batch, shuffle=False, max_batch_samples=160 * RATE)
+    in_order = LengthBucketSampler(whole, batch_size, shuffle=False, bucketing=False)
+    for name, sampler in (("sorted, 160 s", sorted_), ("in order, 32", in_order)):
+        found[f"dev+test, {name}"] = padding_waste(sampler.global_batches(), whole)
+    return found
+
+
+@contextmanager
+def phase_timer(phases: dict[str, list[float]]) -> Iterator[None]:
+    """Time FoldRunner's training epochs and its dev and test scoring."""
+    train_epoch, score = FoldRunner._train_epoch, FoldRunner._score
+
+    def timed_train(self: FoldRunner, epoch: int) -> Any:
+        began = time.perf_counter()
+        try:
+            return train_epoch(self, epoch)
+        finally:
+            phases["train"].append(time.perf_counter() - began)
+
+    def timed_score(self: FoldRunner, split: str) -> Any:
+        began = time.perf_counter()
+        try:
+            return score(self, split)
+        finally:
+            phases[split].append(time.perf_counter() - began)
+
+    with (
+        mock.patch.object(FoldRunner, "_train_epoch", timed_train),
+        mock.patch.object(FoldRunner, "_score", timed_score),
+    ):
+        yield
+
+
+def run_config(prepared: Path, out: Path, args: argparse.Namespace, **overrides: Any) -> Any:
+    settings = {
+        "data.corpus": str(prepared),
+        "data.folds": "1",
+        "data.num_workers": args.num_workers,
+        "model.backbone": args.backbone,
+        "model.method": args.method,
+        "optim.epochs": 1,
+        "output_dir": str(out),
+        "progress": False,
+        "threads": args.threads,
+    }
+    return load_run_config(overrides=settings | overrides)
+
+
+def precision_epochs(prepared: Path, root: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """Median phase seconds per precision, the precisions timed in turns."""
+    phases: dict[str, dict[str, list[float]]] = {p: defaultdict(list) for p in ("no", "bf16")}
+    for repeat in range(args.repeats):
+        for precision in ("no", "bf16"):
+            out = root / f"epoch-{precision}-{repeat}"
+            config = run_config(prepared, out, args, mixed_precision=precision)
+            with phase_timer(phases[precision]):
+                result = train(config)
+            phases[precision]["test_uar"].append(result.folds[0]["test"]["uar"])
+    return {
+        precision: {name: statistics.median(values) for name, values in found.items()}
+        for precision, found in phases.items()
+    }
+
+
+def counting_encodes() -> tuple[list[int], Callable[..., Any]]:
+    counts: list[int] = []
+    original = SERModel.encode
+
+    def encode(self: SERModel, waveforms: torch.Tensor, lengths: Any = None) -> Any:
+        counts.append(int(waveforms.shape[0]))
+        return original(self, waveforms, lengths)
+
+    return counts, encode
+
+
+def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[tuple[float, int]]:
+    """Seconds and clips encoded of a frozen five-fold run, cold store then warm."""
+    found = []
+    counts, encode = counting_encodes()
+    for attempt in ("cold", "warm"):
+        config = run_config(
+            prepared, root / f"frozen-{attempt}", args,
+            **{"model.method": "frozen", "data.folds": None,
+               "feature_cache_dir": str(root / "features")},
+        )  # fmt: skip
+        counts.clear()
+        began = time.perf_counter()
+        with mock.patch.object(SERModel, "encode", encode):
+            train(config)
+        found.append((time.perf_counter() - began, sum(counts)))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=320)
+    parser.add_argument("--backbone", default="ct2-whisper-tiny.en")
+    parser.add_argument("--method", default="lora")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--skip-frozen", action="store_true")
+    parser.add_argument("--padding-only", action="store_true", help="no training")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="peft-ser-bench-epoch-") as scratch:
+        root = Path(scratch)
+        prepared = make_corpus(root, args.clips)
+        waste = padding(prepared, 32, 64)
+        print(f"{args.clips} clips, backbone {args.backbone}, method {args.method}")
+        for name, value in waste.items():
+            print(f"padding waste per epoch, {name:20}: {100 * value:5.1f} %")
+        if args.padding_only:
+            return
+        epochs = precision_epochs(prepared, root, args)
+        print(f"fold 1 epoch, median of {args.repeats} (seconds):")
+        print(f"{'phase':8}{'fp32':>9}{'bf16':>9}{'fp32/bf16':>11}")
+        for phase in ("train", "dev", "test"):
+            fp32, bf16 = epochs["no"][phase], epochs["bf16"][phase]
+            print(f"{phase:8}{fp32:9.2f}{bf16:9.2f}{fp32 / bf16:10.2f}x")
+        total = {p: sum(epochs[p][k] for k in ("train", "dev", "test")) for p in epochs}
+        print(
+            f"{'epoch':8}{total['no']:9.2f}{total['bf16']:9.2f}{total['no'] / total['bf16']:10.2f}x"
+        )
+        uars = {p: f"{epochs[p]['test_uar']:.3f}" for p in epochs}
+        print(f"test UAR (median): fp32 {uars['no']}, bf16 {uars['bf16']}")
+        if not args.skip_frozen:
+            (cold, cold_encoded), (warm, warm_encoded) = frozen_folds(prepared, root, args)
+            print(f"frozen, 5 folds x 1 epoch: cold store {cold:.1f} s ({cold_encoded} clips")
+            print(f"  encoded), warm {warm:.1f} s ({warm_encoded} encoded): {cold / warm:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Evaluation batching and cropping, bf16 training on CPU, and the caches that keep epochs fast."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tones import tiny_run
+
+import peft_ser.audio as audio_module
+import peft_ser.training.run as run_module
+from peft_ser.audio import RunAudio
+from peft_ser.data import FeatureCache, LengthBucketSampler, UtteranceDataset
+from peft_ser.manifest import load_prepared, select
+from peft_ser.model import build_model
+from peft_ser.precision import bf16_autocast
+from peft_ser.training import train
+from peft_ser.training.loop import FoldRunner
+from peft_ser.training.results import BadAudioLog
+from peft_ser.training.scoring import loader_batches, to_device
+
+BF16_LOGIT_TOLERANCE = 0.02
+"""bf16 keeps 8 bits of mantissa (relative steps of 2**-8 = 0.4 %); through a few layers the
+logits of a tiny random model stay within 2 % of their largest magnitude (0.3 % measured)."""
+
+
+def _logits_by_index(
+    model: torch.nn.Module, dataset: UtteranceDataset, sampler: LengthBucketSampler
+) -> dict[int, torch.Tensor]:
+    out: dict[int, torch.Tensor] = {}
+    with torch.inference_mode():
+        for batch in loader_batches(dataset, sampler, num_workers=0):
+            batch = to_device(batch, torch.device("cpu"))
+            logits = model(batch.waveforms, batch.lengths)
+            out.update(zip(batch.indices.tolist(), logits, strict=True))
+    return out
+
+
+def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(corpus: Path) -> None:
+    prepared = load_prepared(corpus)
+    dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
+    config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    lengths = dataset.lengths()
+    alone = _logits_by_index(model, dataset, LengthBucketSampler(lengths, 1, shuffle=False))
+    sorted_ = LengthBucketSampler(lengths, 5, shuffle=False)
+    random_ = LengthBucketSampler(lengths, 5, shuffle=False, bucketing=False)
+    assert len(set(map(len, sorted_.global_batches()))) > 1 or len(dataset) <= 5
+    for sampler in (sorted_, random_):
+        batched = _logits_by_index(model, dataset, sampler)
+        assert batched.keys() == alone.keys()
+        for index, logits in alone.items():
+            torch.testing.assert_close(batched[index], logits, atol=1e-5, rtol=1e-4)
+
+
+def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None:
+    settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1, "mixed_precision": "no"}
+    one = train(tiny_run(corpus, tmp_path / "b1", **settings, **{"data.eval_batch_size": 1}))
+    big = train(tiny_run(corpus, tmp_path / "b64", **settings, **{"data.eval_batch_size": 64}))
+    for a, b in zip(one.folds[0]["history"], big.folds[0]["history"], strict=True):
+        assert a["dev_uar"] == b["dev_uar"]
+        assert a["dev_loss"] == pytest.approx(b["dev_loss"], rel=1e-5)
+    assert one.folds[0]["test"]["confusion"] == big.folds[0]["test"]["confusion"]
+    predictions = [
+        (run / "fold-fold1" / "predictions.csv").read_text() for run in (one.run_dir, big.run_dir)
+    ]
+    assert predictions[0] == predictions[1]
+
+
+# -- bf16 ---------------------------------------------------------------------------------------
+
+
+def test_auto_precision_follows_the_devices_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native, expected in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(run_module, "device_has_native_bf16", lambda _, native=native: native)
+        assert run_module.resolve_mixed_precision("auto") == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(run_module, "cpu_has_native_bf16", lambda: True)
+    assert run_module.resolve_mixed_precision("auto") == "no"  # measured: see docs/training.md
+    assert run_module.resolve_mixed_precision("bf16") == "bf16"
+
+
+def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(
+    corpus: Path, tmp_path: Path
+) -> None:
+    config = tiny_run(corpus, tmp_path, **{"model.method": "lora", "mixed_precision": "bf16"})
+    prepared = load_prepared(corpus)
+    accelerator = run_module.accelerator_for("bf16")
+    runner = FoldRunner(
+        config, accelerator, prepared, prepared.folds[0], tmp_path / "fold",
+        FeatureCache(), BadAudioLog(tmp_path / "bad.csv"),
+    )  # fmt: skip
+    seen: list[torch.dtype] = []
+    linear = next(m for m in runner.model.backbone.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    before = {k: v.clone() for k, v in runner.model.trainable_state_dict().items()}
+    sampler, _ = runner.source.sampler("train", 4, shuffle=True, epoch=1)
+    batch = next(iter(runner.source.batches("train", sampler)))
+    logits = runner._step(batch, 1)
+    assert logits is not None and logits.dtype == torch.float32
+    assert seen and set(seen) == {torch.bfloat16}
+    after = runner.model.trainable_state_dict()
+    assert all(t.dtype == torch.float32 for t in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the step changed nothing"
+    state = runner.optimizer.state_dict()["state"]
+    assert state and all(
+        t.dtype == torch.float32 for s in state.values() for t in s.values() if t.dim()
+    )
+
+
+def test_bf16_logits_agree_with_fp32_within_tolerance(corpus: Path) -> None:
+    prepared = load_prepared(corpus)
+    dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
+    config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    sampler = LengthBucketSampler(dataset.lengths(), 8, shuffle=False)
+    fp32 = _logits_by_index(model, dataset, sampler)
+    with bf16_autocast("cpu"):
+        bf16 = _logits_by_index(model, dataset, sampler)
+    worst = max(float((bf16[i].float() - fp32[i]).abs().max()) for i in fp32)
+    scale = max(float(t.abs().max()) for t in fp32.values())
+    print(f"bf16 vs fp32: largest logit difference {worst:.2e}, largest logit {scale:.2e}")
+    assert worst <= BF16_LOGIT_TOLERANCE * scale
+
+
+# -- decoded audio ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Files decoded, by path."""
+    counts: Counter[str] = Counter()
+    original = audio_module.load_audio
+
+    def counting(path: str | Path, *args: object, **kwargs: object) -> np.ndarray:
+        counts[str(path)] += 1
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audio_module, "load_audio", counting)
+    return counts
+
+
+def test_a_run_decodes_every_file_once_over_epochs_and_folds(
+    corpus: Path, tmp_path: Path, decodes: Counter[str]
+) -> None:
+    settings = {"model.method": "lora", "optim.epochs": 2, "data.folds": "1,2"}
+    train(tiny_run(corpus, tmp_path / "run", **settings))
+    paths = {u.path for u in load_prepared(corpus).manifest}
+    assert set(decodes) == paths
+    assert set(decodes.values()) == {1}
+
+
+def test_beyond_the_memory_budget_and_in_workers_clips_are_read_back_from_disk(
+    corpus: Path, tmp_path: Path, decodes: Counter[str]
+) -> None:
+    paths = [u.path for u in load_prepared(corpus).manifest[:3]]
+    first = RunAudio(0, tmp_path / "spill")
+    waves = [first.load(path) for path in paths]
+    fresh = RunAudio(0, tmp_path / "spill")  # a worker's copy: its memory is empty
+    for path, wave in zip(paths, waves, strict=True):
+        np.testing.assert_array_equal(fresh.load(path), wave)
+    assert first.nbytes == 0 and list(decodes.values()) == [1, 1, 1]
+    decodes.clear()
+    kept = RunAudio(waves[0].nbytes)  # room for the first clip only, and no disk
+    for path in (paths[0], paths[0], paths[1], paths[1]):
+        kept.load(path)
+    assert kept.nbytes == waves[0].nbytes
+    assert decodes[paths[0]] == 1 and decodes[paths[1]] == 2
+
+
+def test_evaluation_batches_stay_within_their_padded_budget() -> None:
+    lengths = np.random.default_rng(0).integers(1_000, 50_000, 300).tolist()
+    sampler = LengthBucketSampler(lengths, 64, shuffle=False, max_batch_samples=200_000)
+    batches = sampler.global_batches()
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    assert len(sampler) == len(batches)
+    assert all(len(b) <= 64 and len(b) * max(lengths[i] for i in b) <= 200_000 for b in batches)
+    assert max(map(len, batches)) > 2 * min(map(len, batches))  # many short, few long
+    alone = LengthBucketSampler([90_000, 10], 8, shuffle=False, max_batch_samples=50_000)
+    assert alone.global_batches() == [[1], [0]]  # a clip over the budget goes alone
