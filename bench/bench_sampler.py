@@ -6,8 +6,8 @@ method ``frozen`` with the paper's recipe on the chosen folds under three batch 
 several seeds, and prints test and dev UAR (mean over the folds; mean ± std over the seeds)
 and the padding waste of each:
 
-* ``stratified``: the default, length-sorted within each label (batches stay mixed);
-* ``random``: ``data.bucketing: false``;
+* ``stratified``: ``data.bucketing: true``, length-sorted within each label (batches stay mixed);
+* ``random``: the default, ``data.bucketing: false``;
 * ``length-only``: the earlier default, sorted by length alone (the sampler without labels).
 
 Run it from the repository root (``--actors 10`` gives 96 training clips per fold,

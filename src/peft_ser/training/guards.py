@@ -26,7 +26,7 @@ RISING_EPOCHS = 3
 
 LIKELY_CAUSES = (
     "batches that hold one label each (length bucketing where clip length follows the label: "
-    "keep data.bucketing on its stratified default or turn it off), a learning rate too high "
+    "turn data.bucketing off, its default), a learning rate too high "
     "for the corpus size (optim.lr), too few training clips per class, or labels that do not "
     "match the audio (check the prepared manifest)"
 )
