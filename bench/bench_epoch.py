@@ -9,19 +9,23 @@ speakers in five folds of two), this script
    clips, sorted by length) against random ones;
 2. trains one epoch of ``--method`` (default LoRA r16) on fold 1 with ``mixed_precision`` fp32
    (``no``) and ``bf16`` in turns, ``--repeats`` times, and prints the median seconds of the
-   train, dev and test phases and their bf16/fp32 ratios;
+   train, dev and test phases and their bf16/fp32 ratios; with ``--original``, the original
+   PEFT-SER training recipe (``original_train_driver.py``, in the original package's own
+   environment, built or reused by ``compare_original.ensure_original_environment``) runs the
+   same fold's epoch in the same turns, and its phases and the original/peft-ser ratios are
+   printed too;
 3. runs method ``frozen`` over all five folds for one epoch twice with the same fresh feature
    store (cold, then warm) and prints both times and the clips the backbone encoded.
 
-The original PEFT-SER training loop is not run here (see docs/benchmarks.md). Run it from the
-repository root, bounded and at low priority on a shared machine:
+Run it from the repository root, bounded and at low priority on a shared machine:
 
-    nice -n 5 .venv/bin/python bench/bench_epoch.py --clips 320 --repeats 3
+    nice -n 5 .venv/bin/python bench/bench_epoch.py --clips 320 --repeats 3 --original
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -35,10 +39,19 @@ from unittest import mock
 import numpy as np
 import soundfile as sf
 import torch
+from compare_original import ensure_original_environment, run_original, write_whisper_encoder
 
 from peft_ser.config import load_run_config
 from peft_ser.data import LengthBucketSampler, padding_waste
-from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
+from peft_ser.manifest import (
+    PAPER4,
+    Fold,
+    PreparedCorpus,
+    Utterance,
+    load_prepared,
+    save_prepared,
+    select,
+)
 from peft_ser.model import SERModel
 from peft_ser.training import train
 from peft_ser.training.loop import FoldRunner
@@ -90,8 +103,6 @@ def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
 def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float]:
     """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler,
     and of its dev and test clips: sorted within the default 160-s budget, or in order."""
-    from peft_ser.manifest import load_prepared, select
-
     corpus = load_prepared(prepared)
     fold = corpus.folds[0]
     train_split = select(corpus, fold.train)
@@ -156,10 +167,43 @@ def run_config(prepared: Path, out: Path, args: argparse.Namespace, **overrides:
     return load_run_config(overrides=settings | overrides)
 
 
-def precision_epochs(prepared: Path, root: Path, args: argparse.Namespace) -> dict[str, dict]:
-    """Median phase seconds per precision, the precisions timed in turns."""
-    phases: dict[str, dict[str, list[float]]] = {p: defaultdict(list) for p in ("no", "bf16")}
+ORIGINAL_DRIVER = Path(__file__).with_name("original_train_driver.py")
+
+
+def write_original_fold(prepared: Path, work: Path) -> None:
+    """Fold 1's clips, decoded, and labels for the original side, with the Whisper encoder."""
+    corpus = load_prepared(prepared)
+    fold = corpus.folds[0]
+    arrays, labels = {}, {}
+    for name, keys in (("train", fold.train), ("dev", fold.dev), ("test", fold.test)):
+        split = select(corpus, keys)
+        for index, utterance in enumerate(split):
+            arrays[f"{name}_{index}"] = sf.read(utterance.path, dtype="float32")[0]
+        labels[name] = [corpus.labels.index(u.label) for u in split]
+    np.savez(work / "fold.npz", **arrays)
+    (work / "fold.json").write_text(json.dumps(labels))
+    write_whisper_encoder(work)
+
+
+def original_epoch(python: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    found = run_original(python, work, ("--threads", str(args.threads)), ORIGINAL_DRIVER)
+    return found["seconds"] | {"test_uar": found["test_uar"]}
+
+
+def precision_epochs(
+    prepared: Path, root: Path, args: argparse.Namespace, original: Path | None
+) -> dict[str, dict]:
+    """Median phase seconds per side (the original when given, peft-ser fp32 and bf16), the
+    sides timed in turns."""
+    sides = ("original", "no", "bf16") if original else ("no", "bf16")
+    phases: dict[str, dict[str, list[float]]] = {side: defaultdict(list) for side in sides}
+    if original:
+        (root / "original").mkdir()
+        write_original_fold(prepared, root / "original")
     for repeat in range(args.repeats):
+        if original:
+            for name, value in original_epoch(original, root / "original", args).items():
+                phases["original"][name].append(value)
         for precision in ("no", "bf16"):
             out = root / f"epoch-{precision}-{repeat}"
             config = run_config(prepared, out, args, mixed_precision=precision)
@@ -201,6 +245,28 @@ def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[t
     return found
 
 
+def print_epochs(epochs: dict[str, dict], repeats: int) -> None:
+    """Per-phase medians and the ratios: original/peft-ser where the original ran, fp32/bf16."""
+    for side in epochs:
+        epochs[side]["epoch"] = sum(epochs[side][k] for k in ("train", "dev", "test"))
+    ratios = [("fp32", "no", "bf16")]
+    if "original" in epochs:
+        ratios = [("orig", "original", "no"), ("orig", "original", "bf16"), *ratios]
+    named = {"original": "orig", "no": "fp32", "bf16": "bf16"}
+    print(f"fold 1 epoch, median of {repeats} (seconds):")
+    header = "".join(f"{named[side]:>9}" for side in epochs)
+    header += "".join(f"{f'{top}/{named[bottom]}':>11}" for top, _, bottom in ratios)
+    print(f"{'phase':8}{header}")
+    for phase in ("train", "dev", "test", "epoch"):
+        cells = "".join(f"{epochs[side][phase]:9.2f}" for side in epochs)
+        cells += "".join(
+            f"{epochs[top][phase] / epochs[bottom][phase]:10.2f}x" for _, top, bottom in ratios
+        )
+        print(f"{phase:8}{cells}")
+    uars = ", ".join(f"{named[side]} {epochs[side]['test_uar']:.3f}" for side in epochs)
+    print(f"test UAR (median): {uars}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=320)
@@ -211,6 +277,11 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--skip-frozen", action="store_true")
     parser.add_argument("--padding-only", action="store_true", help="no training")
+    parser.add_argument(
+        "--original", action="store_true", help="also time the original's epoch, in turns"
+    )
+    default_venv = Path("~/.cache/peft-ser/bench-original-venv").expanduser()
+    parser.add_argument("--venv", type=Path, default=default_venv, help="original's environment")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="peft-ser-bench-epoch-") as scratch:
         root = Path(scratch)
@@ -221,18 +292,9 @@ def main() -> None:
             print(f"padding waste per epoch, {name:20}: {100 * value:5.1f} %")
         if args.padding_only:
             return
-        epochs = precision_epochs(prepared, root, args)
-        print(f"fold 1 epoch, median of {args.repeats} (seconds):")
-        print(f"{'phase':8}{'fp32':>9}{'bf16':>9}{'fp32/bf16':>11}")
-        for phase in ("train", "dev", "test"):
-            fp32, bf16 = epochs["no"][phase], epochs["bf16"][phase]
-            print(f"{phase:8}{fp32:9.2f}{bf16:9.2f}{fp32 / bf16:10.2f}x")
-        total = {p: sum(epochs[p][k] for k in ("train", "dev", "test")) for p in epochs}
-        print(
-            f"{'epoch':8}{total['no']:9.2f}{total['bf16']:9.2f}{total['no'] / total['bf16']:10.2f}x"
-        )
-        uars = {p: f"{epochs[p]['test_uar']:.3f}" for p in epochs}
-        print(f"test UAR (median): fp32 {uars['no']}, bf16 {uars['bf16']}")
+        original = ensure_original_environment(args.venv) if args.original else None
+        epochs = precision_epochs(prepared, root, args, original)
+        print_epochs(epochs, args.repeats)
         if not args.skip_frozen:
             (cold, cold_encoded), (warm, warm_encoded) = frozen_folds(prepared, root, args)
             print(f"frozen, 5 folds x 1 epoch: cold store {cold:.1f} s ({cold_encoded} clips")

