@@ -136,9 +136,12 @@ def make_attribute_corpus(root: Path, targets: str = "attributes") -> Path:
 
 
 def tiny_run(corpus: Path, out: Path, **overrides: object) -> RunConfig:
-    """A few seconds of training: tiny backbone, narrow head, short crops, few epochs."""
+    """A few seconds of training: tiny backbone, narrow head, short crops, few epochs, and
+    length buckets (the setting these fixtures' learning bounds were measured with; runs
+    default to random batches)."""
     settings: dict[str, object] = {
         "data.corpus": str(corpus),
+        "data.bucketing": True,
         "data.folds": "1",
         "data.batch_size": 4,
         "data.crop_seconds": 0.75,
