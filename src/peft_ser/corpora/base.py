@@ -175,6 +175,12 @@ def label_map(spec: str) -> LabelSet:
     return LabelSet(names, codes, f"--labels {spec}")
 
 
+PAPER4_BY_INITIAL = {name[0]: name for name in PAPER4}
+"""The paper's four classes under their English initials (``N``, ``A``, ``S``, ``H``), the
+label codes CREMA-D, MSP-IMPROV and MSP-Podcast share; in `PAPER4` order, so a ``full`` map
+that starts with them lists the paper's four first."""
+
+
 @dataclass(frozen=True)
 class LabelScheme:
     """A corpus's label codes: its emotion classes, the non-emotion codes it uses and ties.

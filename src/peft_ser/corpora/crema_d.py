@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from peft_ser.corpora.base import (
+    PAPER4_BY_INITIAL,
     Corpus,
     Entry,
     LabelScheme,
@@ -70,15 +71,8 @@ CORPUS = Corpus(
     looks_like=_looks_like,
     scan=scan,
     labels=LabelScheme(
-        full={
-            "N": "Neutral",
-            "A": "Angry",
-            "S": "Sad",
-            "H": "Happy",
-            "F": "Fearful",
-            "D": "Disgusted",
-        },
-        paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        full={**PAPER4_BY_INITIAL, "F": "Fearful", "D": "Disgusted"},
+        paper4=PAPER4_BY_INITIAL,
         tie_separator=":",
     ),
     protocols={

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from peft_ser.corpora.base import (
     MALFORMED_ROW,
+    PAPER4_BY_INITIAL,
     Corpus,
     Entry,
     LabelScheme,
@@ -97,8 +98,8 @@ CORPUS = Corpus(
     looks_like=lambda root: _label_file(root) is not None,
     scan=scan,
     labels=LabelScheme(
-        full={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
-        paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        full=PAPER4_BY_INITIAL,
+        paper4=PAPER4_BY_INITIAL,
         other=frozenset({"O"}),
         no_agreement=frozenset({"X"}),
     ),

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from peft_ser.corpora.base import (
+    PAPER4_BY_INITIAL,
     Corpus,
     Entry,
     FoldPlan,
@@ -108,16 +109,13 @@ CORPUS = Corpus(
     scan=scan,
     labels=LabelScheme(
         full={
-            "N": "Neutral",
-            "A": "Angry",
-            "S": "Sad",
-            "H": "Happy",
+            **PAPER4_BY_INITIAL,
             "U": "Surprised",
             "F": "Fearful",
             "D": "Disgusted",
             "C": "Contemptuous",
         },
-        paper4={"N": "Neutral", "A": "Angry", "S": "Sad", "H": "Happy"},
+        paper4=PAPER4_BY_INITIAL,
         other=frozenset({"O"}),
         no_agreement=frozenset({"X"}),
         extra_sets={
