@@ -1,6 +1,7 @@
 """Fold rules shared by the corpora: by session, by contiguous speaker blocks, by official split,
 as given by the user's own table, or generated (speaker-independent k-fold); and the check
-that tells which speakers a fold's splits share.
+that tells which speakers a fold's splits share; and the session protocols that IEMOCAP and
+MSP-IMPROV both offer, each described once next to its rule.
 
 Every rule is deterministic: the paper's folds are defined by order (no shuffling), the
 generated ones by a seed, and a re-run must give byte-identical ``folds.json``. Keys keep
@@ -22,7 +23,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, natural_key
+from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, Protocol, natural_key
 from peft_ser.manifest import SPLITS, Fold, Utterance
 
 MIN_SPEAKERS = 3
@@ -146,6 +147,23 @@ def session_folds_speaker_dev(utterances: Sequence[Utterance], n_folds: int) -> 
                 splits[speaker] = "dev" if (session, gender) in dev_groups else "train"
         folds.append(_fold(f"fold{index}", utterances, lambda u: u.speaker, splits))
     return FoldPlan(folds, _fewer_folds(len(folds), n_folds, sessions, "session"))
+
+
+def session_protocol(sessions: int) -> Protocol:
+    """The paper's protocol of a corpus recorded in ``sessions`` sessions (`session_folds`)."""
+    return Protocol(
+        f"{sessions} folds: one session test, the last remaining dev", sessions, session_folds
+    )
+
+
+def session_speaker_dev_protocol(sessions: int) -> Protocol:
+    """Leave one session out with gender-balanced dev speakers (`session_folds_speaker_dev`),
+    for a corpus recorded in ``sessions`` sessions."""
+    return Protocol(
+        "one session test; dev = F of the first and M of the last remaining sessions",
+        sessions,
+        session_folds_speaker_dev,
+    )
 
 
 def official_split(train: Collection[str], dev: Collection[str], test: Collection[str]) -> FoldRule:

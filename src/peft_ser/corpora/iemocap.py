@@ -28,7 +28,11 @@ from peft_ser.corpora.base import (
     find_audio,
     rating,
 )
-from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
+from peft_ser.corpora.folds import (
+    session_folds,
+    session_protocol,
+    session_speaker_dev_protocol,
+)
 
 _SUMMARY = re.compile(r"^\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s+(\S+)\s+(\S+)\s+\[")
 _VAD = re.compile(r"\[\s*([-\d.]+)\s*,\s*([-\d.]+)\s*,\s*([-\d.]+)\s*\]\s*$")
@@ -117,18 +121,14 @@ CORPUS = Corpus(
         no_agreement=frozenset({"xxx"}),
     ),
     protocols={
-        "paper": Protocol("5 folds: one session test, the last remaining dev", 5, session_folds),
+        "paper": session_protocol(5),
         "improvised": Protocol(
             "the paper's folds over improvised dialogs only (scripted excluded)",
             5,
             session_folds,
             keep=lambda entry: "_impro" in entry.key,
         ),
-        "loso-speaker-dev": Protocol(
-            "one session test; dev = F of the first and M of the last remaining sessions",
-            5,
-            session_folds_speaker_dev,
-        ),
+        "loso-speaker-dev": session_speaker_dev_protocol(5),
     },
     top_dirs=("IEMOCAP_full_release",),
     attribute_scale="1-5 (the summary line's [V, A, D]: 1 = negative, calm, weak)",

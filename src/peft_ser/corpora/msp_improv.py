@@ -22,13 +22,12 @@ from peft_ser.corpora.base import (
     Entry,
     LabelScheme,
     Problem,
-    Protocol,
     Scan,
     find_audio,
     rating,
     require_file,
 )
-from peft_ser.corpora.folds import session_folds, session_folds_speaker_dev
+from peft_ser.corpora.folds import session_protocol, session_speaker_dev_protocol
 
 _LABEL_FILES = ("Evalution.txt", "Evaluation.txt")
 _RATING_KEYS = {"A": "arousal", "V": "valence", "D": "dominance"}
@@ -104,12 +103,8 @@ CORPUS = Corpus(
         no_agreement=frozenset({"X"}),
     ),
     protocols={
-        "paper": Protocol("6 folds: one session test, the last remaining dev", 6, session_folds),
-        "loso-speaker-dev": Protocol(
-            "one session test; dev = F of the first and M of the last remaining sessions",
-            6,
-            session_folds_speaker_dev,
-        ),
+        "paper": session_protocol(6),
+        "loso-speaker-dev": session_speaker_dev_protocol(6),
     },
     top_dirs=("MSP-IMPROV",),
     attribute_scale="1-5 (A, V, D of the consensus line: 1 = calm, negative, weak)",
