@@ -4,9 +4,9 @@ random batches, and a frozen five-fold run with the persistent feature cache col
 On generated clips of IEMOCAP-like lengths (log-normal, mean about 4.3 s, 0.6-20 s; ten
 speakers in five folds of two), this script
 
-1. reports the padding waste of one training epoch's batches (6-s crops) with the default
-   stratified length bucketing and with random batches, and of the dev/test batches (whole
-   clips, sorted by length) against random ones;
+1. reports the padding waste of one training epoch's batches (6-s crops) with the opt-in
+   stratified length bucketing and with the default random batches, and of the dev/test
+   batches (whole clips, sorted by length) against random ones;
 2. trains one epoch of ``--method`` (default LoRA r16) on fold 1 with ``mixed_precision`` fp32
    (``no``) and ``bf16`` in turns, ``--repeats`` times, and prints the median seconds of the
    train, dev and test phases and their bf16/fp32 ratios; with ``--original``, the original
@@ -14,8 +14,11 @@ speakers in five folds of two), this script
    environment, built or reused by ``compare_original.ensure_original_environment``) runs the
    same fold's epoch in the same turns, and its phases and the original/peft-ser ratios are
    printed too;
-3. runs method ``frozen`` over all five folds for one epoch twice with the same fresh feature
-   store (cold, then warm) and prints both times and the clips the backbone encoded.
+3. runs method ``frozen`` over all five folds for ``--frozen-epochs`` epochs twice with the same
+   fresh feature store (cold, then warm) and prints both times and the clips the backbone
+   encoded; with ``--original``, the original recipe's frozen baseline (no feature cache: the
+   encoder runs on every clip in every epoch) first runs the same five folds and epochs, one
+   process per fold.
 
 Run it from the repository root, bounded and at low priority on a shared machine:
 
@@ -170,10 +173,10 @@ def run_config(prepared: Path, out: Path, args: argparse.Namespace, **overrides:
 ORIGINAL_DRIVER = Path(__file__).with_name("original_train_driver.py")
 
 
-def write_original_fold(prepared: Path, work: Path) -> None:
-    """Fold 1's clips, decoded, and labels for the original side, with the Whisper encoder."""
+def write_original_fold(prepared: Path, work: Path, index: int = 0) -> None:
+    """A fold's clips, decoded, and labels for the original side, with the Whisper encoder."""
     corpus = load_prepared(prepared)
-    fold = corpus.folds[0]
+    fold = corpus.folds[index]
     arrays, labels = {}, {}
     for name, keys in (("train", fold.train), ("dev", fold.dev), ("test", fold.test)):
         split = select(corpus, keys)
@@ -185,8 +188,10 @@ def write_original_fold(prepared: Path, work: Path) -> None:
     write_whisper_encoder(work)
 
 
-def original_epoch(python: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
-    found = run_original(python, work, ("--threads", str(args.threads)), ORIGINAL_DRIVER)
+def original_epoch(
+    python: Path, work: Path, args: argparse.Namespace, *options: str
+) -> dict[str, float]:
+    found = run_original(python, work, ("--threads", str(args.threads), *options), ORIGINAL_DRIVER)
     return found["seconds"] | {"test_uar": found["test_uar"]}
 
 
@@ -228,13 +233,14 @@ def counting_encodes() -> tuple[list[int], Callable[..., Any]]:
 
 
 def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[tuple[float, int]]:
-    """Seconds and clips encoded of a frozen five-fold run, cold store then warm."""
+    """Seconds and clips encoded of a frozen five-fold run of ``--frozen-epochs`` epochs, cold
+    store then warm."""
     found = []
     counts, encode = counting_encodes()
     for attempt in ("cold", "warm"):
         config = run_config(
             prepared, root / f"frozen-{attempt}", args,
-            **{"model.method": "frozen", "data.folds": None,
+            **{"model.method": "frozen", "data.folds": None, "optim.epochs": args.frozen_epochs,
                "feature_cache_dir": str(root / "features")},
         )  # fmt: skip
         counts.clear()
@@ -243,6 +249,38 @@ def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[t
             train(config)
         found.append((time.perf_counter() - began, sum(counts)))
     return found
+
+
+def original_frozen_folds(
+    prepared: Path, root: Path, args: argparse.Namespace, python: Path
+) -> float:
+    """Seconds of the original recipe's frozen baseline over the five folds, ``--frozen-epochs``
+    each: one process per fold, as its script runs, with the fold's seed (8 × fold)."""
+    work = root / "original-frozen"
+    work.mkdir()
+    total = 0.0
+    for index in range(5):
+        write_original_fold(prepared, work, index)
+        began = time.perf_counter()
+        original_epoch(
+            python, work, args, "--method", "frozen", "--epochs", str(args.frozen_epochs),
+            "--seed", str(8 * (index + 1)),
+        )  # fmt: skip
+        total += time.perf_counter() - began
+    return total
+
+
+def print_frozen(found: list[tuple[float, int]], original: float | None, epochs: int) -> None:
+    """The frozen five-fold run: cold and warm store, and the original's where it ran."""
+    (cold, cold_encoded), (warm, warm_encoded) = found
+    print(f"frozen, 5 folds x {epochs} epochs (seconds):")
+    if original is not None:
+        print(f"  original (encodes every clip every epoch): {original:8.1f}")
+    print(f"  peft-ser, cold store ({cold_encoded:4d} clips encoded): {cold:8.1f}")
+    print(f"  peft-ser, warm store ({warm_encoded:4d} clips encoded): {warm:8.1f}")
+    if original is not None:
+        print(f"  original / cold: {original / cold:.1f}x, original / warm: {original / warm:.1f}x")
+    print(f"  cold / warm: {cold / warm:.1f}x")
 
 
 def print_epochs(epochs: dict[str, dict], repeats: int) -> None:
@@ -276,6 +314,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--skip-frozen", action="store_true")
+    parser.add_argument("--skip-epoch", action="store_true", help="only the frozen five folds")
+    parser.add_argument("--frozen-epochs", type=int, default=3)
     parser.add_argument("--padding-only", action="store_true", help="no training")
     parser.add_argument(
         "--original", action="store_true", help="also time the original's epoch, in turns"
@@ -293,12 +333,11 @@ def main() -> None:
         if args.padding_only:
             return
         original = ensure_original_environment(args.venv) if args.original else None
-        epochs = precision_epochs(prepared, root, args, original)
-        print_epochs(epochs, args.repeats)
+        if not args.skip_epoch:
+            print_epochs(precision_epochs(prepared, root, args, original), args.repeats)
         if not args.skip_frozen:
-            (cold, cold_encoded), (warm, warm_encoded) = frozen_folds(prepared, root, args)
-            print(f"frozen, 5 folds x 1 epoch: cold store {cold:.1f} s ({cold_encoded} clips")
-            print(f"  encoded), warm {warm:.1f} s ({warm_encoded} encoded): {cold / warm:.1f}x")
+            seconds = original_frozen_folds(prepared, root, args, original) if original else None
+            print_frozen(frozen_folds(prepared, root, args), seconds, args.frozen_epochs)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""One fold epoch of the original PEFT-SER training recipe; the original side of ``bench_epoch.py``.
+"""Epochs of one fold with the original PEFT-SER training recipe; the original side of
+``bench_epoch.py``.
 
 Runs with the interpreter of the original's environment (``peft-ser==0.0.5``,
 ``transformers==4.30.2``, ``loralib``; see ``compare_original.ensure_original_environment``)
@@ -13,14 +14,20 @@ and imports nothing from this repository's ``peft_ser``. It follows the authors'
 - the loss is cross-entropy weighted by inverse class frequency, the optimiser Adam (lr 5e-4 as
   the LoRA scripts set it, betas 0.9/0.98, weight decay 1e-4), with ``ReduceLROnPlateau`` on
   the dev loss;
-- dev and test are scored one clip at a time (batch 1, no ``length``), cropped to 6 s.
+- dev and test are scored one clip at a time (batch 1, no ``length``), cropped to 6 s, after
+  every epoch, as the original's training loop does;
+- ``--method frozen`` is the paper's no-PEFT baseline: ``finetune_method="frozen"``, which
+  matches none of the original's PEFT branches, so the encoder keeps its plain layers, all
+  frozen, and only the head trains; the encoder still runs on every clip in every epoch (the
+  original has no feature cache).
 
 Left out: the training augmentation (audiomentations' Gaussian noise at 10-30 dB SNR and a
 time mask), which needs a package the original's wheel does not declare, and the data loader's
 six worker processes (this machine has two cores; both sides load in the main process). The
 clips come decoded from ``fold.npz`` rather than read with torchaudio.
 
-Writes ``original_train.json``: seconds per phase, test UAR, trainable parameters.
+Writes ``original_train.json``: seconds per phase summed over ``--epochs``, the last epoch's
+test UAR, trainable parameters.
 """
 
 from __future__ import annotations
@@ -99,6 +106,8 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--method", choices=("lora", "frozen"), default="lora")
+    parser.add_argument("--epochs", type=int, default=1)
     arguments = parser.parse_args()
     work, cache = arguments.work, arguments.work / "cache"
     torch.set_num_threads(arguments.threads)
@@ -117,7 +126,7 @@ def main() -> None:
     model = peft_ser.WhisperSER(
         pretrained_model="whisper_tiny",
         output_class_num=4,
-        finetune_method="lora",
+        finetune_method=arguments.method,
         lora_rank=16,
         cache_dir=str(cache),
         use_conv_output=True,
@@ -132,17 +141,18 @@ def main() -> None:
     loader = DataLoader(
         splits["train"], batch_size=32, shuffle=True, collate_fn=collate, drop_last=True
     )
-    seconds = {}
-    began = time.perf_counter()
-    train_epoch(model, loader, optimizer, criterion)
-    seconds["train"] = time.perf_counter() - began
+    seconds = dict.fromkeys(("train", "dev", "test"), 0.0)
     found = {}
-    for name in ("dev", "test"):
+    for _ in range(arguments.epochs):
         began = time.perf_counter()
-        found[name] = validate(model, splits[name], criterion)
-        seconds[name] = time.perf_counter() - began
-        if name == "dev":
-            scheduler.step(found[name][0])
+        train_epoch(model, loader, optimizer, criterion)
+        seconds["train"] += time.perf_counter() - began
+        for name in ("dev", "test"):
+            began = time.perf_counter()
+            found[name] = validate(model, splits[name], criterion)
+            seconds[name] += time.perf_counter() - began
+            if name == "dev":
+                scheduler.step(found[name][0])
     result = {
         "seconds": seconds,
         "test_uar": found["test"][1],
