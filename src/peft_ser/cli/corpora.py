@@ -19,10 +19,12 @@ fold's splits share). A corpus too small for the protocol's folds (fewer speaker
 sessions than folds) gets as many speaker-independent folds as it allows, with a warning.
 
 Your own data: `prepare table --manifest clips.csv` (CSV, TSV, JSONL or Parquet; columns
-path and label, optionally speaker, gender, session, key, split, fold, start, end) or
-`prepare folder --root data/` (one sub-folder per label). Classes come from the data or
---labels; folds from the table's split or fold column, else speaker-independent k-fold
-(--folds-k, --seed), or utterance-level with --split-by utterance when speakers are unknown.
+path and label, optionally speaker, gender, session, key, split, fold, start, end, and
+arousal, valence, dominance for --targets attributes or both, where attributes alone needs no
+label column) or `prepare folder --root data/` (one sub-folder per label; class labels
+only). Classes come from the data or --labels; folds from the table's split or fold column,
+else speaker-independent k-fold (--folds-k, --seed), or utterance-level with --split-by
+utterance when speakers are unknown.
 
 Exit status: 0 when the prepared directory is written (warnings or not); 2 when the root is
 missing or not the corpus, an option is unknown, or nothing usable is left (no utterance,
@@ -64,7 +66,8 @@ def prepare(
         str,
         typer.Option(
             help="categorical (class labels), attributes (arousal, valence, dominance ratings;"
-            " utterances without them are excluded, the label set does not filter) or both"
+            " utterances without them are excluded, the label set does not filter) or both;"
+            " table: from its arousal, valence, dominance columns; folder: categorical only"
         ),
     ] = "categorical",
     columns: Annotated[
@@ -135,8 +138,6 @@ def prepare(
         return
     if protocol is not None:
         raise UserError("--protocol: table and folder folds come from --split-by and --folds-k")
-    if targets != "categorical":
-        raise UserError("--targets: table and folder corpora have class labels only")
     options = OwnDataOptions(
         labels=labels,
         min_per_class=1 if min_per_class is None else min_per_class,
@@ -145,6 +146,7 @@ def prepare(
         split_by=split_by or "speaker",  # type: ignore[arg-type]
         min_duration=min_duration,
         check_silence=check_silence,
+        targets=targets,
     )
     if kind == "table":
         if manifest is None or root is not None or speaker_pattern is not None:

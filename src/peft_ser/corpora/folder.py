@@ -6,7 +6,9 @@ the label folder through a user-given regular expression with a named group ``sp
 optional ``gender`` and ``session`` groups), e.g. ``^(?P<speaker>[^_]+)_`` for ``s01_take1.wav``
 or ``^(?P<speaker>[^/]+)/`` for ``s01/take1.wav``. A file the expression does not match is a
 malformed row; audio lying directly in the root has no label and is reported as unlabelled.
-Hidden files and folders (``.name``) are skipped.
+Hidden files and folders (``.name``) are skipped. A folder holds no attribute values, so it
+is prepared for class labels only; clips with arousal, valence or dominance values go in a
+table (`peft_ser.corpora.table`).
 """
 
 from __future__ import annotations
@@ -42,18 +44,24 @@ def prepare_folder(
 
     ``speaker_pattern`` is the regular expression that finds the speaker in each clip's path
     below its label folder (see the module docstring); ``options`` chooses labels and folds.
-    Raises `CorpusError` for a root that is missing or has no label folders, a pattern that
-    does not compile or has no ``speaker`` group, or nothing usable left.
+    Raises `CorpusError` for targets other than ``categorical``, a root that is missing or has
+    no label folders, a pattern that does not compile or has no ``speaker`` group, or nothing
+    usable left.
     """
+    options = options or OwnDataOptions()
+    if options.targets != "categorical":
+        raise CorpusError(
+            f"--targets {options.targets}: the folder layout has no attribute values (its "
+            "labels are folder names); list the clips with arousal, valence or dominance "
+            "columns in a table and run prepare table --manifest <table> --targets attributes"
+        )
     path = Path(root).expanduser().resolve()
     if not path.is_dir():
         problem = "is a file, not a folder" if path.exists() else "does not exist"
         raise CorpusError(f"corpus root {path} {problem}")
     pattern = compile_speaker_pattern(speaker_pattern) if speaker_pattern else None
     own = scan_folder(path, pattern)
-    return prepare_own(
-        name or path.name, path, own, out, options or OwnDataOptions(), verbose=verbose
-    )
+    return prepare_own(name or path.name, path, own, out, options, verbose=verbose)
 
 
 def compile_speaker_pattern(text: str) -> re.Pattern[str]:

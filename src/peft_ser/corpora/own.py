@@ -5,7 +5,9 @@ come from the data (sorted) or from ``--labels`` (mapped, merged, in the order g
 folds come from the table when it has a ``split`` or ``fold`` column, else they are generated
 speaker-independent k-fold. Without a speaker the user must say what to do: name the
 speaker, or accept utterance-level folds, which the prepared corpus then records as
-speaker-dependent (`PreparedCorpus.speaker_leakage`).
+speaker-dependent (`PreparedCorpus.speaker_leakage`). Only a table can carry attribute
+values (its ``arousal``, ``valence``, ``dominance`` columns), so only a table can be prepared
+for attribute targets.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from peft_ser.manifest import PreparedCorpus
 SplitBy = Literal["speaker", "utterance"]
 UNKNOWN_SPEAKER = "Unknown"
 """The speaker of rows that name none: one group, so they all land in the same split."""
+OWN_SCALE = "as given in the table"
+"""The scale of a table's attribute values: the user's own, whatever it is."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class OwnDataOptions:
     split_by: SplitBy = "speaker"
     min_duration: float = MIN_DURATION
     check_silence: bool = True
+    targets: str = "categorical"
+    """What the corpus is prepared for (see `peft_ser.corpora.targets`); attribute targets
+    need a table with attribute columns."""
 
     def __post_init__(self) -> None:
         if self.folds_k < 2:
@@ -67,6 +74,8 @@ class OwnScan:
     """How the user names the speaker for this kind of corpus, for the error without one."""
     splits: dict[str, str] = field(default_factory=dict)
     fold_numbers: dict[str, str] = field(default_factory=dict)
+    rated: tuple[str, ...] = ()
+    """The attributes the rows carry values of (a table's attribute columns)."""
 
 
 def prepare_own(
@@ -89,7 +98,7 @@ def prepare_own(
 
     source = Source(
         name, name, root, own.scan, classify, label_set, label_set.description, protocol_name,
-        protocol,
+        protocol, options.targets, OWN_SCALE if own.rated else "", own.rated,
     )  # fmt: skip
     checks = Checks(options.check_silence, options.min_duration, options.min_per_class)
     out = Path(out) if out is not None else Path("prepared") / name
@@ -97,10 +106,11 @@ def prepare_own(
 
 
 def _label_set(entries: list[Entry], spec: str | None) -> LabelSet:
-    """The mapping ``spec`` asks for, or every raw label of the data under its own name."""
+    """The mapping ``spec`` asks for, or every raw label of the data under its own name (an
+    empty one, which only attribute targets keep, is no class)."""
     if spec is not None:
         return label_map(spec)
-    names = sorted({entry.raw_label for entry in entries}, key=natural_key)
+    names = sorted({entry.raw_label for entry in entries if entry.raw_label}, key=natural_key)
     return LabelSet(tuple(names), {name: name for name in names}, "labels from the data")
 
 

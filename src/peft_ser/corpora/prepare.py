@@ -54,6 +54,7 @@ from peft_ser.corpora.targets import (
 from peft_ser.errors import suggest
 from peft_ser.fileio import write_atomic
 from peft_ser.manifest import (
+    ATTRIBUTES,
     SPLITS,
     Fold,
     PreparedCorpus,
@@ -109,10 +110,12 @@ class Source:
     targets: str = "categorical"
     """``categorical``, ``attributes`` or ``both``: see `peft_ser.corpora.targets`."""
     attribute_scale: str = ""
+    rated: tuple[str, ...] = ATTRIBUTES
+    """The attributes the corpus's rows may carry (a table: those it has columns for)."""
 
     @property
     def attributes(self) -> tuple[str, ...]:
-        return check_targets(self.targets, self.title, self.attribute_scale)
+        return check_targets(self.targets, self.title, self.attribute_scale, self.rated)
 
 
 def prepare_corpus(

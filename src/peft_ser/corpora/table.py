@@ -2,16 +2,21 @@
 
 One row per utterance. Required columns ``path`` (relative paths resolve against the
 table's folder) and ``label``; optional ``speaker``, ``gender``, ``session``, ``key``,
-``split`` (train/dev/test, used as given), ``fold`` (a fold number, used as given) and
+``split`` (train/dev/test, used as given), ``fold`` (a fold number, used as given),
 ``start``/``end`` (seconds: a segment of a longer file, so one recording can hold many
-labelled turns). ``--columns path=file,label=emotion`` maps these names onto the table's own
-(``fold=`` with nothing after ``=`` ignores a column). Header names match in any case.
+labelled turns) and ``arousal``, ``valence``, ``dominance`` (numbers on the user's own scale;
+an empty cell is a missing value, which excludes the row from attribute targets as
+``no_attribute_ratings``). With ``--targets attributes`` the label column may be left out:
+the class label is then no target, and a row without one is labelled ``none``.
+``--columns path=file,label=emotion`` maps these names onto the table's own (``fold=`` with
+nothing after ``=`` ignores a column). Header names match in any case.
 
 A row that cannot be used is reported, never fatal: a malformed row (bad number, bad split,
-no path), an empty label, and, in the shared checks, a duplicate key, a missing or bad file,
-a segment outside its file, a clip too short. JSON Lines are parsed line by line with the
-standard library, so one broken line is one malformed row rather than an unreadable table;
-Parquet goes through pyarrow.
+no path, an attribute value that is not a finite number), an empty label where labels are a
+target, and, in the shared checks, a duplicate key, a missing or bad file, a segment outside
+its file, a clip too short. JSON Lines are parsed line by line with the standard library, so
+one broken line is one malformed row rather than an unreadable table; Parquet goes through
+pyarrow.
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ from peft_ser.corpora.base import (
     gender_letter,
 )
 from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
+from peft_ser.corpora.targets import check_choice, uses_labels
 from peft_ser.errors import suggest
-from peft_ser.manifest import PreparedCorpus
+from peft_ser.manifest import ATTRIBUTES, PreparedCorpus
 
-COLUMNS = ("path", "label", "speaker", "gender", "session", "key", "split", "fold", "start", "end")
-REQUIRED = ("path", "label")
+COLUMNS = (
+    "path", "label", "speaker", "gender", "session", "key", "split", "fold", "start", "end",
+    *ATTRIBUTES,
+)  # fmt: skip
 FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -88,17 +96,19 @@ def prepare_table(
     ``prepared/<name>``; ``name`` defaults to the table's file name without extension).
 
     ``columns`` maps the names above onto the table's (see `parse_columns`); ``options``
-    chooses labels and folds (`OwnDataOptions`). Raises `CorpusError` when the table is
-    missing, not a supported format, lacks a required column, or leaves nothing usable.
+    chooses labels, folds and targets (`OwnDataOptions`). Raises `CorpusError` when the
+    table is missing, not a supported format, lacks a required column (``label`` unless the
+    targets are attributes alone; an attribute column for attribute targets), or leaves
+    nothing usable.
     """
+    options = options or OwnDataOptions()
+    check_choice(options.targets)
     path = Path(manifest).expanduser().resolve()
     if not path.is_file():
         problem = "is a folder, not a table" if path.is_dir() else "does not exist"
         raise CorpusError(f"table {path} {problem}")
-    own = scan_table(path, columns or {})
-    return prepare_own(
-        name or path.stem, path, own, out, options or OwnDataOptions(), verbose=verbose
-    )
+    own = scan_table(path, columns or {}, options.targets)
+    return prepare_own(name or path.stem, path, own, out, options, verbose=verbose)
 
 
 def parse_columns(spec: str) -> dict[str, str]:
@@ -118,18 +128,28 @@ def parse_columns(spec: str) -> dict[str, str]:
     return mapping
 
 
-def scan_table(path: Path, columns: Mapping[str, str]) -> OwnScan:
-    """The entries, files and fold assignments of the table at ``path``."""
+def scan_table(path: Path, columns: Mapping[str, str], targets: str = "categorical") -> OwnScan:
+    """The entries, files, fold assignments and attribute values of the table at ``path``,
+    read for ``targets``."""
     header, rows = read_rows(path)
-    chosen = _resolve_columns(path, header, columns)
+    labels_needed = uses_labels(targets)
+    required = ("path", "label") if labels_needed else ("path",)
+    chosen = _resolve_columns(path, header, columns, required)
+    rated = tuple(name for name in ATTRIBUTES if name in chosen)
+    if targets != "categorical" and not rated:
+        raise CorpusError(
+            f"--targets {targets}: {path} has no arousal, valence or dominance column; its "
+            f"columns are {header}: map one with --columns arousal=<column>"
+        )
     scan = Scan([], set())
-    own = OwnScan(scan, "speaker" in chosen, "--columns speaker=<column>")
+    own = OwnScan(scan, "speaker" in chosen, "--columns speaker=<column>", rated=rated)
     for row in rows:
         try:
             if row.problem:
                 raise MalformedRow(row.problem)
             cells = {name: row.cells.get(column, "") for name, column in chosen.items()}
-            _add_row(own, cells, path.parent, row.where)
+            values = {name: _value(cells[name], chosen[name]) for name in rated}
+            _add_row(own, cells, values, path.parent, row.where, labels_needed)
         except MalformedRow as error:
             key = row.cells.get(chosen.get("key", ""), "") or row.cells.get(chosen["path"], "")
             scan.problems.append(Problem(key, str(path), MALFORMED_ROW, f"{row.where}: {error}"))
@@ -137,8 +157,16 @@ def scan_table(path: Path, columns: Mapping[str, str]) -> OwnScan:
     return own
 
 
-def _add_row(own: OwnScan, cells: Mapping[str, str], folder: Path, where: str) -> None:
-    """Add one row's entry (or its empty-label problem) and its fold assignment to ``own``."""
+def _add_row(
+    own: OwnScan,
+    cells: Mapping[str, str],
+    values: Mapping[str, float | None],
+    folder: Path,
+    where: str,
+    labels_needed: bool,
+) -> None:
+    """Add one row's entry (or its empty-label problem, where labels are a target) with its
+    attribute ``values``, and its fold assignment, to ``own``."""
     if not cells["path"]:
         raise MalformedRow("no path")
     audio = os.path.abspath(os.path.join(folder, os.path.expanduser(cells["path"])))
@@ -146,13 +174,16 @@ def _add_row(own: OwnScan, cells: Mapping[str, str], folder: Path, where: str) -
     key = cells.get("key") or _default_key(cells)
     split = _split(cells.get("split", ""))
     fold = _fold_number(cells.get("fold", ""))
-    if not cells["label"]:
+    label = cells.get("label", "")
+    if not label and labels_needed:
         own.scan.problems.append(Problem(key, audio, EMPTY_LABEL, f"{where}: the label is empty"))
         return
     speaker = cells.get("speaker") or UNKNOWN_SPEAKER
     gender = gender_letter(cells.get("gender", ""))
     session = cells.get("session", "")
-    own.scan.entries.append(Entry(key, speaker, gender, audio, cells["label"], session, start, end))
+    own.scan.entries.append(
+        Entry(key, speaker, gender, audio, label, session, start, end, **values)
+    )
     if split:
         own.splits.setdefault(key, split)
     if fold:
@@ -175,6 +206,19 @@ def _seconds(text: str, name: str) -> float | None:
         raise MalformedRow(f"{name} {text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0:
         raise MalformedRow(f"{name} {text!r} is not a time in the file")
+    return value
+
+
+def _value(text: str, column: str) -> float | None:
+    """An attribute cell as a number; empty is a missing value (the row is then unrated)."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise MalformedRow(f"{column} {text!r} is not a finite number")
     return value
 
 
@@ -207,9 +251,11 @@ def _fold_number(text: str) -> str:
     return str(int(number))
 
 
-def _resolve_columns(path: Path, header: list[str], columns: Mapping[str, str]) -> dict[str, str]:
+def _resolve_columns(
+    path: Path, header: list[str], columns: Mapping[str, str], required: tuple[str, ...]
+) -> dict[str, str]:
     """Our column name → the table's, for every column the table has (names match in any
-    case); a required one it lacks is a `CorpusError` listing what it has."""
+    case); a ``required`` one it lacks is a `CorpusError` listing what it has."""
     by_lower: dict[str, list[str]] = {}
     for column in header:
         by_lower.setdefault(column.lower(), []).append(column)
@@ -221,7 +267,7 @@ def _resolve_columns(path: Path, header: list[str], columns: Mapping[str, str]) 
             found = by_lower[wanted.lower()][0]
         if found is not None and wanted:
             chosen[name] = found
-        elif name in REQUIRED:
+        elif name in required:
             raise CorpusError(
                 f"{path}: no {wanted!r} column{suggest(wanted, header)}; its columns are "
                 f"{header}: map one with --columns {name}=<column>"

@@ -2,10 +2,12 @@
 
 For ``categorical`` (the default) nothing changes: every utterance needs a label of the label
 set, and the ratings a corpus has are kept in the manifest anyway. An attribute task
-(``attributes`` or ``both``) also needs every rating: an utterance without one is excluded as
+(``attributes`` or ``both``) also needs every rating the corpus has (all three for a research
+corpus, the attribute columns of a table): an utterance without one is excluded as
 ``no_attribute_ratings``. For ``attributes`` alone the class label is not a target, so an
 utterance whose label is outside the label set (MSP-Podcast's ``X``, no agreement, and ``O``,
-other) keeps its ratings, with its raw code as its label.
+other) keeps its ratings, with its raw code as its label (``none`` when it has no label at
+all, as a table row with an empty label cell or without a label column).
 """
 
 from __future__ import annotations
@@ -19,19 +21,27 @@ from peft_ser.corpora.base import CorpusError, Entry
 from peft_ser.manifest import ATTRIBUTES, TARGETS, Utterance
 
 
-def check_targets(targets: str, title: str, attribute_scale: str) -> tuple[str, ...]:
-    """The attributes ``targets`` asks of a corpus (none for ``categorical``); `CorpusError`
-    for an unknown choice or attribute targets on a corpus without ratings."""
+def check_choice(targets: str) -> None:
+    """`CorpusError` unless ``targets`` is one of `TARGETS`."""
     if targets not in TARGETS:
         raise CorpusError(f"--targets {targets!r}: choose one of {', '.join(TARGETS)}")
+
+
+def check_targets(
+    targets: str, title: str, attribute_scale: str, rated: tuple[str, ...] = ATTRIBUTES
+) -> tuple[str, ...]:
+    """The attributes ``targets`` asks of a corpus that rates ``rated`` (a research corpus
+    rates all three; a table the ones it has columns for): none for ``categorical``.
+    `CorpusError` for an unknown choice or attribute targets on a corpus without ratings."""
+    check_choice(targets)
     if targets == "categorical":
         return ()
-    if not attribute_scale:
+    if not attribute_scale or not rated:
         raise CorpusError(
             f"--targets {targets}: {title} has no attribute ratings (arousal, valence, "
             "dominance); use --targets categorical"
         )
-    return ATTRIBUTES
+    return rated
 
 
 def is_rated(entry: Entry, attributes: Sequence[str]) -> bool:
