@@ -73,7 +73,12 @@ def evaluate_command(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
-    """Score trained models on a prepared corpus fold: metrics (JSON, CSV) and confusion plots."""
+    """Score trained models on a prepared corpus fold: metrics (JSON, CSV) and plots.
+
+    Categorical models: UAR, accuracy, macro-F1 and confusion plots; attribute models: CCC,
+    Pearson and RMSE per attribute, predictions.csv and attributes.png per fold; multitask
+    models: both.
+    """
     import json
 
     from peft_ser.config import DataConfig
