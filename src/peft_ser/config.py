@@ -55,7 +55,12 @@ class ModelConfig(StrictModel):
     adapter_dim: int = Field(128, ge=1, description="bottleneck width of adapters")
     prompt_length: int = Field(5, ge=1, description="learnable prompt vectors per layer")
     head_dim: int = Field(256, ge=1)
-    labels: list[str] = Field(default_factory=lambda: list(PAPER4), min_length=2)
+    labels: list[str] = Field(
+        default_factory=lambda: list(PAPER4),
+        min_length=1,
+        description="class names, filled from the prepared corpus; at least 2 unless the task "
+        "is attributes (a corpus without class labels has one, none)",
+    )
     task: Literal["categorical", "attributes", "multitask"] | None = Field(
         None,
         description="what the head predicts: class labels, attribute values (arousal, "
@@ -69,6 +74,15 @@ class ModelConfig(StrictModel):
         description="crop: encode only the clip's frames (fast, the paper's choice); "
         "pad30: pad to Whisper's 30-s training window",
     )
+
+    @model_validator(mode="after")
+    def _classes_to_tell_apart(self) -> ModelConfig:
+        if self.task != "attributes" and len(self.labels) < 2:
+            raise ValueError(
+                f"model.labels {self.labels}: a classifier needs at least 2 classes (one is "
+                "enough only for model.task attributes)"
+            )
+        return self
 
     @field_validator("backbone")
     @classmethod

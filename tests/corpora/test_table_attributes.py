@@ -1,6 +1,6 @@
 """Attribute values in a table corpus: parsed in every format, empty cells as missing values,
 bad cells as malformed rows, a table without a label column for attributes alone, the folder
-layout's refusal, and a tiny attribute training run on a prepared table."""
+layout's refusal, and a tiny attribute training run and evaluation on a prepared table."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from _clips import FORMATS, report, tone, write_table
 from _tones import arousal_of, tiny_run
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
+from peft_ser.config import ModelConfig
 from peft_ser.corpora import CorpusError, OwnDataOptions, prepare_folder, prepare_table
 from peft_ser.corpora.table import parse_columns
 from peft_ser.manifest import load_prepared
-from peft_ser.training.run import train
+from peft_ser.model import SERModel
+from peft_ser.training import evaluate, train
 
 SPLIT_OF = {"s1": "train", "s2": "train", "s3": "dev", "s4": "test"}
 runner = CliRunner()
@@ -117,8 +120,13 @@ def test_attributes_alone_need_no_label_column_but_classes_do(tmp_path):
         "arousal", "valence"
     ]  # fmt: skip
     for targets in ("categorical", "both"):
-        with pytest.raises(CorpusError, match=r"no 'label' column; its columns are \['path'"):
+        with pytest.raises(CorpusError) as error:
             prepare_table(table, tmp_path / targets, options=OwnDataOptions(targets=targets))
+        assert str(error.value) == (
+            f"{table}: no 'label' column; its columns are ['path', 'speaker', 'split', 'key', "
+            "'Arousal', 'valence']: map one with --columns label=<column>; or train its "
+            "attribute values alone with --targets attributes"
+        )
 
 
 def test_an_empty_label_is_kept_for_attributes_alone_and_excluded_for_classes(tmp_path):
@@ -187,3 +195,9 @@ def test_an_attribute_model_trains_on_a_table_without_labels(tmp_path):
     assert "uar" not in fold["test"] and "dev_ccc" in fold
     predictions = (tmp_path / "run/fold-given/predictions.csv").read_text().splitlines()
     assert predictions[0] == "key,label,arousal,predicted_arousal" and len(predictions) == 7
+    # The run's config and the saved model hold one class, "none", and load again.
+    (scored,) = evaluate(tmp_path / "run")["folds"]
+    assert scored["ccc_arousal"] == pytest.approx(fold["test"]["ccc_arousal"], abs=1e-5)
+    assert SERModel.load(tmp_path / "run/fold-given/model").labels == ["none"]
+    with pytest.raises(ValidationError, match="a classifier needs at least 2 classes"):
+        ModelConfig.model_validate({"backbone": "tiny-wavlm", "labels": ["none"]})

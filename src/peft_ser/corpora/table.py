@@ -268,9 +268,12 @@ def _resolve_columns(
         if found is not None and wanted:
             chosen[name] = found
         elif name in required:
+            rated = any(a in columns or a in by_lower for a in ATTRIBUTES)
+            alone = "; or train its attribute values alone with --targets attributes"
             raise CorpusError(
                 f"{path}: no {wanted!r} column{suggest(wanted, header)}; its columns are "
                 f"{header}: map one with --columns {name}=<column>"
+                f"{alone if name == 'label' and rated else ''}"
             )
         elif name in columns and wanted:
             raise CorpusError(f"--columns {name}={wanted}: {path} has no column {wanted!r}")
