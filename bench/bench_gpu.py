@@ -167,6 +167,7 @@ def recording_encode(measured: Measured, timing: Phases) -> Callable[..., Any]:
 def run_fold(config: RunConfig, device: torch.device) -> Measured:
     measured = Measured()
     if device.type == "cuda":
+        torch.cuda.init()  # the allocator's statistics exist once CUDA has started
         torch.cuda.reset_peak_memory_stats(device)
     began = time.perf_counter()
     with (
@@ -231,8 +232,8 @@ def report(
         flops = phase_flops(config, measured.shapes[phase], phase == "train").total
         achieved = flops / spent
         print(
-            f"{phase:<11}{spent:>10.3f}{clips[phase]:>10}{clips[phase] / spent:>10.1f}"
-            f"{flops / 1e12:>10.3f}{achieved / 1e12:>10.3f}{100 * achieved / rate[0]:>9.2f}%"
+            f"{phase:<11}{spent:>10.3f}{clips[phase]:>10}{clips[phase] / spent:>10.4g}"
+            f"{flops / 1e12:>10.4g}{achieved / 1e12:>10.4g}{100 * achieved / rate[0]:>9.3g}%"
         )
     print(f"{'checkpoint':<11}{sum(seconds['checkpoint']):>10.3f}")
     named = ("build", "train", "dev", "test", "checkpoint")
