@@ -58,6 +58,7 @@ from peft_ser.manifest import (
 )
 from peft_ser.model import SERModel
 from peft_ser.training import train
+from peft_ser.training.checkpoint import FoldCheckpoints
 from peft_ser.training.loop import FoldRunner
 
 RATE = 16_000
@@ -69,9 +70,9 @@ def clip_seconds(count: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(rng.lognormal(np.log(3.4), 0.65, count), 0.6, 20.0)
 
 
-def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
-    """Voiced-tone clips (pitch and rhythm by label), ten speakers, five speaker folds."""
-    rng = np.random.default_rng(seed)
+def write_clips(root: Path, clips: int, rng: np.random.Generator) -> list[Utterance]:
+    """Voiced-tone clips of `clip_seconds` lengths (pitch and rhythm by label), ten speakers,
+    written under ``root / "wav"``; their manifest records, in index order."""
     utterances = []
     for index, seconds in enumerate(clip_seconds(clips, rng)):
         label = PAPER4[index % 4]
@@ -88,6 +89,12 @@ def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
             Utterance(path.stem, "bench", speaker, gender, str(path), label, label, speaker,
                       t.shape[0] / RATE, RATE, 1)
         )  # fmt: skip
+    return utterances
+
+
+def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
+    """`write_clips` in five speaker folds (two speakers each: one dev, one test), prepared."""
+    utterances = write_clips(root, clips, np.random.default_rng(seed))
     folds = []
     for fold in range(5):
         dev, test = f"spk{2 * fold}", f"spk{2 * fold + 1}"
@@ -130,30 +137,45 @@ def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float
     return found
 
 
+@dataclass
+class Phases:
+    """Seconds per phase of a fold (``train`` epochs, ``dev`` and ``test`` scoring,
+    ``checkpoint`` saves) and the phase running now (None between phases)."""
+
+    seconds: dict[str, list[float]]
+    current: str | None = None
+
+
 @contextmanager
-def phase_timer(phases: dict[str, list[float]]) -> Iterator[None]:
-    """Time FoldRunner's training epochs and its dev and test scoring."""
-    train_epoch, score = FoldRunner._train_epoch, FoldRunner._score
+def phase_timer(phases: dict[str, list[float]]) -> Iterator[Phases]:
+    """Time FoldRunner's training epochs, its dev and test scoring and its checkpoint saves
+    into ``phases``; the yielded `Phases` says which one is running."""
+    timing = Phases(phases)
 
-    def timed_train(self: FoldRunner, epoch: int) -> Any:
-        began = time.perf_counter()
-        try:
-            return train_epoch(self, epoch)
-        finally:
-            phases["train"].append(time.perf_counter() - began)
+    def timed(method: Callable[..., Any], name_of: Callable[[tuple], str]) -> Callable[..., Any]:
+        def run(self: object, *args: Any) -> Any:
+            timing.current = name_of(args)
+            began = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                if torch.cuda.is_initialized():  # queued kernels belong to this phase
+                    torch.cuda.synchronize()
+                phases[timing.current].append(time.perf_counter() - began)
+                timing.current = None
 
-    def timed_score(self: FoldRunner, split: str) -> Any:
-        began = time.perf_counter()
-        try:
-            return score(self, split)
-        finally:
-            phases[split].append(time.perf_counter() - began)
+        return run
 
     with (
-        mock.patch.object(FoldRunner, "_train_epoch", timed_train),
-        mock.patch.object(FoldRunner, "_score", timed_score),
+        mock.patch.object(
+            FoldRunner, "_train_epoch", timed(FoldRunner._train_epoch, lambda _: "train")
+        ),
+        mock.patch.object(FoldRunner, "_score", timed(FoldRunner._score, lambda args: args[0])),
+        mock.patch.object(
+            FoldCheckpoints, "save", timed(FoldCheckpoints.save, lambda _: "checkpoint")
+        ),
     ):
-        yield
+        yield timing
 
 
 def run_config(prepared: Path, out: Path, args: argparse.Namespace, **overrides: Any) -> Any:
