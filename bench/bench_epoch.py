@@ -35,6 +35,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -57,6 +58,7 @@ from peft_ser.manifest import (
 )
 from peft_ser.model import SERModel
 from peft_ser.training import train
+from peft_ser.training.checkpoint import FoldCheckpoints
 from peft_ser.training.loop import FoldRunner
 
 RATE = 16_000
@@ -68,9 +70,9 @@ def clip_seconds(count: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(rng.lognormal(np.log(3.4), 0.65, count), 0.6, 20.0)
 
 
-def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
-    """Voiced-tone clips (pitch and rhythm by label), ten speakers, five speaker folds."""
-    rng = np.random.default_rng(seed)
+def write_clips(root: Path, clips: int, rng: np.random.Generator) -> list[Utterance]:
+    """Voiced-tone clips of `clip_seconds` lengths (pitch and rhythm by label), ten speakers,
+    written under ``root / "wav"``; their manifest records, in index order."""
     utterances = []
     for index, seconds in enumerate(clip_seconds(clips, rng)):
         label = PAPER4[index % 4]
@@ -87,6 +89,12 @@ def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
             Utterance(path.stem, "bench", speaker, gender, str(path), label, label, speaker,
                       t.shape[0] / RATE, RATE, 1)
         )  # fmt: skip
+    return utterances
+
+
+def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
+    """`write_clips` in five speaker folds (two speakers each: one dev, one test), prepared."""
+    utterances = write_clips(root, clips, np.random.default_rng(seed))
     folds = []
     for fold in range(5):
         dev, test = f"spk{2 * fold}", f"spk{2 * fold + 1}"
@@ -129,30 +137,45 @@ def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float
     return found
 
 
+@dataclass
+class Phases:
+    """Seconds per phase of a fold (``train`` epochs, ``dev`` and ``test`` scoring,
+    ``checkpoint`` saves) and the phase running now (None between phases)."""
+
+    seconds: dict[str, list[float]]
+    current: str | None = None
+
+
 @contextmanager
-def phase_timer(phases: dict[str, list[float]]) -> Iterator[None]:
-    """Time FoldRunner's training epochs and its dev and test scoring."""
-    train_epoch, score = FoldRunner._train_epoch, FoldRunner._score
+def phase_timer(phases: dict[str, list[float]]) -> Iterator[Phases]:
+    """Time FoldRunner's training epochs, its dev and test scoring and its checkpoint saves
+    into ``phases``; the yielded `Phases` says which one is running."""
+    timing = Phases(phases)
 
-    def timed_train(self: FoldRunner, epoch: int) -> Any:
-        began = time.perf_counter()
-        try:
-            return train_epoch(self, epoch)
-        finally:
-            phases["train"].append(time.perf_counter() - began)
+    def timed(method: Callable[..., Any], name_of: Callable[[tuple], str]) -> Callable[..., Any]:
+        def run(self: object, *args: Any) -> Any:
+            timing.current = name_of(args)
+            began = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                if torch.cuda.is_initialized():  # queued kernels belong to this phase
+                    torch.cuda.synchronize()
+                phases[timing.current].append(time.perf_counter() - began)
+                timing.current = None
 
-    def timed_score(self: FoldRunner, split: str) -> Any:
-        began = time.perf_counter()
-        try:
-            return score(self, split)
-        finally:
-            phases[split].append(time.perf_counter() - began)
+        return run
 
     with (
-        mock.patch.object(FoldRunner, "_train_epoch", timed_train),
-        mock.patch.object(FoldRunner, "_score", timed_score),
+        mock.patch.object(
+            FoldRunner, "_train_epoch", timed(FoldRunner._train_epoch, lambda _: "train")
+        ),
+        mock.patch.object(FoldRunner, "_score", timed(FoldRunner._score, lambda args: args[0])),
+        mock.patch.object(
+            FoldCheckpoints, "save", timed(FoldCheckpoints.save, lambda _: "checkpoint")
+        ),
     ):
-        yield
+        yield timing
 
 
 def run_config(prepared: Path, out: Path, args: argparse.Namespace, **overrides: Any) -> Any:
@@ -232,55 +255,110 @@ def counting_encodes() -> tuple[list[int], Callable[..., Any]]:
     return counts, encode
 
 
-def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[tuple[float, int]]:
-    """Seconds and clips encoded of a frozen five-fold run of ``--frozen-epochs`` epochs, cold
-    store then warm."""
-    found = []
+def frozen_run(
+    prepared: Path, out: Path, store: Path, args: argparse.Namespace, epochs: int
+) -> tuple[float, int]:
+    """Seconds and clips encoded of a frozen five-fold run with the feature store ``store``."""
+    config = run_config(
+        prepared, out, args,
+        **{"model.method": "frozen", "data.folds": None, "optim.epochs": epochs,
+           "feature_cache_dir": str(store)},
+    )  # fmt: skip
     counts, encode = counting_encodes()
-    for attempt in ("cold", "warm"):
-        config = run_config(
-            prepared, root / f"frozen-{attempt}", args,
-            **{"model.method": "frozen", "data.folds": None, "optim.epochs": args.frozen_epochs,
-               "feature_cache_dir": str(root / "features")},
-        )  # fmt: skip
-        counts.clear()
-        began = time.perf_counter()
-        with mock.patch.object(SERModel, "encode", encode):
-            train(config)
-        found.append((time.perf_counter() - began, sum(counts)))
+    began = time.perf_counter()
+    with mock.patch.object(SERModel, "encode", encode):
+        train(config)
+    return time.perf_counter() - began, sum(counts)
+
+
+@dataclass
+class FrozenRun:
+    epochs: int
+    store: str
+    seconds: float
+    encoded: int
+
+
+def frozen_folds(prepared: Path, root: Path, args: argparse.Namespace) -> list[FrozenRun]:
+    """Frozen five-fold runs: ``--frozen-epochs`` on a fresh store (cold) and again on it
+    (warm), and ``--paper-epochs`` on another fresh store."""
+    epochs = args.frozen_epochs
+    found = [
+        FrozenRun(
+            epochs,
+            attempt,
+            *frozen_run(prepared, root / f"frozen-{attempt}", root / "features", args, epochs),
+        )
+        for attempt in ("cold", "warm")
+    ]
+    if args.paper_epochs:
+        seconds, encoded = frozen_run(
+            prepared, root / "frozen-paper", root / "features-paper", args, args.paper_epochs
+        )
+        found.append(FrozenRun(args.paper_epochs, "cold", seconds, encoded))
     return found
+
+
+@dataclass
+class OriginalFrozen:
+    """The original recipe's frozen baseline over five folds: its processes' seconds, and the
+    part of them its epochs took (train, dev and test phases, summed over folds)."""
+
+    total: float
+    in_epochs: float
+    epochs: int
+
+    @property
+    def per_epoch(self) -> float:
+        return self.in_epochs / self.epochs
+
+    def at(self, epochs: int) -> float:
+        """Its seconds at ``epochs``: each of its epochs encodes every clip again, so they all
+        cost the same, and the rest (processes, model builds) does not depend on epochs."""
+        return self.total - self.in_epochs + epochs * self.per_epoch
 
 
 def original_frozen_folds(
     prepared: Path, root: Path, args: argparse.Namespace, python: Path
-) -> float:
-    """Seconds of the original recipe's frozen baseline over the five folds, ``--frozen-epochs``
-    each: one process per fold, as its script runs, with the fold's seed (8 × fold)."""
+) -> OriginalFrozen:
+    """The original recipe's frozen baseline over the five folds, ``--frozen-epochs`` each: one
+    process per fold, as its script runs, with the fold's seed (8 × fold)."""
     work = root / "original-frozen"
     work.mkdir()
-    total = 0.0
+    total = in_epochs = 0.0
     for index in range(5):
         write_original_fold(prepared, work, index)
         began = time.perf_counter()
-        original_epoch(
+        phases = original_epoch(
             python, work, args, "--method", "frozen", "--epochs", str(args.frozen_epochs),
             "--seed", str(8 * (index + 1)),
         )  # fmt: skip
         total += time.perf_counter() - began
-    return total
+        in_epochs += sum(phases[name] for name in ("train", "dev", "test"))
+    return OriginalFrozen(total, in_epochs, args.frozen_epochs)
 
 
-def print_frozen(found: list[tuple[float, int]], original: float | None, epochs: int) -> None:
-    """The frozen five-fold run: cold and warm store, and the original's where it ran."""
-    (cold, cold_encoded), (warm, warm_encoded) = found
-    print(f"frozen, 5 folds x {epochs} epochs (seconds):")
+def print_frozen(found: list[FrozenRun], original: OriginalFrozen | None) -> None:
+    """The frozen five-fold runs, each against the original's at as many epochs where it ran."""
+    print("frozen, 5 folds (seconds):")
     if original is not None:
-        print(f"  original (encodes every clip every epoch): {original:8.1f}")
-    print(f"  peft-ser, cold store ({cold_encoded:4d} clips encoded): {cold:8.1f}")
-    print(f"  peft-ser, warm store ({warm_encoded:4d} clips encoded): {warm:8.1f}")
-    if original is not None:
-        print(f"  original / cold: {original / cold:.1f}x, original / warm: {original / warm:.1f}x")
-    print(f"  cold / warm: {cold / warm:.1f}x")
+        print(
+            f"  original, {original.epochs} epochs, no cache: {original.total:.1f}"
+            f" ({original.per_epoch:.1f} per epoch of all folds,"
+            f" {original.total - original.in_epochs:.1f} in processes and model builds)"
+        )
+    for run in found:
+        print(
+            f"  peft-ser, {run.epochs} epochs, {run.store} store ({run.encoded} clips encoded):"
+            f" {run.seconds:.1f}"
+        )
+        if original is not None:
+            how = "measured" if run.epochs == original.epochs else "extrapolated"
+            expected = original.at(run.epochs)
+            print(
+                f"    original at {run.epochs} epochs ({how}): {expected:.1f};"
+                f" original/peft-ser {expected / run.seconds:.1f}x"
+            )
 
 
 def print_epochs(epochs: dict[str, dict], repeats: int) -> None:
@@ -316,6 +394,9 @@ def main() -> None:
     parser.add_argument("--skip-frozen", action="store_true")
     parser.add_argument("--skip-epoch", action="store_true", help="only the frozen five folds")
     parser.add_argument("--frozen-epochs", type=int, default=3)
+    parser.add_argument(
+        "--paper-epochs", type=int, default=30, help="a frozen run of as many epochs; 0: none"
+    )
     parser.add_argument("--padding-only", action="store_true", help="no training")
     parser.add_argument(
         "--original", action="store_true", help="also time the original's epoch, in turns"
@@ -336,8 +417,8 @@ def main() -> None:
         if not args.skip_epoch:
             print_epochs(precision_epochs(prepared, root, args, original), args.repeats)
         if not args.skip_frozen:
-            seconds = original_frozen_folds(prepared, root, args, original) if original else None
-            print_frozen(frozen_folds(prepared, root, args), seconds, args.frozen_epochs)
+            baseline = original_frozen_folds(prepared, root, args, original) if original else None
+            print_frozen(frozen_folds(prepared, root, args), baseline)
 
 
 if __name__ == "__main__":

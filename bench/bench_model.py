@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from flops import SEED, matmul_fn, whisper_encoder_flops
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 from torch.nn import functional as F
@@ -40,7 +41,6 @@ from peft_ser.model import SERModel, build_model
 BACKBONE = "whisper-tiny"
 LORA_RANK = 16
 MIN_SECONDS, MAX_SECONDS = 2.0, 6.0
-SEED = 0
 PEER = "peer, 30-s features"
 
 
@@ -197,60 +197,6 @@ class ForeignLoad:
         return 100 * max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
 
 
-@dataclass(frozen=True)
-class FlopCount:
-    """Matmul and convolution FLOPs of one encoder forward (2 FLOPs per multiply-add)."""
-
-    parts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.parts.values())
-
-
-def encoder_flops(config: WhisperConfig, batch: int, mel_frames: int, rank: int) -> FlopCount:
-    """Counted from the config and the padded batch length, since padded frames are computed too.
-
-    ``mel_frames`` is the batch's longest clip in log-mel frames; the encoder runs on
-    ``(mel_frames - 1) // 2 + 1`` positions after the stride-2 convolution.
-    """
-    d, ffn, mels = config.d_model, config.encoder_ffn_dim, config.num_mel_bins
-    layers = config.encoder_layers
-    positions = int(encoder_frame_lengths(torch.tensor(mel_frames)))
-    tokens = batch * positions
-    macs = {
-        "log-mel filterbank": batch * mel_frames * (1 + 400 // 2) * mels,
-        "conv1": batch * mel_frames * d * mels * 3,
-        "conv2": tokens * d * d * 3,
-        "q/k/v/out projections": layers * tokens * 4 * d * d,
-        "attention scores + values": layers * 2 * batch * positions * positions * d,
-        "fc1 + fc2": layers * tokens * 2 * d * ffn,
-        f"LoRA r{rank} on fc1 + fc2": layers * tokens * 2 * rank * (d + ffn),
-    }
-    return FlopCount({name: 2 * value for name, value in macs.items()})
-
-
-MATMULS_PER_CALL = 10
-
-
-def matmul_fn(rows: int, inner: int, cols: int) -> tuple[Callable[[], None], int]:
-    """A plain fp32 ``[rows, inner] @ [inner, cols]``, ten times per call, and its FLOPs per call.
-
-    This is the rate the machine's BLAS reaches on the encoder's typical shape: the yardstick
-    for the encoder's efficiency.
-    """
-    generator = torch.Generator().manual_seed(SEED)
-    a = torch.randn(rows, inner, generator=generator)
-    b = torch.randn(inner, cols, generator=generator)
-    out = torch.empty(rows, cols)
-
-    def run() -> None:
-        for _ in range(MATMULS_PER_CALL):
-            torch.matmul(a, b, out=out)
-
-    return run, MATMULS_PER_CALL * 2 * rows * inner * cols
-
-
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as info:
@@ -355,7 +301,7 @@ def main() -> None:
 
     # Efficiency of our encoder forward against the machine's plain matmul rate, timed in turns.
     config = whisper_tiny_config()
-    flops = encoder_flops(config, args.batch, mel_frames, LORA_RANK)
+    flops = whisper_encoder_flops(config, args.batch, mel_frames, LORA_RANK)
     rows, d, ffn = args.batch * positions, config.d_model, config.encoder_ffn_dim
     matmul, matmul_flops = matmul_fn(rows, d, ffn)
     ours.eval()

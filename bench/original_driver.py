@@ -77,18 +77,26 @@ def write_backbones(work: Path, cache: Path) -> None:
     )
 
 
+def whisper_ser(cache: Path, enable_peft_training: bool, method: str = "lora") -> torch.nn.Module:
+    """The original ``WhisperSER`` of ``whisper-tiny-lora-16-conv`` (Whisper tiny, LoRA r16,
+    convolutional head) on the backbone in ``cache``. Its ``load_model`` builds it with
+    ``enable_peft_training=False``, the training script with True; ``method="frozen"`` matches
+    none of its PEFT branches and so gives the plain, frozen encoder."""
+    return peft_ser.WhisperSER(
+        pretrained_model="whisper_tiny",
+        output_class_num=4,
+        finetune_method=method,
+        lora_rank=16,
+        cache_dir=str(cache),
+        use_conv_output=True,
+        enable_peft_training=enable_peft_training,
+    )
+
+
 def build_original(name: str, cache: Path) -> torch.nn.Module:
     """The original class for ``name``, as its ``load_model`` builds it."""
     if name == WHISPER:
-        return peft_ser.WhisperSER(
-            pretrained_model="whisper_tiny",
-            output_class_num=4,
-            finetune_method="lora",
-            lora_rank=16,
-            cache_dir=str(cache),
-            use_conv_output=True,
-            enable_peft_training=False,
-        )
+        return whisper_ser(cache, enable_peft_training=False)
     # The original load_model passes cache_dir, which WavLMPlusSER does not take; it reads the
     # default hub cache, which is the work cache here.
     return peft_ser.WavLMPlusSER(

@@ -39,10 +39,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from original_driver import write_backbones
+from original_driver import whisper_ser, write_backbones
 from torch.utils.data import DataLoader
-
-import peft_ser  # the original package (0.0.5), in its own environment
 
 RATE = 16_000
 CROP = 6 * RATE
@@ -123,15 +121,7 @@ def main() -> None:
         for name in ("train", "dev", "test")
     }
     torch.manual_seed(arguments.seed)  # the original's set_seed(8 * fold_idx), fold 1
-    model = peft_ser.WhisperSER(
-        pretrained_model="whisper_tiny",
-        output_class_num=4,
-        finetune_method=arguments.method,
-        lora_rank=16,
-        cache_dir=str(cache),
-        use_conv_output=True,
-        enable_peft_training=True,
-    )
+    model = whisper_ser(cache, enable_peft_training=True, method=arguments.method)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=5e-4, weight_decay=1e-4, betas=(0.9, 0.98))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

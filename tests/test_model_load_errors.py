@@ -85,6 +85,12 @@ def write(name: str, content: bytes) -> Damage:
     return lambda directory: (directory / name).write_bytes(content)
 
 
+def config_holding(content: bytes, problem: str, id: str) -> Any:
+    """The case of a config file that holds ``content`` (not JSON settings) and the problem
+    its message names."""
+    return pytest.param(write(CONFIG_FILE, content), CONFIG_FILE, problem, id=id)
+
+
 def truncate_weights(keep: float) -> Damage:
     def damage(directory: Path) -> None:
         data = (directory / WEIGHTS_FILE).read_bytes()
@@ -159,23 +165,18 @@ CASES: list[Any] = [
         "weight 'head.classifier.2.bias' has shape (4,), this model's is (5,)",
         id="config-labels-differ-from-weights",
     ),
-    pytest.param(write(CONFIG_FILE, b""), CONFIG_FILE, "file is empty", id="config-empty"),
-    pytest.param(write(CONFIG_FILE, b"  \n"), CONFIG_FILE, "file is empty", id="config-blank"),
-    pytest.param(
-        write(CONFIG_FILE, b'{"backbone": "tiny-whisper",'),
-        CONFIG_FILE,
+    config_holding(b"", "file is empty", id="config-empty"),
+    config_holding(b"  \n", "file is empty", id="config-blank"),
+    config_holding(
+        b'{"backbone": "tiny-whisper",',
         "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 29",
         id="config-cut",
     ),
-    pytest.param(
-        write(CONFIG_FILE, b"\xff\xfe\x00\x01"),
-        CONFIG_FILE,
-        "not UTF-8 text, so not a model config",
-        id="config-binary",
+    config_holding(
+        b"\xff\xfe\x00\x01", "not UTF-8 text, so not a model config", id="config-binary"
     ),
-    pytest.param(
-        write(CONFIG_FILE, b'["tiny-whisper", "lora"]'),
-        CONFIG_FILE,
+    config_holding(
+        b'["tiny-whisper", "lora"]',
         "expected a JSON object of model settings, found list",
         id="config-list",
     ),

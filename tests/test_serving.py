@@ -6,6 +6,7 @@ answers come from `peft_ser.predict` on each model alone.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import time
@@ -24,6 +25,7 @@ from fastapi.testclient import TestClient
 import peft_ser
 from peft_ser.config import ModelConfig
 from peft_ser.errors import InvalidRequestError
+from peft_ser.inference import Failure, Prediction
 from peft_ser.model import build_model
 from peft_ser.serving import BatchSettings, ModelPool, ModelSpec, ServeSettings, create_app
 from peft_ser.serving.adapters import ModelSpecError, parse_model_spec
@@ -70,6 +72,28 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def expected(saved: Path, clip: Path, **options: float | str) -> peft_ser.inference.Prediction:
     [prediction] = peft_ser.predict(clip, model=saved, **options)
     return prediction
+
+
+def batcher_answers(
+    pool: ModelPool, batching: BatchSettings, requests: list[tuple[np.ndarray, str, Segmentation]]
+) -> tuple[list[Prediction | Failure], int]:
+    """Model a's answers to ``(samples, source, segmentation)`` requests sent to one batcher at
+    once, and how many calls the batcher ran for them."""
+
+    async def answers() -> tuple[list[Prediction | Failure], int]:
+        batcher = Batcher(pool, batching)
+        await batcher.start()
+        try:
+            calls = [
+                batcher.predict("a", samples, source, how, timeout=30)
+                for samples, source, how in requests
+            ]
+            results = await asyncio.gather(*calls)
+        finally:
+            await batcher.stop()
+        return results, batcher.batches_run
+
+    return asyncio.run(answers())
 
 
 def test_models_health_and_docs(client: TestClient, saved: list[Path]) -> None:
@@ -184,8 +208,6 @@ def test_recordings_predict_cannot_answer_are_422(client: TestClient, tmp_path: 
 @needs_espeak
 def test_different_segmentations_never_batched_together(pool: ModelPool, talk: Path) -> None:
     """One recording asked four ways at once: four calls, each answer the one asked alone."""
-    import asyncio
-
     samples = peft_ser.audio.load_audio(talk)
     settings = [
         Segmentation(),
@@ -193,19 +215,9 @@ def test_different_segmentations_never_batched_together(pool: ModelPool, talk: P
         Segmentation("vad"),
         Segmentation("vad", max_segment=1.0),
     ]
-
-    async def answers(batching: BatchSettings) -> tuple[list, int]:
-        batcher = Batcher(pool, batching)
-        await batcher.start()
-        try:
-            calls = [batcher.predict("a", samples, "talk", how, timeout=30) for how in settings]
-            results = await asyncio.gather(*calls)
-        finally:
-            await batcher.stop()
-        return results, batcher.batches_run
-
-    batched, batches = asyncio.run(answers(BatchSettings(window_ms=50, max_batch=8)))
-    single, runs = asyncio.run(answers(BatchSettings(max_batch=1)))
+    requests = [(samples, "talk", how) for how in settings]
+    batched, batches = batcher_answers(pool, BatchSettings(window_ms=50, max_batch=8), requests)
+    single, runs = batcher_answers(pool, BatchSettings(max_batch=1), requests)
     assert (batches, runs) == (4, 4)
     counts = [len(one.windows) for one in batched]
     assert counts[0] == 0 and counts[2] == 2 and len(set(counts)) == 4  # cut four ways
@@ -281,24 +293,10 @@ def test_concurrent_mixed_requests_equal_each_model_alone(
 
 def test_batched_answers_equal_single_ones(pool: ModelPool) -> None:
     """Clips of different lengths, batched and one at a time: the same probabilities."""
-    import asyncio
-
     clips = [voice(seconds, pitch) for seconds, pitch in [(0.5, 200), (1.7, 300), (0.9, 450)]]
-
-    async def answers(settings: BatchSettings) -> tuple[list, int]:
-        batcher = Batcher(pool, settings)
-        await batcher.start()
-        try:
-            calls = [
-                batcher.predict("a", clip, f"c{i}", timeout=30) for i, clip in enumerate(clips)
-            ]
-            results = await asyncio.gather(*calls)
-        finally:
-            await batcher.stop()
-        return results, batcher.batches_run
-
-    batched, batches = asyncio.run(answers(BatchSettings(window_ms=20, max_batch=8)))
-    single, runs = asyncio.run(answers(BatchSettings(max_batch=1)))
+    requests = [(clip, f"c{i}", Segmentation()) for i, clip in enumerate(clips)]
+    batched, batches = batcher_answers(pool, BatchSettings(window_ms=20, max_batch=8), requests)
+    single, runs = batcher_answers(pool, BatchSettings(max_batch=1), requests)
     assert (batches, runs) == (1, 3)
     for one, other in zip(batched, single, strict=True):
         assert one.source == other.source and one.label == other.label

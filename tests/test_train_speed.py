@@ -39,12 +39,20 @@ def _logits_by_index(
     return out
 
 
-def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(corpus: Path) -> None:
+@pytest.fixture
+def dev_and_model(corpus: Path) -> tuple[UtteranceDataset, torch.nn.Module]:
+    """The first fold's dev set and a tiny LoRA model of random weights (seed 0), in eval mode."""
     prepared = load_prepared(corpus)
     dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
     config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
     torch.manual_seed(0)
-    model = build_model(config).eval()
+    return dataset, build_model(config).eval()
+
+
+def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(
+    dev_and_model: tuple[UtteranceDataset, torch.nn.Module],
+) -> None:
+    dataset, model = dev_and_model
     lengths = dataset.lengths()
     alone = _logits_by_index(model, dataset, LengthBucketSampler(lengths, 1, shuffle=False))
     sorted_ = LengthBucketSampler(lengths, 5, shuffle=False)
@@ -113,12 +121,10 @@ def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(
     )
 
 
-def test_bf16_logits_agree_with_fp32_within_tolerance(corpus: Path) -> None:
-    prepared = load_prepared(corpus)
-    dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
-    config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
-    torch.manual_seed(0)
-    model = build_model(config).eval()
+def test_bf16_logits_agree_with_fp32_within_tolerance(
+    dev_and_model: tuple[UtteranceDataset, torch.nn.Module],
+) -> None:
+    dataset, model = dev_and_model
     sampler = LengthBucketSampler(dataset.lengths(), 8, shuffle=False)
     fp32 = _logits_by_index(model, dataset, sampler)
     with bf16_autocast("cpu"):

@@ -16,12 +16,13 @@ answer never depends on what it was batched with.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from .loading import (
 )
 from .model import SERModel
 from .recordings import Recording, Scored, score_recordings
-from .segments import SegmentPlan, segment_plan
+from .segments import Segmentation, SegmentPlan
 
 _CHUNK_BATCHES = 8
 """Segments wait in a pool of this many batches, sorted by length before batching (little
@@ -125,50 +126,24 @@ _Source: TypeAlias = str | _Array
 """A path to decode, or an array input already checked for shape, dtype and rate."""
 
 
-def predict(
-    inputs: Input | Sequence[Input],
-    *,
-    model: SERModel | InferenceModel | str | os.PathLike[str],
-    batch_size: int = 8,
-    window: float | None = None,
-    hop: float | None = None,
-    segment: str = "window",
-    min_segment: float | None = None,
-    max_segment: float | None = None,
-    backend: str | None = None,
-    precision: str | None = None,
-) -> list[Prediction]:
-    """Predict emotions for files or ``(samples, sample_rate)`` arrays, in input order.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-    ``model`` is a loaded model, a saved model directory or a zoo name. ``batch_size`` counts
-    segments (clips, windows or speech segments). ``segment`` is ``"window"``, ``"vad"`` or
-    ``"whole"``. ``window``/``hop`` (seconds, ``"window"`` only): by default a clip up to 30 s
-    is predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
-    longer than it is cut into such windows (``hop`` defaults to half a window).
-    ``min_segment``/``max_segment`` (seconds, ``"vad"`` only, default 1 and 10): the bounds
-    speech regions are merged and split to.
-    ``backend`` (``torch`` or ``onnxruntime``; by default what ``model`` is) and ``precision``
-    (``fp32``, ``bf16``, ``int8``) choose how the model runs; see `peft_ser.backends`.
-    Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
-    for the first input that cannot be predicted; `iter_predictions` skips those.
-    """
-    results = []
-    for result in iter_predictions(
-        inputs,
-        model=model,
-        batch_size=batch_size,
-        window=window,
-        hop=hop,
-        segment=segment,
-        min_segment=min_segment,
-        max_segment=max_segment,
-        backend=backend,
-        precision=precision,
-    ):
-        if isinstance(result, Failure):
-            raise result.error
-        results.append(result)
-    return results
+
+def _takes_arguments_of(
+    source: Callable[_P, object],
+) -> Callable[[Callable[..., _R]], Callable[_P, _R]]:
+    """Declare that the decorated function takes ``source``'s arguments and passes them on:
+    calls are type-checked against ``source``'s parameters, and `inspect.signature` (so `help`)
+    shows them with the decorated function's return type."""
+
+    def declared(target: Callable[..., _R]) -> Callable[_P, _R]:
+        returns = inspect.signature(target).return_annotation
+        signature = inspect.signature(source).replace(return_annotation=returns)
+        target.__signature__ = signature  # type: ignore[attr-defined]
+        return target
+
+    return declared
 
 
 def iter_predictions(
@@ -198,18 +173,38 @@ def iter_predictions(
     if batch_size < 1:
         raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
     sources = _sources(inputs)
-    plan_for = partial(
-        segment_plan,
-        segment,
-        window=window,
-        hop=hop,
-        min_segment=min_segment,
-        max_segment=max_segment,
-    )
-    plan_for()  # the settings are checked before a named model is loaded
+    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
+    segmentation.plan()  # the settings are checked before a named model is loaded
     loaded = inference_model(model, backend=backend, precision=precision)
-    plan = plan_for(limit=loaded.max_samples)
+    plan = segmentation.plan(limit=loaded.max_samples)
     return _predictions(sources, loaded, plan, batch_size)
+
+
+@_takes_arguments_of(iter_predictions)
+def predict(*args: Any, **kwargs: Any) -> list[Prediction]:
+    """Predict emotions for files or ``(samples, sample_rate)`` arrays, in input order.
+
+    Takes the arguments of `iter_predictions`, declared there once (`help` and type checkers
+    show them here too).
+
+    ``model`` is a loaded model, a saved model directory or a zoo name. ``batch_size`` counts
+    segments (clips, windows or speech segments). ``segment`` is ``"window"``, ``"vad"`` or
+    ``"whole"``. ``window``/``hop`` (seconds, ``"window"`` only): by default a clip up to 30 s
+    is predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
+    longer than it is cut into such windows (``hop`` defaults to half a window).
+    ``min_segment``/``max_segment`` (seconds, ``"vad"`` only, default 1 and 10): the bounds
+    speech regions are merged and split to.
+    ``backend`` (``torch`` or ``onnxruntime``; by default what ``model`` is) and ``precision``
+    (``fp32``, ``bf16``, ``int8``) choose how the model runs; see `peft_ser.backends`.
+    Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`
+    for the first input that cannot be predicted; `iter_predictions` skips those.
+    """
+    results = []
+    for result in iter_predictions(*args, **kwargs):
+        if isinstance(result, Failure):
+            raise result.error
+        results.append(result)
+    return results
 
 
 def _predictions(

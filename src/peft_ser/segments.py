@@ -121,6 +121,31 @@ def segment_plan(
     )
 
 
+@dataclass(frozen=True)
+class Segmentation:
+    """How one call cuts its recordings, as given: the segmentation options of
+    `peft_ser.inference.iter_predictions`, with its defaults. Hashable, so the server groups
+    requests by it."""
+
+    segment: str = "window"
+    window: float | None = None
+    hop: float | None = None
+    min_segment: float | None = None
+    max_segment: float | None = None
+
+    def plan(self, limit: int | None = None) -> SegmentPlan:
+        """These options checked (`segment_plan`) for a model encoding at most ``limit``
+        samples (None: any model); raises `InvalidRequestError`."""
+        return segment_plan(
+            self.segment,
+            window=self.window,
+            hop=self.hop,
+            min_segment=self.min_segment,
+            max_segment=self.max_segment,
+            limit=limit,
+        )
+
+
 def _refuse_foreign(mode: str, **settings: float | None) -> None:
     """Refuse window settings outside ``window`` mode and segment bounds outside ``vad``."""
     owners = {"window": "window", "hop": "window", "min_segment": "vad", "max_segment": "vad"}

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from peft_ser.cli.app import app
+from peft_ser.cli.options import Backend, BatchSize, Device, Dtype, Precision
 from peft_ser.zoo import ZOO
 
 
@@ -41,7 +42,7 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write to this file, not stdout")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="clips or windows per batch")] = 8,
+    batch_size: BatchSize = 8,
     window: Annotated[
         float | None,
         typer.Option(
@@ -72,9 +73,7 @@ def predict(
         Path | None,
         typer.Option(help="also draw the emotion timeline of each recording to this PNG"),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    ] = None,
+    device: Device = None,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -90,17 +89,9 @@ def predict(
             "working directory)"
         ),
     ] = None,
-    dtype: Annotated[
-        str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
-    ] = "float32",
-    backend: Annotated[
-        str | None,
-        typer.Option(help="torch or onnxruntime (default: onnxruntime for an exported folder)"),
-    ] = None,
-    precision: Annotated[
-        str,
-        typer.Option(help="fp32, bf16 (autocast) or int8 (dynamic quantization, CPU)"),
-    ] = "fp32",
+    dtype: Dtype = "float32",
+    backend: Backend = None,
+    precision: Precision = "fp32",
 ) -> None:
     """Predict the emotion of each recording; long ones also get a prediction per window or
     speech segment, with its start and end.
@@ -113,6 +104,7 @@ def predict(
     or a wrong option or model (one error line).
     """
     import sys
+    from dataclasses import asdict
 
     from peft_ser.backends import load_inference_model, resolve_backend, resolve_precision
     from peft_ser.inference import Failure, iter_predictions, resolve_device, resolve_dtype
@@ -123,13 +115,14 @@ def predict(
         write_predictions,
     )
     from peft_ser.progress import progress_bar
-    from peft_ser.segments import segment_plan
+    from peft_ser.segments import Segmentation
     from peft_ser.timeline import check_plottable, save_timeline
 
     for path in (output, plot):
         if path is not None:
             check_output_path(path)
-    segment_plan(segment, window=window, hop=hop, min_segment=min_segment, max_segment=max_segment)
+    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
+    segmentation.plan()  # checked before the model is loaded
     resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
     chosen_backend, chosen_precision = resolve_backend(backend), resolve_precision(precision)
@@ -152,11 +145,7 @@ def predict(
                 dtype=compute_dtype,
             ),
             batch_size=batch_size,
-            window=window,
-            hop=hop,
-            segment=segment,
-            min_segment=min_segment,
-            max_segment=max_segment,
+            **asdict(segmentation),
         )
         with progress_bar(total=len(found.paths), unit="file", desc="predict") as progress:
             for result in results:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from peft_ser.cli.app import app
+from peft_ser.cli.options import Backend, BatchSize, Device, Dtype, Precision
 from peft_ser.serving.settings import (
     API_KEY_ENV,
     BatchSettings,
@@ -60,33 +61,17 @@ def serve(
     batch_window_ms: Annotated[
         float, typer.Option(min=0, help="how long a request waits for others to batch with")
     ] = _BATCH.window_ms,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="clips or windows per forward pass")
-    ] = _BATCH.batch_size,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    ] = None,
-    dtype: Annotated[
-        str, typer.Option(help="compute dtype: float32, float16 or bfloat16")
-    ] = "float32",
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="torch or onnxruntime, for every model (default: onnxruntime for an exported "
-            "folder, torch for the others)"
-        ),
-    ] = None,
-    precision: Annotated[
-        str,
-        typer.Option(
-            help="fp32, bf16 (autocast) or int8 (dynamic quantization, CPU; an int8 model "
-            "holds its own quantized copy, shared with no other)"
-        ),
-    ] = "fp32",
+    batch_size: BatchSize = _BATCH.batch_size,
+    device: Device = None,
+    dtype: Dtype = "float32",
+    backend: Backend = None,
+    precision: Precision = "fp32",
 ) -> None:
     """Serve models over HTTP: POST /v1/predict, GET /v1/models, /healthz, /docs, the page at /.
 
-    Only the models named here are ever loaded; requests choose among them by name.
+    Only the models named here are ever loaded; requests choose among them by name. The
+    device, dtype, backend and precision apply to every model; an int8 model holds its own
+    quantized copy, shared with no other.
     """
     from peft_ser.inference import resolve_device, resolve_dtype
     from peft_ser.serving import ModelPool, create_app, parse_model_spec, serve

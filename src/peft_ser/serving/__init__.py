@@ -9,19 +9,22 @@ use, so the command line starts without it.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_attributes
 from .settings import API_KEY_ENV, BatchSettings, ServeSettings
 
-_LAZY = {
-    "ModelPool": "adapters",
-    "ModelSpec": "adapters",
-    "ServedModel": "adapters",
-    "UnknownModelError": "adapters",
-    "parse_model_spec": "adapters",
-    "create_app": "app",
-}
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ModelPool": "adapters",
+        "ModelSpec": "adapters",
+        "ServedModel": "adapters",
+        "UnknownModelError": "adapters",
+        "parse_model_spec": "adapters",
+        "create_app": "app",
+    },
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -39,14 +42,6 @@ __all__ = [
 if TYPE_CHECKING:
     from .adapters import ModelPool, ModelSpec, ServedModel, UnknownModelError, parse_model_spec
     from .app import create_app
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
 
 
 def serve(app: object, host: str = "127.0.0.1", port: int = 8000) -> None:

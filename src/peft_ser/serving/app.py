@@ -34,9 +34,9 @@ from starlette.datastructures import UploadFile
 
 from .. import __version__
 from ..inference import Failure, InvalidRequestError, Prediction
-from ..segments import SEGMENT_MODES
+from ..segments import SEGMENT_MODES, Segmentation
 from .adapters import ModelPool, UnknownModelError
-from .batching import Batcher, QueueFullError, RequestTimeoutError, Segmentation
+from .batching import Batcher, QueueFullError, RequestTimeoutError
 from .limits import BodySizeLimit, BodyTooLargeError, key_matches
 from .settings import ServeSettings
 from .uploads import SUPPORTED, Clip, UploadError, display_name, read_clip

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, AudioError
 from ..inference import Failure, Prediction, iter_predictions
+from ..segments import Segmentation
 from .adapters import ModelPool
 from .settings import BatchSettings
 
@@ -35,18 +36,7 @@ class RequestTimeoutError(Exception):
 
 
 _NO_SAMPLES = np.zeros(0, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """How a request's recording is cut: the segmentation options of `iter_predictions`, with
-    its defaults. Part of a batch's key, so requests cut differently never share a call."""
-
-    segment: str = "window"
-    window: float | None = None
-    hop: float | None = None
-    min_segment: float | None = None
-    max_segment: float | None = None
+_DEFAULT_SEGMENTATION = Segmentation()
 
 
 @dataclass(frozen=True)
@@ -100,7 +90,7 @@ class Batcher:
         model: str,
         samples: np.ndarray,
         source: str,
-        segmentation: Segmentation = Segmentation(),
+        segmentation: Segmentation = _DEFAULT_SEGMENTATION,
         *,
         timeout: float,
     ) -> Prediction | Failure:

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from peft_ser.audio import RunAudio
@@ -47,7 +46,7 @@ from peft_ser.training.results import (
     replace_dir,
     save_figure,
 )
-from peft_ser.training.scoring import to_device
+from peft_ser.training.scoring import forward, to_device
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +224,7 @@ class FoldRunner:
         else:
             batch = to_device(batch, self.accelerator.device)
             with self.accelerator.autocast():
-                logits = self._forward(self.trained, batch)
+                logits = forward(self.trained, batch)
             loss = self.objective.loss(logits.float(), batch, "train")
         self.accelerator.backward(loss)
         norm = self._gradient_norm()
@@ -267,11 +266,6 @@ class FoldRunner:
         if flags[1] > 0:
             return "gradient"
         return None
-
-    def _forward(self, module: nn.Module, batch: Batch | FeatureBatch) -> torch.Tensor:
-        if isinstance(batch, FeatureBatch):
-            return module(batch.hidden, batch.frame_lengths)
-        return module(batch.waveforms, batch.lengths)
 
     def _score(self, split: str) -> dict[str, Any]:
         sampler, _ = self.source.sampler(split, self._eval_batch_size(), shuffle=False, epoch=0)

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from torch import nn
 
 from peft_ser.config import OptimConfig
@@ -41,7 +40,7 @@ from peft_ser.metrics import (
 )
 from peft_ser.tasks import OutputLayout, attribute_loss
 from peft_ser.training.results import save_figure
-from peft_ser.training.scoring import to_device
+from peft_ser.training.scoring import gather_rows
 
 _SELECTION = {"categorical": "uar", "attributes": "ccc", "multitask": "score"}
 
@@ -62,27 +61,13 @@ def gather_outputs(
     batches: Iterable[Batch | FeatureBatch | None],
     size: int,
 ) -> Outputs:
-    """Every batch's output rows on every process, gathered, one per item."""
-    local: list[tuple[int, list[float]]] = []
-    with torch.no_grad():
-        for batch in batches:
-            if batch is None:
-                continue
-            batch = to_device(batch, accelerator.device)
-            with accelerator.autocast():
-                outputs = (
-                    module(batch.hidden, batch.frame_lengths)
-                    if isinstance(batch, FeatureBatch)
-                    else module(batch.waveforms, batch.lengths)
-                ).float()
-            local += zip(batch.indices.tolist(), outputs.cpu().tolist(), strict=True)
-    gathered = gather_object(local) if accelerator.num_processes > 1 else local
-    rows = {index: row for index, row in gathered if index < size}
-    ordered = sorted(rows)
-    finite = [i for i in ordered if all(math.isfinite(v) for v in rows[i])]
+    """Every batch's output rows on every process, gathered, one per item (`gather_rows`)."""
+    rows = gather_rows(accelerator, module, batches, size, lambda out, _: out.cpu().tolist())
+    finite = [i for i, row in rows.items() if all(math.isfinite(v) for v in row)]
     width = len(next(iter(rows.values()))) if rows else 0
     values = np.array([rows[i] for i in finite], dtype=np.float64).reshape(len(finite), width)
-    return Outputs(finite, values, [i for i in ordered if i not in set(finite)])
+    kept = set(finite)
+    return Outputs(finite, values, [i for i in rows if i not in kept])
 
 
 class Objective:

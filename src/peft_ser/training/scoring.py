@@ -1,11 +1,16 @@
-"""Moving batches to the model and scoring whole splits, shared by training and `evaluate`."""
+"""Moving batches to the model and scoring whole splits, shared by training and `evaluate`.
+
+`gather_rows` is the one scoring loop: every batch on every process, under inference mode,
+gathered into one row per item. `predict` makes class predictions and the loss of them; the
+task objectives (`peft_ser.training.objectives`) keep every output value.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 from accelerate import Accelerator
@@ -30,6 +35,11 @@ class Predictions:
     nonfinite: list[int]
 
 
+_Scored: TypeAlias = tuple[int, float, float]
+"""One item's predicted class (-1: its logits are not finite), weighted loss and weight."""
+Row = TypeVar("Row")
+
+
 def predict(
     accelerator: Accelerator,
     module: nn.Module,
@@ -41,46 +51,62 @@ def predict(
 
     The loss is the class-weighted cross entropy of the training objective (plain when
     ``class_weights`` is None), averaged over items like the training loss. Runs under
-    `torch.inference_mode`: no autograd graph, no version counters.
+    `torch.inference_mode` (see `gather_rows`).
     """
-    local: list[tuple[int, int, float, float]] = []
+
+    def scored(logits: torch.Tensor, batch: Batch | FeatureBatch) -> Iterable[_Scored]:
+        finite = torch.isfinite(logits).all(dim=-1).cpu()
+        losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none").cpu()
+        weights = (
+            torch.ones_like(losses) if class_weights is None else class_weights[batch.labels.cpu()]
+        )
+        predicted = torch.where(finite, logits.argmax(dim=-1).cpu(), -1)
+        return zip(predicted.tolist(), (losses * weights).tolist(), weights.tolist(), strict=True)
+
+    rows = gather_rows(accelerator, module, batches, size, scored)
+    valid = [i for i, (predicted, _, _) in rows.items() if predicted >= 0]
+    weight = sum(rows[i][2] for i in valid)
+    return Predictions(
+        indices=valid,
+        predicted=[rows[i][0] for i in valid],
+        loss=sum(rows[i][1] for i in valid) / weight if weight else math.nan,
+        nonfinite=[i for i, (predicted, _, _) in rows.items() if predicted < 0],
+    )
+
+
+def gather_rows(
+    accelerator: Accelerator,
+    module: nn.Module,
+    batches: Iterable[Batch | FeatureBatch | None],
+    size: int,
+    rows: Callable[[torch.Tensor, Batch | FeatureBatch], Iterable[Row]],
+) -> dict[int, Row]:
+    """Run ``module`` on every batch on every process and gather ``rows(outputs, batch)``, one
+    row per item, by dataset index in ascending order; indices from ``size`` on (the padding
+    items that even out processes' batches) are left out.
+
+    ``outputs`` are the module's float outputs, computed on the accelerator's device under its
+    autocast. Runs under `torch.inference_mode`: no autograd graph, no version counters.
+    """
+    local: list[tuple[int, Row]] = []
     with torch.inference_mode():
         for batch in batches:
             if batch is None:
                 continue
             batch = to_device(batch, accelerator.device)
             with accelerator.autocast():
-                logits = (
-                    module(batch.hidden, batch.frame_lengths)
-                    if isinstance(batch, FeatureBatch)
-                    else module(batch.waveforms, batch.lengths)
-                ).float()
-            finite = torch.isfinite(logits).all(dim=-1).cpu()
-            losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none").cpu()
-            weights = (
-                torch.ones_like(losses)
-                if class_weights is None
-                else class_weights[batch.labels.cpu()]
-            )
-            predicted = torch.where(finite, logits.argmax(dim=-1).cpu(), -1)
-            local += zip(
-                batch.indices.tolist(),
-                predicted.tolist(),
-                (losses * weights).tolist(),
-                weights.tolist(),
-                strict=True,
-            )
+                outputs = forward(module, batch).float()
+            local += zip(batch.indices.tolist(), rows(outputs, batch), strict=True)
     gathered = gather_object(local) if accelerator.num_processes > 1 else local
-    rows = {row[0]: row for row in gathered}
-    ordered = [rows[i] for i in sorted(rows) if i < size]
-    valid = [r for r in ordered if r[1] >= 0]
-    weight = sum(r[3] for r in valid)
-    return Predictions(
-        indices=[r[0] for r in valid],
-        predicted=[r[1] for r in valid],
-        loss=sum(r[2] for r in valid) / weight if weight else math.nan,
-        nonfinite=[r[0] for r in ordered if r[1] < 0],
-    )
+    by_index = dict(gathered)
+    return {index: by_index[index] for index in sorted(by_index) if index < size}
+
+
+def forward(module: nn.Module, batch: Batch | FeatureBatch) -> torch.Tensor:
+    """The module's outputs for a batch: from cached hidden states, or from waveforms."""
+    if isinstance(batch, FeatureBatch):
+        return module(batch.hidden, batch.frame_lengths)
+    return module(batch.waveforms, batch.lengths)
 
 
 def loader_batches(
