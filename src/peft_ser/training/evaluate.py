@@ -121,8 +121,8 @@ def _score_fold(
             out / f"confusion-{safe_name(job.fold.name)}.png",
             confusion_figure(metrics["confusion"], job.prepared.labels, title),
         )
-        return FoldScore({**metrics, "fold": job.fold.name}, True, truth, predictions.predicted,
-                         genders)  # fmt: skip
+        metrics["fold"] = job.fold.name
+        return FoldScore(metrics, True, truth, predictions.predicted, genders)
     return _score_task(accelerator, model, loaded.layout, job, dataset, batches, out, title)
 
 
