@@ -123,7 +123,7 @@ def _score_fold(
         )
         metrics["fold"] = job.fold.name
         return FoldScore(metrics, True, truth, predictions.predicted, genders)
-    return _score_task(accelerator, model, loaded.layout, job, dataset, batches, out, title)
+    return _score_task(accelerator, model, loaded.layout, job, split, dataset, batches, out, title)
 
 
 def _score_task(
@@ -131,22 +131,22 @@ def _score_task(
     model: torch.nn.Module,
     layout: OutputLayout,
     job: EvaluationJob,
+    split: str,
     dataset: UtteranceDataset,
     batches: Iterator[Batch],
     out: Path,
     title: str,
 ) -> FoldScore:
-    """Score an attribute or multitask model as training scores its test split (the same
-    `Objective`, metrics and files); the loss is left out, as for categorical models: its
+    """Score an attribute or multitask model on ``split`` as training scores its test split
+    (the same `Objective`, metrics and files); the loss is left out, as for categorical models: its
     class weights and attribute loss are the training run's, not the model's."""
     labels, attributes = job.prepared.labels, job.model_config.attributes
     unweighted = torch.ones(len(labels))
-    # The objective's "test" split is whichever split is scored: its test files are written.
-    objective = Objective(layout, labels, attributes, OptimConfig(), unweighted, {"test": dataset})
-    metrics = objective.score(accelerator, model, batches, "test", interval=True)
+    objective = Objective(layout, labels, attributes, OptimConfig(), unweighted, {split: dataset})
+    metrics = objective.score(accelerator, model, batches, split, interval=True)
     outputs: Outputs = metrics.pop("predictions")
     del metrics["loss"]
-    objective.write_test_files(fold_directory(out, job.fold.name), metrics, outputs, title)
+    objective.write_split_files(fold_directory(out, job.fold.name), split, metrics, outputs, title)
     rows = torch.from_numpy(outputs.values).float().reshape(-1, layout.width)
     logits, values = layout.logits(rows), layout.values(rows)
     score = FoldScore({**metrics, "fold": job.fold.name}, logits is not None)
@@ -155,7 +155,7 @@ def _score_task(
         score.predicted = logits.argmax(dim=-1).tolist()
         score.genders = [dataset.utterances[i].gender for i in outputs.indices]
     if values is not None:
-        score.ratings = objective.targets["test"][outputs.indices].numpy()
+        score.ratings = objective.targets[split][outputs.indices].numpy()
         score.values = values.numpy()
     return score
 

@@ -330,7 +330,7 @@ class FoldRunner:
 
     def _write_fold_files(self, test: dict[str, Any], predictions: Outputs) -> None:
         title = f"fold {self.fold.name}"
-        self.objective.write_test_files(self.dir, test, predictions, title)
+        self.objective.write_split_files(self.dir, "test", test, predictions, title)
         history = self.progress.history
         columns = list(history[0])
         write_atomic(

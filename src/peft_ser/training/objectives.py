@@ -164,12 +164,12 @@ class Objective:
             keys.append("score")
         return {f"{split}_{key}": metrics[key] for key in keys}
 
-    def write_test_files(
-        self, directory: Path, test: dict[str, Any], outputs: Outputs, title: str
+    def write_split_files(
+        self, directory: Path, split: str, metrics: dict[str, Any], outputs: Outputs, title: str
     ) -> None:
-        """predictions.csv (true and predicted label and/or values), and confusion.png
-        and/or attributes.png (predicted against true, per attribute)."""
-        dataset = self.splits["test"]
+        """predictions.csv of a scored ``split`` (true and predicted label and/or values), and
+        confusion.png and/or attributes.png (predicted against true, per attribute)."""
+        dataset = self.splits[split]
         rows = torch.from_numpy(outputs.values).float().reshape(-1, self.layout.width)
         logits, values = self.layout.logits(rows), self.layout.values(rows)
         header = ["key", "label"]
@@ -181,10 +181,11 @@ class Objective:
             for line, predicted in zip(table, logits.argmax(dim=-1).tolist(), strict=True):
                 line.append(self.labels[predicted])
             save_figure(
-                directory / "confusion.png", confusion_figure(test["confusion"], self.labels, title)
+                directory / "confusion.png",
+                confusion_figure(metrics["confusion"], self.labels, title),
             )
         if values is not None:
-            target = self.targets["test"][outputs.indices]
+            target = self.targets[split][outputs.indices]
             header += [*self.attributes, *(f"predicted_{a}" for a in self.attributes)]
             for line, truth, predicted in zip(table, target.tolist(), values.tolist(), strict=True):
                 line += [*truth, *predicted]
