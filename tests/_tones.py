@@ -9,19 +9,26 @@ under which length-sorted batches hold one label each.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
+import torch
 
+import peft_ser.training.run as run_module
 from peft_ser.config import RunConfig, load_run_config
+from peft_ser.data import FeatureCache
 from peft_ser.manifest import (
     ATTRIBUTES,
     PAPER4,
     Fold,
     PreparedCorpus,
     Utterance,
+    load_prepared,
     save_prepared,
 )
+from peft_ser.training.loop import FoldRunner
+from peft_ser.training.results import BadAudioLog
 
 PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
 SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
@@ -156,3 +163,22 @@ def tiny_run(corpus: Path, out: Path, **overrides: object) -> RunConfig:
     }
     settings.update(overrides)
     return load_run_config(overrides=settings)
+
+
+def bf16_lora_step_setup(corpus: Path, out: Path) -> tuple[FoldRunner, Any, list[torch.dtype]]:
+    """A LoRA fold runner under bf16 mixed precision on whatever device Accelerate picks, one
+    training batch, and the list a backbone linear layer appends its output dtypes to: what a
+    test needs to take one step and check what it computed in and what it changed."""
+    config = tiny_run(corpus, out, **{"model.method": "lora", "mixed_precision": "bf16"})
+    prepared = load_prepared(corpus)
+    accelerator = run_module.accelerator_for("bf16")
+    runner = FoldRunner(
+        config, accelerator, prepared, prepared.folds[0], out / "fold",
+        FeatureCache(), BadAudioLog(out / "bad.csv"),
+    )  # fmt: skip
+    seen: list[torch.dtype] = []
+    linear = next(m for m in runner.model.backbone.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    sampler, _ = runner.source.sampler("train", 4, shuffle=True, epoch=1)
+    batch = next(iter(runner.source.batches("train", sampler)))
+    return runner, batch, seen

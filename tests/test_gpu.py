@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tones import tiny_run
+from _tones import bf16_lora_step_setup, tiny_run
 
-import peft_ser.training.run as run_module
 from peft_ser.audio import load_audio
 from peft_ser.config import ModelConfig
-from peft_ser.data import FeatureCache, states_crop
+from peft_ser.data import states_crop
 from peft_ser.feature_store import FeatureStore, content_digest
 from peft_ser.inference import predict
 from peft_ser.loading import load_model
@@ -28,8 +27,6 @@ from peft_ser.model import SERModel, build_model
 from peft_ser.precision import bf16_autocast
 from peft_ser.training import train
 from peft_ser.training.batches import _fingerprint
-from peft_ser.training.loop import FoldRunner
-from peft_ser.training.results import BadAudioLog
 
 pytestmark = [
     pytest.mark.gpu,
@@ -104,20 +101,9 @@ def _tf32(allowed: bool | None) -> Iterator[None]:
 def test_a_bf16_lora_step_under_accelerate_on_cuda_is_finite_and_moves_only_trainable_weights(
     corpus: Path, tmp_path: Path
 ) -> None:
-    config = tiny_run(corpus, tmp_path, **{"model.method": "lora", "mixed_precision": "bf16"})
-    prepared = load_prepared(corpus)
-    accelerator = run_module.accelerator_for("bf16")
-    assert accelerator.device.type == "cuda"
-    runner = FoldRunner(
-        config, accelerator, prepared, prepared.folds[0], tmp_path / "fold",
-        FeatureCache(), BadAudioLog(tmp_path / "bad.csv"),
-    )  # fmt: skip
-    seen: list[torch.dtype] = []
-    linear = next(m for m in runner.model.backbone.modules() if isinstance(m, torch.nn.Linear))
-    linear.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    runner, batch, seen = bf16_lora_step_setup(corpus, tmp_path)
+    assert runner.accelerator.device.type == "cuda"
     before = {name: p.detach().clone() for name, p in runner.model.named_parameters()}
-    sampler, _ = runner.source.sampler("train", 4, shuffle=True, epoch=1)
-    batch = next(iter(runner.source.batches("train", sampler)))
     logits = runner._step(batch, 1)
     assert logits is not None, "the step was refused: its loss or gradient was not finite"
     assert runner.nonfinite.count == 0 and bool(torch.isfinite(logits).all())

@@ -8,18 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tones import tiny_run
+from _tones import bf16_lora_step_setup, tiny_run
 
 import peft_ser.audio as audio_module
 import peft_ser.training.run as run_module
 from peft_ser.audio import RunAudio
-from peft_ser.data import FeatureCache, LengthBucketSampler, UtteranceDataset
+from peft_ser.data import LengthBucketSampler, UtteranceDataset
 from peft_ser.manifest import load_prepared, select
 from peft_ser.model import build_model
 from peft_ser.precision import bf16_autocast
 from peft_ser.training import train
-from peft_ser.training.loop import FoldRunner
-from peft_ser.training.results import BadAudioLog
 from peft_ser.training.scoring import loader_batches, to_device
 
 BF16_LOGIT_TOLERANCE = 0.02
@@ -96,19 +94,8 @@ def test_auto_precision_follows_the_devices_bf16(monkeypatch: pytest.MonkeyPatch
 def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(
     corpus: Path, tmp_path: Path
 ) -> None:
-    config = tiny_run(corpus, tmp_path, **{"model.method": "lora", "mixed_precision": "bf16"})
-    prepared = load_prepared(corpus)
-    accelerator = run_module.accelerator_for("bf16")
-    runner = FoldRunner(
-        config, accelerator, prepared, prepared.folds[0], tmp_path / "fold",
-        FeatureCache(), BadAudioLog(tmp_path / "bad.csv"),
-    )  # fmt: skip
-    seen: list[torch.dtype] = []
-    linear = next(m for m in runner.model.backbone.modules() if isinstance(m, torch.nn.Linear))
-    linear.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    runner, batch, seen = bf16_lora_step_setup(corpus, tmp_path)
     before = {k: v.clone() for k, v in runner.model.trainable_state_dict().items()}
-    sampler, _ = runner.source.sampler("train", 4, shuffle=True, epoch=1)
-    batch = next(iter(runner.source.batches("train", sampler)))
     logits = runner._step(batch, 1)
     assert logits is not None and logits.dtype == torch.float32
     assert seen and set(seen) == {torch.bfloat16}
