@@ -71,14 +71,16 @@ def clip_seconds(count: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_clips(root: Path, clips: int, rng: np.random.Generator) -> list[Utterance]:
-    """Voiced-tone clips of `clip_seconds` lengths (pitch and rhythm by label), ten speakers,
+    """Voiced-tone clips of `clip_seconds` lengths (pitch by label), ten speakers who each
+    speak all four labels in turn (so every dev and test speaker's UAR covers four classes),
     written under ``root / "wav"``; their manifest records, in index order."""
     utterances = []
     for index, seconds in enumerate(clip_seconds(clips, rng)):
-        label = PAPER4[index % 4]
+        label_index = index // SPEAKERS % 4
+        label = PAPER4[label_index]
         speaker = f"spk{index % SPEAKERS}"
         t = np.arange(int(seconds * RATE)) / RATE
-        pitch = (120, 220, 90, 260)[index % 4] * rng.uniform(0.9, 1.1)
+        pitch = (120, 220, 90, 260)[label_index] * rng.uniform(0.9, 1.1)
         wave = 0.2 * np.sin(2 * np.pi * pitch * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
         wave += 0.01 * rng.standard_normal(t.shape[0])
         path = root / "wav" / f"{speaker}_{index:04d}.wav"
