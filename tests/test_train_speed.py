@@ -13,7 +13,7 @@ from _tones import bf16_lora_step_setup, tiny_run
 import peft_ser.audio as audio_module
 import peft_ser.training.run as run_module
 from peft_ser.audio import RunAudio
-from peft_ser.data import LengthBucketSampler, UtteranceDataset
+from peft_ser.data import LengthBucketSampler, UtteranceDataset, padding_waste
 from peft_ser.manifest import load_prepared, select
 from peft_ser.model import build_model
 from peft_ser.precision import bf16_autocast
@@ -177,3 +177,20 @@ def test_evaluation_batches_stay_within_their_padded_budget() -> None:
     assert max(map(len, batches)) > 2 * min(map(len, batches))  # many short, few long
     alone = LengthBucketSampler([90_000, 10], 8, shuffle=False, max_batch_samples=50_000)
     assert alone.global_batches() == [[1], [0]]  # a clip over the budget goes alone
+
+
+def test_a_small_split_is_not_padded_into_a_few_wide_batches() -> None:
+    seconds = np.clip(np.random.default_rng(1).lognormal(np.log(3.4), 0.65, 32), 0.6, 20.0)
+    lengths = (seconds * 16_000).astype(int).tolist()
+    budget = 160 * 16_000
+    bounded = LengthBucketSampler(lengths, 64, shuffle=False, max_batch_samples=budget)
+    unbounded = LengthBucketSampler(
+        lengths, 64, shuffle=False, max_batch_samples=budget, max_padding=1.0
+    )
+    batches = bounded.global_batches()
+    assert sorted(i for b in batches for i in b) == list(range(32))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert sum(lengths[i] for i in batch) >= 0.9 * padded
+    assert padding_waste(unbounded.global_batches(), lengths) > 0.3  # the budget alone
+    assert padding_waste(batches, lengths) < 0.1
