@@ -115,13 +115,13 @@ def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
 
 def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float]:
     """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler,
-    and of its dev and test clips: sorted within the default 160-s budget, or in order."""
+    and of its dev and test clips, each split batched on its own as a run scores it: sorted
+    within the default 160-s budget and padding bound, or in order."""
     corpus = load_prepared(prepared)
     fold = corpus.folds[0]
     train_split = select(corpus, fold.train)
     crop = [min(round(u.duration * RATE), 6 * RATE) for u in train_split]
     labels = [corpus.labels.index(u.label) for u in train_split]
-    whole = [round(u.duration * RATE) for u in select(corpus, fold.dev + fold.test)]
     found: dict[str, float] = {}
     for name, bucketing in (("stratified", True), ("random", False)):
         wastes = []
@@ -132,10 +132,25 @@ def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float
             sampler.set_epoch(epoch)
             wastes.append(padding_waste(sampler.global_batches(), crop))
         found[f"train, {name}"] = statistics.mean(wastes)
-    sorted_ = LengthBucketSampler(whole, eval_batch, shuffle=False, max_batch_samples=160 * RATE)
-    in_order = LengthBucketSampler(whole, batch_size, shuffle=False, bucketing=False)
-    for name, sampler in (("sorted, 160 s", sorted_), ("in order, 32", in_order)):
-        found[f"dev+test, {name}"] = padding_waste(sampler.global_batches(), whole)
+    scored = [
+        [round(u.duration * RATE) for u in select(corpus, keys)] for keys in (fold.dev, fold.test)
+    ]
+    whole = [length for split in scored for length in split]
+    samplers: dict[str, Callable[[list[int]], LengthBucketSampler]] = {
+        "sorted, 160 s": lambda lengths: LengthBucketSampler(
+            lengths, eval_batch, shuffle=False, max_batch_samples=160 * RATE
+        ),
+        "in order, 32": lambda lengths: LengthBucketSampler(
+            lengths, batch_size, shuffle=False, bucketing=False
+        ),
+    }
+    for name, sampler_for in samplers.items():
+        batches: list[list[int]] = []
+        offset = 0
+        for lengths in scored:
+            batches += [[offset + i for i in b] for b in sampler_for(lengths).global_batches()]
+            offset += len(lengths)
+        found[f"dev+test, {name}"] = padding_waste(batches, whole)
     return found
 
 
