@@ -149,6 +149,8 @@ def test_feature_cache_stacks_and_forgets_another_backbone() -> None:
     batch = stack_states([cache.get("u1", None), cache.get("u2", None)], [0, 1], [0, 1])
     assert batch.hidden.shape == (3, 2, 6, 2) and batch.hidden.dtype == torch.float32
     assert batch.frame_lengths.tolist() == [4, 6]
+    assert bool((batch.hidden[:, 0, :4] == 1).all()) and bool((batch.hidden[:, 1] == 1).all())
+    assert not batch.hidden[:, 0, 4:].any()  # the shorter clip's padding is zero
     assert ("u1", 16000) not in cache
     cache.bind("b")
     assert len(cache) == 0
