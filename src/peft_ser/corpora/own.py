@@ -12,6 +12,7 @@ for attribute targets.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,11 +27,24 @@ from peft_ser.corpora.base import (
     label_map,
     natural_key,
 )
+from peft_ser.corpora.cells import text_cell
 from peft_ser.corpora.folds import given_folds, given_split, speaker_kfold, utterance_kfold
-from peft_ser.corpora.prepare import MIN_DURATION, Checks, Source, prepare_source
+from peft_ser.corpora.prepare import (
+    MIN_DURATION,
+    Checks,
+    Source,
+    check_min_duration,
+    prepare_source,
+)
+from peft_ser.errors import match_name
 from peft_ser.manifest import PreparedCorpus
 
 SplitBy = Literal["speaker", "utterance"]
+MAX_FOLDS = 1000
+"""More generated folds than this are refused: each is a training run, and no corpus needs
+more (leave-one-speaker-out on the largest has fewer)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed scikit-learn's fold splitters take."""
 UNKNOWN_SPEAKER = "Unknown"
 """The speaker of rows that name none: one group, so they all land in the same split."""
 OWN_SCALE = "as given in the table"
@@ -57,8 +71,15 @@ class OwnDataOptions:
     def __post_init__(self) -> None:
         if self.folds_k < 2:
             raise CorpusError(f"--folds-k {self.folds_k}: k-fold needs at least 2 folds")
+        if self.folds_k > MAX_FOLDS:
+            raise CorpusError(
+                f"--folds-k {self.folds_k}: at most {MAX_FOLDS} folds (each is a training run)"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise CorpusError(f"--seed {self.seed}: give a whole number from 0 to {MAX_SEED}")
         if self.min_per_class < 0:
             raise CorpusError(f"--min-per-class {self.min_per_class} must be 0 or more")
+        check_min_duration(self.min_duration)
         if self.split_by not in ("speaker", "utterance"):
             raise CorpusError(f"--split-by {self.split_by!r}: choose speaker or utterance")
 
@@ -76,6 +97,8 @@ class OwnScan:
     fold_numbers: dict[str, str] = field(default_factory=dict)
     rated: tuple[str, ...] = ()
     """The attributes the rows carry values of (a table's attribute columns)."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings about how the rows were found (files reached twice through links)."""
 
 
 def prepare_own(
@@ -89,7 +112,7 @@ def prepare_own(
 ) -> PreparedCorpus:
     """Prepare a user-labelled corpus ``name`` read from ``root`` into ``out`` (default
     ``prepared/<name>``), with the label set and folds ``options`` and the data choose."""
-    label_set = _label_set(own.scan.entries, options.labels)
+    label_set, merged = _label_set(own.scan.entries, options.labels)
     protocol_name, protocol = choose_protocol(own, options)
 
     def classify(raw: str) -> tuple[str | None, str]:
@@ -99,19 +122,63 @@ def prepare_own(
     source = Source(
         name, name, root, own.scan, classify, label_set, label_set.description, protocol_name,
         protocol, options.targets, OWN_SCALE if own.rated else "", own.rated,
+        tuple(own.notes) + merged,
     )  # fmt: skip
     checks = Checks(options.check_silence, options.min_duration, options.min_per_class)
     out = Path(out) if out is not None else Path("prepared") / name
     return prepare_source(source, out, checks, verbose=verbose)
 
 
-def _label_set(entries: list[Entry], spec: str | None) -> LabelSet:
-    """The mapping ``spec`` asks for, or every raw label of the data under its own name (an
-    empty one, which only attribute targets keep, is no class)."""
-    if spec is not None:
-        return label_map(spec)
-    names = sorted({entry.raw_label for entry in entries if entry.raw_label}, key=natural_key)
-    return LabelSet(tuple(names), {name: name for name in names}, "labels from the data")
+def _label_set(entries: list[Entry], spec: str | None) -> tuple[LabelSet, tuple[str, ...]]:
+    """The label set and the warning about spellings it merged.
+
+    Without ``spec``: every raw label of the data under its own name, spellings that differ
+    only in case (``calm``, ``Calm``, ``CALM``) one class named by its most frequent spelling
+    (ties: the first in sorted order); an empty label, which only attribute targets keep, is
+    no class. With ``spec``, the mapping it asks for (`label_map`, its codes read by the rule
+    of `peft_ser.corpora.cells`), a raw label that differs from one code only in case
+    counting as that code. Surrounding whitespace is stripped before either.
+    """
+    counts = Counter(entry.raw_label for entry in entries if entry.raw_label)
+    if spec is None:
+        groups: dict[str, list[str]] = {}
+        for raw in sorted(counts, key=natural_key):
+            groups.setdefault(raw.casefold(), []).append(raw)
+        name_of = {
+            folded: max(spellings, key=lambda r: counts[r]) for folded, spellings in groups.items()
+        }
+        codes = {raw: name_of[raw.casefold()] for raw in counts}
+        names = sorted(set(codes.values()), key=natural_key)
+        label_set = LabelSet(tuple(names), codes, "labels from the data")
+    else:
+        mapped = label_map(spec)
+        codes = {}
+        for code, name in mapped.codes.items():
+            if codes.setdefault(text_cell(code), name) != name:
+                raise CorpusError(f"--labels {spec!r}: {code!r} is mapped twice")
+        for raw in counts:
+            match = raw if raw in codes else match_name(raw, codes)
+            if match is not None:
+                codes[raw] = codes[match]
+        label_set = LabelSet(mapped.names, codes, mapped.description)
+    return label_set, _merge_note(label_set.codes, counts)
+
+
+def _merge_note(codes: dict[str, str], counts: Counter[str]) -> tuple[str, ...]:
+    """The warning naming each class that raw spellings differing only in case were merged
+    into, with the count of each spelling (most frequent first)."""
+    variants: dict[tuple[str, str], list[str]] = {}
+    for raw in sorted(counts, key=lambda r: (-counts[r], r)):
+        if raw in codes:
+            variants.setdefault((codes[raw], raw.casefold()), []).append(raw)
+    merged = [(name, raws) for (name, _), raws in variants.items() if len(raws) > 1]
+    if not merged:
+        return ()
+    listed = "; ".join(
+        f"{name} from " + ", ".join(f"{raw!r} ({counts[raw]})" for raw in raws)
+        for name, raws in merged
+    )
+    return (f"labels that differ only in case were merged into one class: {listed}",)
 
 
 def choose_protocol(own: OwnScan, options: OwnDataOptions) -> tuple[str, Protocol]:

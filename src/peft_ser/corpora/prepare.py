@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from peft_ser.audio import AudioError, AudioInfo, probe
 from peft_ser.corpora import base
@@ -41,32 +42,28 @@ from peft_ser.corpora.base import (
     label_map,
 )
 from peft_ser.corpora.folds import shared_speakers, speaker_leakage, usable_folds
+from peft_ser.corpora.output import check_out, disk_errors, failure_report, replacing
 from peft_ser.corpora.registry import find_root, get_corpus
+from peft_ser.corpora.summary import (
+    REPORT_FILE,
+    SUMMARY_JSON,
+    SUMMARY_TXT,
+    report_text,
+    summarize,
+    summary_text,
+)
 from peft_ser.corpora.targets import (
-    attribute_summary,
     check_targets,
     is_rated,
     label_names,
-    summary_lines,
     unmapped_label,
     uses_labels,
 )
 from peft_ser.errors import suggest
 from peft_ser.fileio import write_atomic
-from peft_ser.manifest import (
-    ATTRIBUTES,
-    SPLITS,
-    Fold,
-    PreparedCorpus,
-    Utterance,
-    csv_text,
-    save_prepared,
-)
+from peft_ser.manifest import ATTRIBUTES, PreparedCorpus, Utterance, save_prepared
 from peft_ser.progress import progress_bar
 
-REPORT_FILE = "report.csv"
-SUMMARY_JSON = "summary.json"
-SUMMARY_TXT = "summary.txt"
 MIN_DURATION = 0.1
 """Seconds; shorter clips or segments are excluded as too short (no emotion to hear in them,
 and too few samples for some backbones' convolution front ends)."""
@@ -92,6 +89,21 @@ class Checks:
     """Classes with fewer usable utterances are left out (``rare_label``); 0 keeps every
     class of the label set, even an empty one, so class ids agree across corpora."""
 
+    def __post_init__(self) -> None:
+        check_min_duration(self.min_duration)
+        if self.min_per_class < 0:
+            raise CorpusError(f"--min-per-class {self.min_per_class} must be 0 or more")
+
+
+def check_min_duration(seconds: float) -> None:
+    """A `CorpusError` unless ``seconds`` is a finite duration of 0 or more: NaN would keep
+    every clip (no comparison is true) and infinity none."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise CorpusError(
+            f"--min-duration {seconds}: give a finite number of seconds, 0 or more "
+            f"(default {MIN_DURATION})"
+        )
+
 
 @dataclass(frozen=True)
 class Source:
@@ -112,6 +124,9 @@ class Source:
     attribute_scale: str = ""
     rated: tuple[str, ...] = ATTRIBUTES
     """The attributes the corpus's rows may carry (a table: those it has columns for)."""
+    notes: tuple[str, ...] = ()
+    """Warnings about how the rows were read (label spellings merged, files reached twice),
+    logged and kept in the summary with the others."""
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -147,13 +162,14 @@ def prepare_corpus(
     ``root`` is not the corpus, an option is unknown, or no usable utterance or fold is left
     (report.csv is still written).
     """
+    checks = Checks(check_silence, min_duration, min_per_class)
     corpus = get_corpus(name)
     label_set = _corpus_label_set(corpus, labels)
     protocol_name = protocol or next(iter(corpus.protocols))
     chosen = _choose(corpus.protocols, protocol_name, "protocol", corpus.name)
     check_targets(targets, corpus.title, corpus.attribute_scale)
     root = locate_root(corpus, root)
-    out = Path(out) if out is not None else Path("prepared") / corpus.name
+    out = check_out(out if out is not None else Path("prepared") / corpus.name)
     scan = corpus.scan(root)
     if corpus.materialize is not None:
         scan = corpus.materialize(scan, out, verbose)
@@ -165,48 +181,70 @@ def prepare_corpus(
         corpus.name, corpus.title, root, scan, classify, label_set, labels, protocol_name, chosen,
         targets, corpus.attribute_scale,
     )  # fmt: skip
-    checks = Checks(check_silence, min_duration, min_per_class)
     return prepare_source(source, out, checks, verbose=verbose)
 
 
 def prepare_source(
     source: Source, out: str | Path, checks: Checks, *, verbose: bool = False
 ) -> PreparedCorpus:
-    """Check every row of ``source``, make the folds and write the prepared directory."""
-    out = Path(out)
+    """Check every row of ``source``, make the folds and write the prepared directory ``out``
+    whole (`peft_ser.corpora.output.replacing`): an earlier one there is replaced only once
+    the new one is complete. When no fold can be made, report.csv still goes to
+    `failure_report` and an earlier prepared folder is kept as it was."""
+    out = check_out(out)
     scan = source.scan
     utterances, problems = _select(source, checks, verbose)
     labels, utterances, rare, class_warnings = _keep_classes(
         label_names(source.label_set.names, utterances), utterances, checks.min_per_class
     )
     problems = scan.problems + problems + rare + _unlabelled(scan.audio, scan.entries)
-    write_atomic(out / REPORT_FILE, report_text(problems))
-    where = (
-        f"{source.title} under {source.root} ({len(problems)} excluded; see {out / REPORT_FILE})"
-    )
-    plan = _plan_folds(source, utterances, labels, where)
+    report = report_text(problems)
+    plan = _plan_folds(source, utterances, labels, problems, out, report)
     speaker_of = {u.key: u.speaker for u in utterances}
     shared = {fold.name: shared_speakers(fold, speaker_of) for fold in plan.folds}
     leakage = speaker_leakage(shared, source.protocol_name, source.protocol.speaker_independent)
-    warnings = [f"protocol {source.protocol_name}: {warning}" for warning in plan.warnings]
+    warnings = list(source.notes)
+    warnings += [f"protocol {source.protocol_name}: {warning}" for warning in plan.warnings]
     warnings += class_warnings + ([leakage] if leakage else [])
-    for warning in warnings:
-        log.warning(warning)
     scale = source.attribute_scale if source.attributes else ""
     prepared = PreparedCorpus(
         utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale
     )
-    save_prepared(out, prepared)
     summary = summarize(prepared, problems, source, shared, warnings)
     text = summary_text(summary)
-    write_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
-    write_atomic(out / SUMMARY_TXT, text)
+    with replacing(out) as staging:
+        write_atomic(staging / REPORT_FILE, report)
+        save_prepared(staging, prepared)
+        write_atomic(staging / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
+        write_atomic(staging / SUMMARY_TXT, text)
+    for warning in warnings:
+        log.warning(warning)
     if verbose:
         print(text, end="")
     return prepared
 
 
 def _plan_folds(
+    source: Source,
+    utterances: Sequence[Utterance],
+    labels: Sequence[str],
+    problems: Sequence[Problem],
+    out: Path,
+    report: str,
+) -> FoldPlan:
+    """The protocol's usable folds; when there are none, `CorpusError` naming where the
+    utterances came from and where the ``report`` of the ``problems`` went."""
+    report_path = failure_report(out)
+    where = f"{source.title} under {source.root} ({len(problems)} excluded; see {report_path})"
+    try:
+        return _usable_folds(source, utterances, labels, where)
+    except CorpusError:
+        with disk_errors(report_path, "write the report"):
+            write_atomic(report_path, report)
+        raise
+
+
+def _usable_folds(
     source: Source, utterances: Sequence[Utterance], labels: Sequence[str], where: str
 ) -> FoldPlan:
     """The protocol's usable folds; `CorpusError` (naming ``where`` the utterances came
@@ -402,106 +440,3 @@ def _unlabelled(audio: Iterable[str], entries: Iterable[Entry]) -> list[Problem]
         Problem(base.stem(path), path, base.UNLABELLED_AUDIO, "no label row refers to this file")
         for path in sorted(set(audio) - referenced)
     ]
-
-
-def report_text(problems: Sequence[Problem]) -> str:
-    """report.csv: one row per excluded item (key, path, reason, detail)."""
-    rows = ((p.key, p.path, p.reason, p.detail) for p in problems)
-    return csv_text(("key", "path", "reason", "detail"), rows)
-
-
-def _split_summary(utterances: Sequence[Utterance], labels: Sequence[str]) -> dict[str, Any]:
-    counts = Counter(u.label for u in utterances)
-    return {
-        "utterances": len(utterances),
-        "speakers": len({u.speaker for u in utterances}),
-        "hours": round(sum(u.duration for u in utterances) / 3600, 4),
-        "per_label": {label: counts.get(label, 0) for label in labels},
-    }
-
-
-def summarize(
-    prepared: PreparedCorpus,
-    problems: Sequence[Problem],
-    source: Source,
-    shared: Mapping[str, Mapping[str, Sequence[str]]],
-    warnings: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Counts per label, speakers and hours for the corpus and every fold split, the speakers
-    each fold's splits share (the leakage check), the number of exclusions per reason, and
-    what the protocol changed on an incomplete corpus."""
-    by_key = {u.key: u for u in prepared.manifest}
-    excluded = Counter(p.reason for p in problems)
-
-    def split(fold: Fold, name: str) -> dict[str, Any]:
-        keys = getattr(fold, name)
-        return _split_summary([by_key[key] for key in keys], prepared.labels)
-
-    def fold_summary(fold: Fold) -> dict[str, Any]:
-        counts = {pair: len(names) for pair, names in shared[fold.name].items()}
-        return (
-            {"name": fold.name}
-            | {name: split(fold, name) for name in SPLITS}
-            | {
-                "shared_speakers": counts,
-                "shared_train_test": list(shared[fold.name]["train_test"]),
-            }
-        )
-
-    return {
-        "corpus": source.name,
-        "root": str(source.root),
-        "label_set": source.label_set_name,
-        "labels": prepared.labels,
-        "protocol": source.protocol_name,
-        "protocol_description": source.protocol.description,
-        "headline_metric": source.protocol.headline if uses_labels(source.targets) else "ccc",
-        "targets": prepared.targets,
-        "attributes": list(prepared.attributes),
-        "attribute_scale": source.attribute_scale,
-        "attribute_stats": attribute_summary(prepared.manifest, prepared.attributes),
-        "total": _split_summary(prepared.manifest, prepared.labels),
-        "excluded": {reason: excluded[reason] for reason in base.REASONS if excluded[reason]},
-        "folds": [fold_summary(fold) for fold in prepared.folds],
-        "speaker_independent": prepared.speaker_leakage is None,
-        "speaker_leakage": prepared.speaker_leakage,
-        "warnings": list(warnings),
-    }
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """A short, aligned plain-text rendering of `summarize`'s result."""
-    labels = summary["labels"]
-    header = f"{'':16}{'utts':>7}{'spk':>5}{'hours':>8}" + "".join(f"{n[:9]:>10}" for n in labels)
-
-    def line(name: str, part: dict[str, Any]) -> str:
-        cells = "".join(f"{part['per_label'][label]:>10}" for label in labels)
-        return f"{name:16}{part['utterances']:>7}{part['speakers']:>5}{part['hours']:>8.2f}{cells}"
-
-    lines = [
-        f"{summary['corpus']} ({summary['label_set']}, protocol {summary['protocol']})",
-        header,
-        line("all", summary["total"]),
-    ]
-    for fold in summary["folds"]:
-        lines += [line(f"{fold['name']} {split}", fold[split]) for split in SPLITS]
-    lines += summary_lines(summary)
-    lines += _leakage_lines(summary["folds"])
-    excluded = summary["excluded"]
-    lines.append(f"excluded: {sum(excluded.values())}")
-    lines += [f"  {reason}: {count}" for reason, count in excluded.items()]
-    lines += [f"warning: {warning}" for warning in summary["warnings"]]
-    return "\n".join(lines) + "\n"
-
-
-def _leakage_lines(folds: Sequence[dict[str, Any]]) -> list[str]:
-    """``leakage check: …``: no shared speaker at all, or the count per fold and pair."""
-    if not any(count for fold in folds for count in fold["shared_speakers"].values()):
-        return ["leakage check: no speaker in two of train, dev and test of any fold"]
-    lines = ["leakage check: speakers shared between splits"]
-    for fold in folds:
-        pairs = ", ".join(
-            f"{pair.replace('_', '-')} {count}" for pair, count in fold["shared_speakers"].items()
-        )
-        lines.append(f"  {fold['name']}: {pairs}")
-    return lines

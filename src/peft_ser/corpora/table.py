@@ -38,6 +38,7 @@ from peft_ser.corpora.base import (
     Scan,
     gender_letter,
 )
+from peft_ser.corpora.cells import identifier
 from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
 from peft_ser.corpora.targets import check_choice, uses_labels
 from peft_ser.errors import suggest
@@ -75,12 +76,17 @@ class MalformedRow(ValueError):
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the table as text cells by column name, where it is (``line 7`` of a text
-    table, ``row 6`` of a Parquet file), and why it could not be read at all, if so."""
+    """One row of the table: its cells by column name as the format gives them (text in a
+    CSV, typed in JSON Lines and Parquet), where it is (``line 7`` of a text table, ``row 6``
+    of a Parquet file), and why it could not be read at all, if so."""
 
     where: str
-    cells: Mapping[str, str]
+    cells: Mapping[str, object]
     problem: str = ""
+
+    def text(self, column: str | None) -> str:
+        """The cell of ``column`` as text (empty when absent)."""
+        return _text(self.cells.get(column or ""))
 
 
 def prepare_table(
@@ -147,14 +153,30 @@ def scan_table(path: Path, columns: Mapping[str, str], targets: str = "categoric
         try:
             if row.problem:
                 raise MalformedRow(row.problem)
-            cells = {name: row.cells.get(column, "") for name, column in chosen.items()}
+            cells = _cells(row, chosen, f"{path} {row.where}")
             values = {name: _value(cells[name], chosen[name]) for name in rated}
             _add_row(own, cells, values, path.parent, row.where, labels_needed)
         except MalformedRow as error:
-            key = row.cells.get(chosen.get("key", ""), "") or row.cells.get(chosen["path"], "")
+            key = row.text(chosen.get("key")) or row.text(chosen["path"])
             scan.problems.append(Problem(key, str(path), MALFORMED_ROW, f"{row.where}: {error}"))
     scan.audio = {entry.path for entry in scan.entries if os.path.lexists(entry.path)}
     return own
+
+
+IDENTIFIERS = ("speaker", "label")
+"""The columns read by the rule of `peft_ser.corpora.cells` (typed, numbers normalised)."""
+
+
+def _cells(row: Row, chosen: Mapping[str, str], where: str) -> dict[str, str]:
+    """The row's cells by our column names, as text: speakers and labels by the rule of
+    `peft_ser.corpora.cells` (a `CorpusError` for a cell that is not one text or number),
+    the others stripped."""
+    return {
+        name: identifier(row.cells.get(column), column, where)
+        if name in IDENTIFIERS
+        else row.text(column)
+        for name, column in chosen.items()
+    }
 
 
 def _add_row(
@@ -281,8 +303,9 @@ def _resolve_columns(
 
 
 def read_rows(path: Path) -> tuple[list[str], list[Row]]:
-    """The header and rows of a table in any supported format, all cells as stripped text
-    (missing and null values are empty)."""
+    """The header and rows of a table in any supported format, each cell as the format
+    gives it (text in CSV and TSV; text, numbers, booleans, lists, objects or null in JSON
+    Lines and Parquet)."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise CorpusError(
@@ -322,7 +345,7 @@ def _read_delimited(handle: Iterator[str], delimiter: str) -> tuple[list[str], l
         problem = ""
         if len(fields) != len(header):
             problem = f"{len(fields)} fields, the header has {len(header)}"
-        cells = {name: _text(value) for name, value in zip(header, fields, strict=False)}
+        cells = dict(zip(header, fields, strict=False))
         rows.append(Row(f"line {reader.line_num}", cells, problem))
     return header, rows
 
@@ -338,11 +361,15 @@ def _read_jsonl(handle: Iterator[str]) -> tuple[list[str], list[Row]]:
         except json.JSONDecodeError as error:
             rows.append(Row(f"line {number}", {}, f"not JSON ({error.msg}, column {error.colno})"))
             continue
+        except (ValueError, RecursionError) as error:  # a 5000-digit number, deep nesting
+            problem = str(error) if isinstance(error, ValueError) else "nested too deeply"
+            rows.append(Row(f"line {number}", {}, f"not usable JSON ({problem})"))
+            continue
         if not isinstance(record, dict):
             rows.append(Row(f"line {number}", {}, "not a JSON object"))
             continue
         header |= dict.fromkeys(record)
-        rows.append(Row(f"line {number}", {name: _text(value) for name, value in record.items()}))
+        rows.append(Row(f"line {number}", record))
     return list(header), rows
 
 
@@ -354,8 +381,5 @@ def _read_parquet(path: Path) -> tuple[list[str], list[Row]]:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise CorpusError(f"{path}: not a readable Parquet file ({error})") from None
-    rows = [
-        Row(f"row {number}", {name: _text(value) for name, value in record.items()})
-        for number, record in enumerate(table.to_pylist(), 1)
-    ]
+    rows = [Row(f"row {number}", record) for number, record in enumerate(table.to_pylist(), 1)]
     return list(table.column_names), rows
