@@ -275,9 +275,15 @@ def test_cli_refuses_an_unavailable_device_listing_the_available_ones(
     [
         (("--format", "xml"), "Invalid value for '--format'"),
         (("--batch-size", "0"), "Invalid value for '--batch-size'"),
-        (("--window", "0"), "error: need window > 0 and 0 < hop <= window; got window 0.0"),
-        (("--window", "4", "--hop", "5"), "error: need window > 0 and 0 < hop <= window"),
+        (("--window", "0"), "error: window must be above 0 seconds; got 0.0"),
+        (("--window", "4", "--hop", "5"), "error: need 0 < hop <= window; got window 4.0, hop 5"),
         (("--window", "31"), "error: this model encodes at most 30 s; window is longer"),
+        (("--window", "0.00001"), "error: window must be at least 0.025 s (one analysis frame)"),
+        (("--window", "0.02"), "error: window must be at least 0.025 s (one analysis frame)"),
+        (("--window", "inf"), "error: window must be a finite number of seconds; got inf"),
+        (("--window", "nan"), "error: window must be a finite number of seconds; got nan"),
+        (("--hop", "1e-7"), "error: hop must be at least 0.01 s (one frame step); got 1e-07"),
+        (("--max-segments", "0"), "error: max_segments must be at least 1; got 0"),
     ],
 )
 def test_cli_refuses_bad_options_in_one_message(

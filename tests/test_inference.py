@@ -177,13 +177,37 @@ def test_explicit_window_and_hop(whisper: SERModel) -> None:
 
 @pytest.mark.parametrize(
     ("window", "hop", "message"),
-    [(31.0, None, "at most 30 s"), (4.0, 5.0, "hop <= window"), (0.0, None, "window > 0")],
+    [
+        (31.0, None, "at most 30 s"),
+        (4.0, 5.0, "hop <= window"),
+        (0.0, None, "window must be above 0 seconds"),
+        (0.00001, None, "window must be at least 0.025 s"),
+        (0.001, None, "window must be at least 0.025 s"),
+        (0.02, None, "window must be at least 0.025 s"),
+        (1.0, 1e-7, "hop must be at least 0.01 s"),
+        (float("inf"), None, "window must be a finite number of seconds"),
+    ],
 )
 def test_bad_window_settings(
     whisper: SERModel, window: float, hop: float | None, message: str
 ) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         iter_predictions([(tone(1.0), RATE)], model=whisper, window=window, hop=hop)
+
+
+def test_a_recording_beyond_max_segments_fails_alone(whisper: SERModel) -> None:
+    inputs = [(tone(5.0), RATE), (tone(1.0), RATE)]
+    refused, predicted = iter_predictions(
+        inputs, model=whisper, window=1.0, hop=0.5, max_segments=4
+    )
+    assert isinstance(refused, Failure) and refused.error.kind == "too_many_segments"
+    assert str(refused.error) == (
+        "array[0]: would be cut into 9 segments, more than the limit of 4 (max_segments); "
+        "use a longer window or hop, or raise max_segments"
+    )
+    assert isinstance(predicted, Prediction) and predicted.windows == []
+    with pytest.raises(AudioError, match="more than the limit of 4"):
+        predict(inputs, model=whisper, window=1.0, hop=0.5, max_segments=4)
 
 
 def test_unreadable_inputs(whisper: SERModel, clips: dict[str, Path]) -> None:

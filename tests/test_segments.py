@@ -13,9 +13,11 @@ import pytest
 import soundfile as sf
 
 from peft_ser.audio import AudioError, load_audio, stream_audio
+from peft_ser.frames import MIN_SAMPLES
 from peft_ser.inference import InvalidRequestError
-from peft_ser.recordings import cut_spans
+from peft_ser.recordings import Recording, Scored, cut_spans, score_recordings
 from peft_ser.segments import (
+    Segmentation,
     merge_short,
     segment_plan,
     speech_segments,
@@ -128,11 +130,29 @@ def test_window_spans_keep_the_documented_layout() -> None:
         ("window", {"min_segment": 1.0}, "min_segment applies to segment='vad' only"),
         ("vad", {"min_segment": 0.0}, "need 0 < min_segment <= max_segment; got min_segment 0.0"),
         ("vad", {"min_segment": 3.0, "max_segment": 2.0}, "got min_segment 3.0, max_segment 2.0"),
-        ("vad", {"min_segment": float("nan")}, "need 0 < min_segment <= max_segment"),
+        ("vad", {"min_segment": float("nan")}, "min_segment must be a finite number of seconds"),
+        ("vad", {"min_segment": 0.01}, "min_segment must be at least 0.025 s (one analysis"),
         ("vad", {"max_segment": 0.3}, "max_segment must be at least 0.5 s; got 0.3"),
+        ("vad", {"max_segment": float("inf")}, "max_segment must be a finite number of seconds"),
         ("vad", {"max_segment": 31.0}, "this model encodes at most 30 s; max_segment is longer"),
-        ("window", {"window": 0.0}, "need window > 0 and 0 < hop <= window; got window 0.0"),
+        ("window", {"window": 0.0}, "window must be above 0 seconds; got 0.0"),
+        ("window", {"window": -1.0}, "window must be above 0 seconds; got -1.0"),
         ("window", {"window": 31.0}, "this model encodes at most 30 s; window is longer"),
+        # far below one analysis frame: a traceback (or a hung server) before
+        ("window", {"window": 0.00001}, "window must be at least 0.025 s (one analysis frame)"),
+        ("window", {"window": 0.001}, "at least 0.025 s (one analysis frame); got 0.001"),
+        ("window", {"window": 0.02}, "window must be at least 0.025 s (one analysis frame); got"),
+        ("window", {"hop": 1e-7}, "hop must be at least 0.01 s (one frame step); got 1e-07"),
+        ("window", {"window": 1.0, "hop": 0.001}, "hop must be at least 0.01 s"),
+        ("window", {"window": 10.0, "hop": 0.1}, "hop must be at least window / 20"),
+        ("window", {"window": 4.0, "hop": 5.0}, "need 0 < hop <= window; got window 4.0, hop 5.0"),
+        ("window", {"window": float("inf")}, "window must be a finite number of seconds; got inf"),
+        ("window", {"window": float("nan")}, "window must be a finite number of seconds; got nan"),
+        ("window", {"hop": float("-inf")}, "hop must be a finite number of seconds; got -inf"),
+        ("window", {"window": "5"}, "window must be a number of seconds; got '5'"),
+        ("window", {"window": True}, "window must be a number of seconds; got True"),
+        ("window", {"max_segments": 0}, "max_segments must be at least 1; got 0"),
+        ("window", {"max_segments": 2.5}, "max_segments must be a whole number; got 2.5"),
     ],
 )
 def test_bad_settings_are_refused_in_one_line(
@@ -198,3 +218,39 @@ def test_cutting_from_a_stream_equals_slicing() -> None:
     assert len(cut) == len(spans)
     for (start, end), samples in zip(spans, cut, strict=True):
         np.testing.assert_array_equal(samples, signal[start:end])
+
+
+def test_a_plan_counts_its_windows_before_listing_them() -> None:
+    plan = segment_plan("window", window=0.025, hop=0.01, max_segments=10_000)
+    with pytest.raises(InvalidRequestError) as caught:
+        plan.spans(3600 * S)  # an hour in 10-ms steps: 360,000 windows, never listed
+    assert str(caught.value) == (
+        "would be cut into 359999 segments, more than the limit of 10000 (max_segments); "
+        "use a longer window or hop, or raise max_segments"
+    )
+    assert len(plan.spans(S)) == 99
+
+
+def test_a_recording_cut_into_too_many_segments_fails_alone() -> None:
+    plan = segment_plan("window", window=1.0, hop=0.5, max_segments=5)
+    recordings = [
+        Recording("long", lambda: [np.zeros(10 * S, np.float32)]),
+        Recording("short", lambda: [np.zeros(2 * S, np.float32)]),
+    ]
+    results = list(score_recordings(recordings, plan, lambda batch: np.ones((len(batch), 2)), 64))
+    long, short = results
+    assert isinstance(long, AudioError) and long.kind == "too_many_segments"
+    assert str(long) == (
+        "long: would be cut into 19 segments, more than the limit of 5 (max_segments); "
+        "use a longer window or hop, or raise max_segments"
+    )
+    assert isinstance(short, Scored) and len(short.spans) == 3
+
+
+def test_a_segmentation_is_checked_where_it_is_made() -> None:
+    """The server makes one per request: a wrong one fails there, before any audio is read."""
+    with pytest.raises(InvalidRequestError, match="window must be a finite number of seconds"):
+        Segmentation("window", float("inf"))
+    with pytest.raises(InvalidRequestError, match=r"at least 0\.025 s"):
+        Segmentation("window", 0.02)
+    assert Segmentation("window", 0.025, 0.01).plan().window == MIN_SAMPLES

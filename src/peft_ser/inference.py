@@ -38,7 +38,7 @@ from .loading import (
 )
 from .model import SERModel
 from .recordings import Recording, Scored, score_recordings
-from .segments import Segmentation, SegmentPlan
+from .segments import DEFAULT_MAX_SEGMENTS, Segmentation, SegmentPlan
 
 _CHUNK_BATCHES = 8
 """Segments wait in a pool of this many batches, sorted by length before batching (little
@@ -105,8 +105,8 @@ class Failure:
 
     ``error.kind`` says why: ``missing``, ``empty``, ``unreadable``, ``non_finite`` (NaN or
     infinite samples), ``non_finite_output`` (the model produced NaN or infinite scores),
-    ``too_long`` (``segment="whole"`` beyond the model's limit) or ``no_speech`` (``"vad"``
-    found none).
+    ``too_long`` (``segment="whole"`` beyond the model's limit), ``no_speech`` (``"vad"``
+    found none) or ``too_many_segments`` (more than ``max_segments``).
     """
 
     source: str
@@ -156,6 +156,7 @@ def iter_predictions(
     segment: str = "window",
     min_segment: float | None = None,
     max_segment: float | None = None,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
     backend: str | None = None,
     precision: str | None = None,
 ) -> Iterator[Prediction | Failure]:
@@ -166,15 +167,18 @@ def iter_predictions(
     is not a positive whole number of Hz, samples that are not a 1-D or 2-D array of float or
     signed-integer PCM, or impossible settings raise `InvalidRequestError`. What only the data
     reveals is a `Failure` of that input, files and arrays alike: unreadable, empty, shorter
-    than 25 ms, NaN or infinite samples, a non-finite model output, too long to keep whole, or
-    no speech found. Files are streamed and segments scored a few batches at a time, so memory
-    stays bounded on large folders and long recordings.
+    than 25 ms, NaN or infinite samples, a non-finite model output, too long to keep whole,
+    no speech found, or more than ``max_segments`` segments. Files are streamed and segments
+    scored a few batches at a time, so memory stays bounded on large folders and long
+    recordings.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise InvalidRequestError(f"batch_size must be a whole number, got {batch_size!r}")
     if batch_size < 1:
         raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
     sources = _sources(inputs)
-    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
-    segmentation.plan()  # the settings are checked before a named model is loaded
+    # checked here, before a named model is loaded
+    segmentation = Segmentation(segment, window, hop, min_segment, max_segment, max_segments)
     loaded = inference_model(model, backend=backend, precision=precision)
     plan = segmentation.plan(limit=loaded.max_samples)
     return _predictions(sources, loaded, plan, batch_size)
@@ -193,7 +197,8 @@ def predict(*args: Any, **kwargs: Any) -> list[Prediction]:
     is predicted whole and a longer one in 10-s windows every 5 s; with ``window`` set, any clip
     longer than it is cut into such windows (``hop`` defaults to half a window).
     ``min_segment``/``max_segment`` (seconds, ``"vad"`` only, default 1 and 10): the bounds
-    speech regions are merged and split to.
+    speech regions are merged and split to. ``max_segments`` (default 10,000): the most
+    segments one recording may be cut into; a recording that would give more fails.
     ``backend`` (``torch`` or ``onnxruntime``; by default what ``model`` is) and ``precision``
     (``fp32``, ``bf16``, ``int8``) choose how the model runs; see `peft_ser.backends`.
     Raises `InvalidRequestError` for a malformed call (see `iter_predictions`) and `AudioError`

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioError
+from .errors import InvalidRequestError
 from .segments import MIN_SAMPLES, SegmentPlan, Span
 
 KEEP_SECONDS = 60.0
@@ -121,7 +122,10 @@ def _first_pass(
             f"({plan.limit / SAMPLE_RATE:g} s); use segment 'window' or 'vad'"
         )
         raise AudioError(name, problem, "too_long")
-    spans = plan.spans(num_samples, speech)
+    try:
+        spans = plan.spans(num_samples, speech)
+    except InvalidRequestError as error:
+        raise AudioError(name, str(error), "too_many_segments") from None
     if not spans:
         raise AudioError(name, "no speech found by the voice-activity detector", "no_speech")
     pending = _Pending(name, num_samples, spans, [None] * len(spans))

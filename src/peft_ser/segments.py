@@ -19,12 +19,14 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from .audio import SAMPLE_RATE
 from .errors import InvalidRequestError
+from .frames import MIN_HOP_SAMPLES, MIN_SAMPLES
 
 SEGMENT_MODES = ("whole", "window", "vad")
 WHOLE_CLIP_SECONDS = 30.0
@@ -40,8 +42,14 @@ paper's corpora hold utterances of 2-10 s, and 10 s is also the default window."
 MERGE_GAP = 1.0
 """Seconds. A short segment joins a neighbour only across a pause up to this long; over a longer
 silence the speaker has most likely moved on, and the silence would dilute the segment."""
-MIN_SAMPLES = 400
-"""25 ms: one analysis frame of every backbone's front end; shorter clips cannot be classified."""
+MAX_OVERLAP = 20
+"""``window / hop`` at most: every sample is scored in at most 20 windows. A finer hop repeats
+nearly the same window, and multiplies the work of one recording without bound."""
+DEFAULT_MAX_SEGMENTS = 10_000
+"""Segments one recording may be cut into unless the caller allows more (``max_segments``): a
+13.9-hour recording in the default 10-s windows every 5 s. The bound keeps one request from
+occupying a server, or a call from running for days, on settings nobody meant."""
+
 
 Span: TypeAlias = tuple[int, int]
 """``(start, end)`` in samples at 16 kHz, end exclusive."""
@@ -53,7 +61,8 @@ class SegmentPlan:
 
     ``whole``: in ``window`` mode the longest clip kept whole; ``window``/``hop`` the windows
     beyond it; ``min_length``/``max_length`` the speech segments' bounds in ``vad`` mode;
-    ``limit`` the longest segment the model encodes (None: no limit).
+    ``limit`` the longest segment the model encodes (None: no limit); ``max_segments`` the most
+    segments one recording may be cut into.
     """
 
     mode: str
@@ -63,14 +72,30 @@ class SegmentPlan:
     min_length: int
     max_length: int
     limit: int | None
+    max_segments: int = DEFAULT_MAX_SEGMENTS
 
     def spans(self, num_samples: int, speech: Sequence[Span] = ()) -> list[Span]:
-        """The segments of a recording of ``num_samples`` samples (``speech``: its VAD regions)."""
+        """The segments of a recording of ``num_samples`` samples (``speech``: its VAD regions).
+
+        Raises `InvalidRequestError` when they would be more than ``max_segments``; windows are
+        counted before any is listed, so a refused plan costs nothing.
+        """
         if self.mode == "whole":
             return [(0, num_samples)]
         if self.mode == "window":
+            self._check_count(window_count(num_samples, self.whole, self.window, self.hop))
             return window_spans(num_samples, self.whole, self.window, self.hop)
-        return speech_segments(speech, num_samples, self.min_length, self.max_length)
+        spans = speech_segments(speech, num_samples, self.min_length, self.max_length)
+        self._check_count(len(spans))
+        return spans
+
+    def _check_count(self, count: int) -> None:
+        if count > self.max_segments:
+            raise InvalidRequestError(
+                f"would be cut into {count} segments, more than the limit of "
+                f"{self.max_segments} (max_segments); use a longer window or hop, or raise "
+                "max_segments"
+            )
 
     @property
     def lists_segments(self) -> bool:
@@ -87,27 +112,32 @@ def segment_plan(
     min_segment: float | None = None,
     max_segment: float | None = None,
     limit: int | None = None,
+    max_segments: int = DEFAULT_MAX_SEGMENTS,
 ) -> SegmentPlan:
-    """Check the settings of one call and turn them into samples.
+    """Check the settings of one call and turn them into samples: the one place the CLI, the
+    Python API and the server check them.
 
-    Settings of another mode are refused rather than ignored (``window`` with ``vad``, or
-    ``min_segment`` with ``window``), so a typo in a mode never goes unnoticed. ``limit`` is
-    the model's encoder limit in samples. Raises `InvalidRequestError`.
+    Every length is a finite number of seconds; a window at least 25 ms (one analysis frame,
+    `MIN_SAMPLES`), a hop at least 10 ms (`MIN_HOP_SAMPLES`) and at least window /
+    `MAX_OVERLAP`, at most the window. Settings of another mode are refused rather than
+    ignored (``window`` with ``vad``, or ``min_segment`` with ``window``), so a typo in a mode
+    never goes unnoticed. ``limit`` is the model's encoder limit in samples. Raises
+    `InvalidRequestError` with a one-line message, and nothing else, whatever the values.
     """
-    if mode not in SEGMENT_MODES:
+    if not isinstance(mode, str) or mode not in SEGMENT_MODES:
         raise InvalidRequestError(f"unknown segment mode {mode!r}; use {', '.join(SEGMENT_MODES)}")
-    _refuse_foreign(mode, window=window, hop=hop, min_segment=min_segment, max_segment=max_segment)
+    given = {"window": window, "hop": hop, "min_segment": min_segment, "max_segment": max_segment}
+    seconds = {name: _seconds(name, value) for name, value in given.items()}
+    _refuse_foreign(mode, **seconds)
+    if isinstance(max_segments, bool) or not isinstance(max_segments, numbers.Integral):
+        raise InvalidRequestError(f"max_segments must be a whole number; got {max_segments!r}")
+    if max_segments < 1:
+        raise InvalidRequestError(f"max_segments must be at least 1; got {max_segments}")
     if mode == "vad" and importlib.util.find_spec("silero_vad") is None:
         raise InvalidRequestError(
             "segment='vad' needs the silero-vad package: pip install 'peft-ser[vad]'"
         )
-    window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
-    hop_seconds = window_seconds / 2 if hop is None else hop
-    if not window_seconds > 0 or not 0 < hop_seconds <= window_seconds:
-        raise InvalidRequestError(
-            f"need window > 0 and 0 < hop <= window; got window {window_seconds}, hop {hop_seconds}"
-        )
-    window_samples = _samples(window_seconds)
+    window_samples, hop_samples = _window_and_hop(seconds["window"], seconds["hop"])
     if mode == "window" and limit is not None and window_samples > limit:
         raise InvalidRequestError(
             f"this model encodes at most {limit / SAMPLE_RATE:g} s; window is longer"
@@ -115,9 +145,9 @@ def segment_plan(
     whole = _samples(WHOLE_CLIP_SECONDS) if window is None else window_samples
     if limit is not None:
         whole = min(whole, limit)
-    min_length, max_length = _speech_bounds(min_segment, max_segment, limit)
+    min_length, max_length = _speech_bounds(seconds["min_segment"], seconds["max_segment"], limit)
     return SegmentPlan(
-        mode, whole, window_samples, _samples(hop_seconds), min_length, max_length, limit
+        mode, whole, window_samples, hop_samples, min_length, max_length, limit, int(max_segments)
     )
 
 
@@ -125,13 +155,22 @@ def segment_plan(
 class Segmentation:
     """How one call cuts its recordings, as given: the segmentation options of
     `peft_ser.inference.iter_predictions`, with its defaults. Hashable, so the server groups
-    requests by it."""
+    requests by it.
+
+    Checked when made (`segment_plan`, without a model's limit): a `Segmentation` that exists
+    holds settings that can work, and a wrong one raises `InvalidRequestError` where it is
+    made, before any model is loaded or audio decoded.
+    """
 
     segment: str = "window"
     window: float | None = None
     hop: float | None = None
     min_segment: float | None = None
     max_segment: float | None = None
+    max_segments: int = DEFAULT_MAX_SEGMENTS
+
+    def __post_init__(self) -> None:
+        self.plan()
 
     def plan(self, limit: int | None = None) -> SegmentPlan:
         """These options checked (`segment_plan`) for a model encoding at most ``limit``
@@ -143,7 +182,51 @@ class Segmentation:
             min_segment=self.min_segment,
             max_segment=self.max_segment,
             limit=limit,
+            max_segments=self.max_segments,
         )
+
+
+def _seconds(name: str, value: object) -> float | None:
+    """``value`` as seconds: None (the default), or a finite number (its range is checked
+    with the settings it goes with)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidRequestError(f"{name} must be a number of seconds; got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise InvalidRequestError(f"{name} must be a finite number of seconds; got {seconds}")
+    return seconds
+
+
+def _window_and_hop(window: float | None, hop: float | None) -> tuple[int, int]:
+    """Window and hop in samples: each at least its floor, the hop at most the window and at
+    least window / `MAX_OVERLAP`."""
+    window_seconds = DEFAULT_WINDOW_SECONDS if window is None else window
+    hop_seconds = window_seconds / 2 if hop is None else hop
+    for name, value in (("window", window_seconds), ("hop", hop_seconds)):
+        if value <= 0:
+            raise InvalidRequestError(f"{name} must be above 0 seconds; got {value}")
+    floor = MIN_SAMPLES / SAMPLE_RATE
+    if window_seconds < floor:
+        raise InvalidRequestError(
+            f"window must be at least {floor:g} s (one analysis frame); got {window_seconds}"
+        )
+    hop_floor = MIN_HOP_SAMPLES / SAMPLE_RATE
+    if hop_seconds < hop_floor:
+        raise InvalidRequestError(
+            f"hop must be at least {hop_floor:g} s (one frame step); got {hop_seconds}"
+        )
+    if hop_seconds > window_seconds:
+        raise InvalidRequestError(
+            f"need 0 < hop <= window; got window {window_seconds}, hop {hop_seconds}"
+        )
+    if hop_seconds * MAX_OVERLAP < window_seconds:
+        raise InvalidRequestError(
+            f"hop must be at least window / {MAX_OVERLAP} (each sample in at most "
+            f"{MAX_OVERLAP} windows); got window {window_seconds}, hop {hop_seconds}"
+        )
+    return _samples(window_seconds), _samples(hop_seconds)
 
 
 def _refuse_foreign(mode: str, **settings: float | None) -> None:
@@ -164,9 +247,14 @@ def _speech_bounds(
     if max_segment is None and limit is not None:
         high = min(high, limit / SAMPLE_RATE)
     low = min(low, high) if min_segment is None else low
-    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+    if not 0 < low <= high:
         raise InvalidRequestError(
             f"need 0 < min_segment <= max_segment; got min_segment {low}, max_segment {high}"
+        )
+    if low < MIN_SAMPLES / SAMPLE_RATE:
+        raise InvalidRequestError(
+            f"min_segment must be at least {MIN_SAMPLES / SAMPLE_RATE:g} s (one analysis "
+            f"frame); got {low}"
         )
     if high < 0.5:
         raise InvalidRequestError(f"max_segment must be at least 0.5 s; got {high}")
@@ -179,6 +267,13 @@ def _speech_bounds(
 
 def _samples(seconds: float) -> int:
     return round(seconds * SAMPLE_RATE)
+
+
+def window_count(num_samples: int, whole: int, window: int, hop: int) -> int:
+    """How many spans `window_spans` gives, counted without listing them."""
+    if num_samples <= whole:
+        return 1
+    return len(range(0, num_samples - window, hop)) + 1
 
 
 def window_spans(num_samples: int, whole: int, window: int, hop: int) -> list[Span]:

@@ -10,6 +10,7 @@ import typer
 
 from peft_ser.cli.app import app
 from peft_ser.cli.options import Backend, BatchSize, Device, Dtype, Precision
+from peft_ser.segments import DEFAULT_MAX_SEGMENTS
 from peft_ser.zoo import ZOO
 
 
@@ -69,6 +70,13 @@ def predict(
         float | None,
         typer.Option(help="--segment vad: longest speech segment in seconds (default 10)"),
     ] = None,
+    max_segments: Annotated[
+        int,
+        typer.Option(
+            help="the most segments one recording may be cut into; a recording that would give "
+            "more is skipped with an error"
+        ),
+    ] = DEFAULT_MAX_SEGMENTS,
     plot: Annotated[
         Path | None,
         typer.Option(help="also draw the emotion timeline of each recording to this PNG"),
@@ -121,8 +129,8 @@ def predict(
     for path in (output, plot):
         if path is not None:
             check_output_path(path)
-    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
-    segmentation.plan()  # checked before the model is loaded
+    # checked before the model is loaded
+    segmentation = Segmentation(segment, window, hop, min_segment, max_segment, max_segments)
     resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
     chosen_backend, chosen_precision = resolve_backend(backend), resolve_precision(precision)
