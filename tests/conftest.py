@@ -28,3 +28,14 @@ def _own_feature_store(
 ) -> None:
     """Each test its own persistent feature cache: none writes to ~/.cache, none sees another's."""
     monkeypatch.setenv("PEFT_SER_FEATURE_CACHE", str(tmp_path_factory.mktemp("features")))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved seeded tiny Whisper + LoRA model (random backbone weights, no download)."""
+    from peft_ser.config import ModelConfig
+    from peft_ser.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
+    return model.save(tmp_path_factory.mktemp("tiny-model") / "model")

@@ -10,6 +10,7 @@ key and the problem, and suggests the fix where there is one. The command line p
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -37,3 +38,30 @@ def match_name(name: str, choices: Iterable[str]) -> str | None:
         return name
     folded = [choice for choice in options if choice.casefold() == name.casefold()]
     return folded[0] if len(folded) == 1 else None
+
+
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EEXIST: "exists already",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMFILE: "too many open files",
+}
+"""Operating-system failures that come from the machine or the paths given, not from a bug."""
+
+
+def environment_problem(error: OSError) -> str | None:
+    """One line naming the path and what the system refused, for a failure in
+    `ENVIRONMENT_ERRNOS`; None for any other error (a bug to show in full)."""
+    problem = ENVIRONMENT_ERRNOS.get(error.errno or 0)
+    if problem is None:
+        return None
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    where = " -> ".join(paths) if paths else "a file"
+    return f"{where}: {problem}"

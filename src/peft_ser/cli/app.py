@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from peft_ser.errors import UserError
+from peft_ser.errors import UserError, environment_problem
 
 DEBUG_ENV = "PEFT_SER_DEBUG"
 """Set to 1 (or pass ``--debug``) to see the full traceback of an error, for bug reports."""
@@ -20,7 +20,9 @@ def _debugging() -> bool:
 
 
 def _reporting_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show a `UserError` as one ``error:`` line and exit 2, unless debugging."""
+    """Show a `UserError`, or a failure of the machine or of a given path (a full or read-only
+    disk, a file where a folder was asked for), as one ``error:`` line and exit 2, unless
+    debugging. Every write peft-ser makes is atomic, so nothing complete is lost by stopping."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +32,12 @@ def _reporting_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if _debugging():
                 raise
             typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as error:
+            problem = environment_problem(error)
+            if problem is None or _debugging():
+                raise
+            typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

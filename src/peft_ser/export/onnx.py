@@ -84,7 +84,11 @@ def export_onnx(
     check clips differ from PyTorch's by more than ``tolerance`` (nothing is left behind then).
     """
     _check_exportable(model)
+    if not math.isfinite(tolerance) or tolerance <= 0:
+        raise ExportError(f"tolerance {tolerance}: give a positive finite logit difference")
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"{directory}: is a file; --out names the folder to export into")
     directory.mkdir(parents=True, exist_ok=True)
     graph = exportable_copy(model)
     path = directory / MODEL_FILE

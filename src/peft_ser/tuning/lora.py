@@ -14,6 +14,7 @@ from peft.config import PeftConfig
 
 from ..backbones import Backbone
 from ..config import ModelConfig
+from ..errors import InvalidRequestError
 from .registry import register
 
 
@@ -44,11 +45,17 @@ def lora(backbone: Backbone, config: ModelConfig) -> None:
 @register("peft")
 def any_peft_tuner(backbone: Backbone, config: ModelConfig) -> None:
     if not config.peft_config:
-        raise ValueError(
-            "method 'peft' needs peft_config, e.g. {peft_type: IA3, target_modules: …}"
+        raise InvalidRequestError(
+            "model.peft_config: method 'peft' needs a peft tuner config, e.g. "
+            "{peft_type: IA3, target_modules: [fc1, fc2], feedforward_modules: [fc2]}"
         )
     options = dict(config.peft_config)
-    peft_config = get_peft_config(options)
+    try:
+        peft_config = get_peft_config(options)
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidRequestError(
+            f"model.peft_config: not a peft tuner config ({type(error).__name__}: {error})"
+        ) from None
     if getattr(peft_config, "target_modules", "absent") is None:
         peft_config.target_modules = set(backbone.lora_targets)  # type: ignore[attr-defined]
     inject(backbone, peft_config)

@@ -1,0 +1,102 @@
+"""Failures of the machine or of a given path end in one ``error:`` line with exit 2, on every
+command: a full or read-only disk, a file where a folder is wanted, a missing peft config."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from peft_ser.cli import app
+from peft_ser.cli.app import App
+from peft_ser.errors import environment_problem
+
+
+def _command_raising(error: BaseException) -> App:
+    probe = App()
+
+    @probe.command()
+    def fail() -> None:
+        raise error
+
+    @probe.command()
+    def other() -> None:  # two commands, so the command name is an argument
+        pass
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EROFS, "read-only file system"),
+        (errno.EACCES, "permission denied"),
+        (errno.ENOTDIR, "a part of the path is a file, not a folder"),
+    ],
+)
+def test_an_environment_failure_is_one_line_naming_the_path(code: int, words: str) -> None:
+    result = CliRunner().invoke(
+        _command_raising(OSError(code, "system words", "/data/run/x.safetensors")), ["fail"]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: /data/run/x.safetensors: {words}"
+
+
+def test_other_os_errors_stay_bugs_with_their_traceback() -> None:
+    result = CliRunner().invoke(_command_raising(OSError(errno.EIO, "I/O error")), ["fail"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, OSError)
+
+
+def test_debug_shows_the_traceback_of_an_environment_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PEFT_SER_DEBUG", "1")
+    result = CliRunner().invoke(_command_raising(OSError(errno.ENOSPC, "full", "/x")), ["fail"])
+    assert isinstance(result.exception, OSError)
+
+
+def test_a_failure_without_a_path_still_says_what_failed() -> None:
+    assert environment_problem(OSError(errno.ENOSPC, "full")) == "a file: no space left on the device"
+    assert environment_problem(OSError(errno.EIO, "io")) is None
+
+
+def test_method_peft_without_a_tuner_config_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["params", "--backbone", "tiny-whisper", "--method", "peft"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: model.peft_config: method 'peft' needs")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_method_peft_with_a_malformed_tuner_config_names_the_key() -> None:
+    from peft_ser.config import ModelConfig
+    from peft_ser.errors import InvalidRequestError
+    from peft_ser.model import build_model
+
+    config = ModelConfig(backbone="tiny-whisper", method="peft", peft_config={"peft_type": "X"})
+    with pytest.raises(InvalidRequestError, match="model.peft_config: not a peft tuner config"):
+        build_model(config)
+
+
+def test_export_refuses_a_file_as_its_folder(tmp_path: Path, tiny_model_dir: Path) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(target)])
+    assert result.exit_code == 2
+    assert "is a file; --out names the folder" in result.output
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-1", "0", "inf"])
+def test_export_refuses_a_tolerance_that_checks_nothing(
+    tmp_path: Path, tiny_model_dir: Path, tolerance: str
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["export", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--tolerance", tolerance],
+    )
+    assert result.exit_code == 2
+    assert "give a positive finite logit difference" in result.output
