@@ -60,7 +60,8 @@ def test_debug_shows_the_traceback_of_an_environment_failure(
 
 
 def test_a_failure_without_a_path_still_says_what_failed() -> None:
-    assert environment_problem(OSError(errno.ENOSPC, "full")) == "a file: no space left on the device"
+    full = environment_problem(OSError(errno.ENOSPC, "full"))
+    assert full == "a file: no space left on the device"
     assert environment_problem(OSError(errno.EIO, "io")) is None
 
 
@@ -77,7 +78,7 @@ def test_method_peft_with_a_malformed_tuner_config_names_the_key() -> None:
     from peft_ser.model import build_model
 
     config = ModelConfig(backbone="tiny-whisper", method="peft", peft_config={"peft_type": "X"})
-    with pytest.raises(InvalidRequestError, match="model.peft_config: not a peft tuner config"):
+    with pytest.raises(InvalidRequestError, match=r"model\.peft_config: not a peft tuner config"):
         build_model(config)
 
 
