@@ -6,7 +6,8 @@ the label folder through a user-given regular expression with a named group ``sp
 optional ``gender`` and ``session`` groups), e.g. ``^(?P<speaker>[^_]+)_`` for ``s01_take1.wav``
 or ``^(?P<speaker>[^/]+)/`` for ``s01/take1.wav``. A file the expression does not match is a
 malformed row; audio lying directly in the root has no label and is reported as unlabelled.
-Hidden files and folders (``.name``) are skipped. A folder holds no attribute values, so it
+Hidden files and folders (``.name``) are skipped. Symbolic links are resolved so that each
+file counts once (see `scan_folder`); a broken link is reported, never skipped. A folder holds no attribute values, so it
 is prepared for class labels only; clips with arousal, valence or dominance values go in a
 table (`peft_ser.corpora.table`).
 """
@@ -18,7 +19,10 @@ import re
 from pathlib import Path
 
 from peft_ser.corpora.base import (
+    DUPLICATE,
     MALFORMED_ROW,
+    MISSING_AUDIO,
+    UNREADABLE_AUDIO,
     CorpusError,
     Entry,
     Problem,
@@ -85,39 +89,142 @@ def _visible(name: str) -> bool:
 
 def scan_folder(root: Path, pattern: re.Pattern[str] | None) -> OwnScan:
     """Every audio file below the label folders of ``root``, with its speaker when
-    ``pattern`` finds one; audio directly in ``root`` counts as unlabelled."""
-    labels = sorted(e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name))
+    ``pattern`` finds one; audio directly in ``root`` counts as unlabelled.
+
+    Symbolic links are followed, and each folder and file is counted once: a label folder
+    that links to another label folder is skipped (with a warning); a file reached by two
+    paths is kept under its own path (else under the first) and the other paths are reported
+    as duplicates; a broken link is reported as missing audio; a link back into a folder
+    being walked (a loop) is not followed again.
+    """
+    hint = "--speaker-pattern '^(?P<speaker>[^_]+)_' (a regular expression on the file path)"
+    own = OwnScan(Scan([], set()), pattern is not None, hint)
+    labels = _label_folders(root, own)
     if not labels:
         raise CorpusError(
             f"{root} has no sub-folders: a folder corpus keeps each label's clips in a "
             "sub-folder named after the label (root/Angry/clip.wav)"
         )
-    audio = {os.path.join(root, n) for n in os.listdir(root) if is_audio_file(n)}
-    scan = Scan([], audio)
-    hint = "--speaker-pattern '^(?P<speaker>[^_]+)_' (a regular expression on the file path)"
-    own = OwnScan(scan, pattern is not None, hint)
-    for label in labels:
-        for relative in _audio_below(root / label):
-            path = os.path.join(root, label, relative)
-            entry = _entry(f"{label}/{relative}", path, label, relative, pattern)
-            if isinstance(entry, Problem):
-                scan.problems.append(entry)
-            else:
-                scan.entries.append(entry)
-                scan.audio.add(path)
+    found = [
+        (f"{label}/{relative}", os.path.join(root, label, relative), label, relative)
+        for label in labels
+        for relative in _audio_below(root, label, own)
+    ]
+    chosen = _one_path_per_file(found)
+    for key, path, label, relative in found:
+        first = chosen[os.path.realpath(path)]
+        if first != key:
+            detail = f"the same file as {first} (reached through a symbolic link); counted once"
+            own.scan.problems.append(Problem(key, path, DUPLICATE, detail))
+            continue
+        entry = _entry(key, path, label, relative, pattern)
+        if isinstance(entry, Problem):
+            own.scan.problems.append(entry)
+        else:
+            own.scan.entries.append(entry)
+            own.scan.audio.add(path)
+    twice = len(found) - len(chosen)
+    if twice:
+        own.notes.append(
+            f"{twice} files reached twice through symbolic links were counted once "
+            f"(see the duplicate rows of report.csv)"
+        )
     return own
 
 
-def _audio_below(folder: Path) -> list[str]:
-    """Audio files at any depth below ``folder``, as sorted ``/``-separated relative paths."""
+def _label_folders(root: Path, own: OwnScan) -> list[str]:
+    """The visible sub-folders of ``root``, sorted, each real folder once (a link to a folder
+    that is a label folder already is skipped with a warning in ``own.notes``); audio files
+    in ``root`` go into ``own.scan.audio`` (unlabelled), broken links into its problems."""
+    folders: dict[str, list[str]] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not _visible(entry.name):
+            continue
+        if _broken(entry.path, own.scan.problems, entry.name):
+            continue
+        if entry.is_dir():
+            folders.setdefault(os.path.realpath(entry.path), []).append(entry.name)
+        elif is_audio_file(entry.name):
+            own.scan.audio.add(entry.path)
+    labels = []
+    for names in folders.values():
+        own_name = [name for name in names if not os.path.islink(root / name)]
+        label = (own_name or names)[0]
+        labels.append(label)
+        for other in names:
+            if other != label:
+                own.notes.append(
+                    f"label folder {other} is a symbolic link to the label folder {label}: "
+                    f"its clips are counted once, under {label}"
+                )
+    return sorted(labels)
+
+
+def _broken(path: str, problems: list[Problem], key: str) -> bool:
+    """Whether ``path`` is a broken symbolic link; if so, it is reported in ``problems``."""
+    if not os.path.islink(path) or os.path.exists(path):
+        return False
+    target = os.readlink(path)
+    detail = f"broken symbolic link to {target!r}: no file or folder there"
+    problems.append(Problem(key, path, MISSING_AUDIO, detail))
+    return True
+
+
+def _audio_below(root: Path, label: str, own: OwnScan) -> list[str]:
+    """Audio files at any depth below the label folder, as sorted ``/``-separated paths
+    relative to it. Links to folders outside ``root`` are followed (not round a loop); a link
+    to a folder inside ``root`` is not (its clips count where they are), with a warning.
+    Broken links and unreadable folders go into the problems of ``own``."""
     found = []
-    for current, folders, files in os.walk(folder):
-        folders[:] = [name for name in folders if _visible(name)]
+    folder = root / label
+    problems = own.scan.problems
+
+    def unreadable(error: OSError) -> None:
+        detail = f"cannot read the folder ({error.strerror}): its clips are left out"
+        key = os.path.relpath(error.filename or folder, root).replace(os.sep, "/")
+        problems.append(Problem(key, str(error.filename), UNREADABLE_AUDIO, detail))
+
+    inside = os.path.realpath(root)
+    ancestors = {str(folder): {os.path.realpath(folder)}}
+    for current, folders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        above = ancestors.pop(current)
+        kept = []
+        for name in filter(_visible, folders):
+            child = os.path.join(current, name)
+            real = os.path.realpath(child)
+            if real != child and (real in above or _within(real, inside)):
+                shown = os.path.relpath(child, root).replace(os.sep, "/")
+                own.notes.append(
+                    f"{shown} is a symbolic link to {real}, a folder already counted: not followed"
+                )
+                continue
+            ancestors[child] = above | {real}
+            kept.append(name)
+        folders[:] = kept
         relative = os.path.relpath(current, folder)
         for name in files:
+            path = f"{relative}/{name}".replace(os.sep, "/") if relative != "." else name
+            full = os.path.join(current, name)
+            if not _visible(name) or _broken(full, problems, f"{label}/{path}"):
+                continue
             if is_audio_file(name):
-                found.append(name if relative == "." else f"{relative}/{name}".replace(os.sep, "/"))
+                found.append(path)
     return sorted(found)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _one_path_per_file(found: list[tuple[str, str, str, str]]) -> dict[str, str]:
+    """For each real file, the key of the path that counts: the one that is the file's own
+    path (reached through no link), else the first."""
+    chosen: dict[str, str] = {}
+    for key, path, _, _ in found:
+        real = os.path.realpath(path)
+        if real == path or real not in chosen:
+            chosen[real] = key
+    return chosen
 
 
 def _entry(
