@@ -57,6 +57,11 @@ def select_folds(folds: Sequence[Fold], wanted: Sequence[FoldSelector] | None) -
                 f"data.folds: no fold {selector!r}; allowed: 1..{len(folds)} "
                 f"or one of {list(by_name)}"
             )
+        if chosen[-1].name in {fold.name for fold in chosen[:-1]}:
+            raise UserError(
+                f"data.folds: fold {chosen[-1].name!r} is chosen twice (as {selector!r}); "
+                "each fold is trained and pooled once"
+            )
     return chosen
 
 

@@ -1,5 +1,6 @@
-"""Failures of the machine or of a given path end in one ``error:`` line with exit 2, on every
-command: a full or read-only disk, a file where a folder is wanted, a missing peft config."""
+"""What the command line refuses in one ``error:`` line with exit 2: failures of the machine or
+of a given path (a full or read-only disk, a file where a folder is wanted), a missing peft
+config, a fold chosen twice."""
 
 from __future__ import annotations
 
@@ -101,3 +102,14 @@ def test_export_refuses_a_tolerance_that_checks_nothing(
     )
     assert result.exit_code == 2
     assert "give a positive finite logit difference" in result.output
+
+
+@pytest.mark.parametrize("wanted", [[1, 1], [1, "fold1"], ["fold2", 2]])
+def test_a_fold_chosen_twice_is_refused(wanted: list[int | str]) -> None:
+    from peft_ser.errors import UserError
+    from peft_ser.manifest import Fold
+    from peft_ser.training.corpus import select_folds
+
+    folds = [Fold(f"fold{i}", [], [], []) for i in (1, 2, 3)]
+    with pytest.raises(UserError, match="is chosen twice"):
+        select_folds(folds, wanted)
