@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 import uvicorn
+from fastapi.testclient import TestClient
 
 from peft_ser.config import ModelConfig
 from peft_ser.inference import Prediction
@@ -74,6 +75,12 @@ def assert_same(answer: dict, reference: Prediction) -> None:
         np.testing.assert_allclose(
             list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
         )
+
+
+def local_client(app: object) -> TestClient:
+    """A test client whose requests name ``localhost`` as their Host, as a local browser does
+    (the test client's own ``testserver`` is not an allowed host)."""
+    return TestClient(app, base_url="http://localhost")  # type: ignore[arg-type]
 
 
 def free_port() -> int:

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _serving import assert_same, save_models, write_clip
-from fastapi.testclient import TestClient
+from _serving import assert_same, local_client, save_models, write_clip
 from typer.testing import CliRunner
 
 import peft_ser
@@ -39,7 +38,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def answers(pool: ModelPool, name: str, clips: list[Path]) -> Iterator[dict]:
     """The server's predictions of ``clips`` by model ``name``, in 1-s windows every 0.5 s."""
-    with TestClient(create_app(pool)) as client:
+    with local_client(create_app(pool)) as client:
         for clip in clips:
             response = client.post(
                 f"/v1/predict?model={name}&window=1&hop=0.5", content=clip.read_bytes()
@@ -61,7 +60,7 @@ def assert_serves_as_predict(
 
 
 def listed(pool: ModelPool) -> dict[str, dict]:
-    with TestClient(create_app(pool)) as client:
+    with local_client(create_app(pool)) as client:
         return {model["name"]: model for model in client.get("/v1/models").json()["models"]}
 
 

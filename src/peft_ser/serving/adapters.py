@@ -24,10 +24,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 import torch
 from torch import nn
@@ -44,7 +45,8 @@ class UnknownModelError(UserError, LookupError):
 
 
 class ModelSpecError(UserError, ValueError):
-    """A ``--model`` argument that cannot name a served model (empty, or a name given twice)."""
+    """A ``--model`` argument that cannot name a served model (empty, a malformed NAME=SOURCE,
+    or a name given twice)."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,49 @@ class ModelSpec:
     source: str
 
 
+_NAME = re.compile(r"[\w.-]+")
+"""A served model's name: letters, digits, ``_``, ``.`` and ``-`` (it goes in a URL's query)."""
+
+
 def parse_model_spec(text: str) -> ModelSpec:
-    """``NAME=SOURCE``, or ``SOURCE`` alone, named after its folder (or its zoo name)."""
+    """``NAME=SOURCE``, or ``SOURCE`` alone, named after its folder (or its zoo name).
+
+    Only the first ``=`` separates, so a source may hold one (``a=runs/lr=0.1``), and a text
+    whose part before the first ``=`` holds a folder separator is a source alone
+    (``runs/lr=0.1/best``). Raises `ModelSpecError` naming the malformed part."""
+    shown = f"--model {text!r}"
+    if not text.strip():
+        raise ModelSpecError(f"{shown}: empty; give a model folder, a zoo name or NAME=SOURCE")
     name, separator, source = text.partition("=")
-    if not separator:
-        name, source = Path(text.rstrip("/")).name, text
-    if not name or not source:
-        raise ModelSpecError(f"--model {text!r}: give a model folder, a zoo name or NAME=SOURCE")
+    if not separator or "/" in name or "\\" in name:
+        name, source = Path(text.rstrip("/\\")).name, text
+        if not name:
+            raise ModelSpecError(f"{shown}: no folder name to name the model by; use NAME=SOURCE")
+        return ModelSpec(name, source)
+    if not name:
+        raise ModelSpecError(f"{shown}: no name before '='; use NAME=SOURCE, or SOURCE alone")
+    if not _NAME.fullmatch(name):
+        raise ModelSpecError(
+            f"{shown}: name {name!r} may hold only letters, digits, '_', '.' and '-'"
+        )
+    if not source.strip():
+        raise ModelSpecError(
+            f"{shown}: no source after '{name}='; give a model folder or a zoo name"
+        )
     return ModelSpec(name, source)
+
+
+def public_source(source: str | None) -> str | None:
+    """A backbone or model source as answers show it: a local path by its last part only
+    (an answer never reveals the server's folders), a hub or zoo name as it is."""
+    if source is None:
+        return None
+    local = Path(source).expanduser()
+    if PurePath(source).is_absolute() or source.startswith(("~", ".")) or _exists(local):
+        return local.name or source
+    if PureWindowsPath(source).drive or "\\" in source:
+        return PureWindowsPath(source).name
+    return source
 
 
 @dataclass(frozen=True)
@@ -104,7 +141,7 @@ def _torch_facts(model: SERModel, *, shares: bool) -> dict[str, object]:
     counts = parameter_count(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     return {
-        "backbone": model.config.backbone,
+        "backbone": public_source(model.config.backbone),
         "method": model.config.method,
         "frozen_tensors_shareable": shares,
         "trainable_parameters": counts.trainable,
@@ -117,13 +154,24 @@ def _onnx_facts(model: OnnxModel) -> dict[str, object]:
     """What `/v1/models` says about an exported model: what its facts JSON names, else null
     (the graph does not tell trainable parameters from frozen ones)."""
     return {
-        "backbone": model.facts.get("backbone"),
+        "backbone": public_source(_text(model.facts.get("backbone"))),
         "method": model.facts.get("method"),
         "frozen_tensors_shareable": False,
         "trainable_parameters": None,
         "trainable_bytes": None,
         "total_parameters": None,
     }
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long or with a NUL byte is no local path
+        return False
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 _Key = tuple[torch.dtype, tuple[int, ...], str, str]

@@ -2,23 +2,28 @@
 
 Routes get the settings, the models and the batcher by dependency injection from the app's
 state, so `create_app` is the only place they are wired and a test builds an app with its
-own limits. Every refusal is a JSON ``{"detail": message}`` with the status of its cause:
+own limits. Every refusal is a JSON ``{"detail": "<one line>"}`` with the status of its cause
+(`responses`):
 
-* 413: a body over ``max_upload_bytes``, or audio over ``max_seconds``;
-* 415: a body that is not decodable audio;
-* 422: an empty body, audio with no usable samples, impossible parameters, a recording
-  too long to predict whole or with no speech to segment;
+* 400: a ``Host`` this server does not answer to (`security`);
+* 401: a missing or wrong API key (when one is set), on every route but ``/livez``;
 * 404: a model this server was not started with;
-* 401: a missing or wrong API key (when one is set);
+* 408: a body that did not arrive within ``timeout`` seconds;
+* 413: a body over ``max_upload_bytes``, audio over ``max_seconds`` or over the decoded-sample
+  budget;
+* 415: a body that is not decodable audio;
+* 422: an empty body, audio with no usable samples, impossible or malformed parameters, more
+  segments than ``max_segments``, a recording too long to predict whole or with no speech;
 * 503 with ``Retry-After``: the queue of waiting requests is full;
 * 504: no answer within ``timeout`` seconds.
 
-Answers are strict JSON: a non-finite number is an error, never ``NaN`` in the output.
+Answers are strict JSON: a non-finite number is an error, never ``NaN`` in the output. The
+segmentation options are checked (`peft_ser.segments`) before the body is read, and the
+number of windows once the recording's length is known, before it waits in the queue.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,31 +31,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from .. import __version__
-from ..inference import Failure, InvalidRequestError, Prediction
+from ..inference import Failure, Prediction
 from ..segments import SEGMENT_MODES, Segmentation
-from .adapters import ModelPool, UnknownModelError
-from .batching import Batcher, QueueFullError, RequestTimeoutError
-from .limits import BodySizeLimit, BodyTooLargeError, key_matches
+from .adapters import ModelPool
+from .batching import Batcher, RequestTimeoutError
+from .limits import BodySizeLimit, Deadline, refuse_too_many_segments
+from .responses import StrictJSONResponse, add_error_handlers
+from .security import (
+    API_KEY_HEADER,
+    LIVENESS_PATH,
+    ApiKeyGate,
+    HostAllowList,
+    SecurityHeaders,
+)
 from .settings import ServeSettings
-from .uploads import SUPPORTED, Clip, UploadError, display_name, read_clip
+from .uploads import SUPPORTED, AudioLimits, Clip, UploadError, display_name, read_clip
 
-API_KEY_HEADER = "X-API-Key"
-RETRY_AFTER_SECONDS = 1
 _CHUNK = 1 << 16
-
-
-class StrictJSONResponse(JSONResponse):
-    """JSON without NaN or Infinity, which JSON does not have; such a value is a server error."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
 def get_settings(request: Request) -> ServeSettings:
@@ -68,26 +71,9 @@ def get_batcher(request: Request) -> Batcher:
     return batcher
 
 
-_api_key_header = APIKeyHeader(
-    name=API_KEY_HEADER, auto_error=False, description="needed when the server has an API key"
-)
-
-
-def check_api_key(
-    settings: Annotated[ServeSettings, Depends(get_settings)],
-    given: Annotated[str | None, Security(_api_key_header)] = None,
-) -> None:
-    if settings.api_key is not None and not key_matches(given, settings.api_key):
-        raise HTTPException(
-            401,
-            f"missing or wrong API key: send it in the {API_KEY_HEADER} header",
-            headers={"WWW-Authenticate": "ApiKey"},
-        )
-
-
 Settings = Annotated[ServeSettings, Depends(get_settings)]
 Pool = Annotated[ModelPool, Depends(get_pool)]
-api = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
+api = APIRouter(prefix="/v1")
 
 _AUDIO_BODY: dict[str, Any] = {
     "requestBody": {
@@ -108,6 +94,11 @@ _AUDIO_BODY: dict[str, Any] = {
 }
 
 
+def _seconds(description: str) -> Any:
+    """A query parameter in seconds: any finite number (its range is checked by segments)."""
+    return Query(allow_inf_nan=False, description=description)
+
+
 @api.post("/predict", openapi_extra=_AUDIO_BODY, summary="Emotion of one recording")
 async def predict(
     request: Request,
@@ -119,15 +110,13 @@ async def predict(
     ] = None,
     window: Annotated[
         float | None,
-        Query(
-            gt=0,
-            description="seconds; a recording longer than this is cut into windows of this "
-            "length (default: whole up to 30 s, else 10-s windows)",
+        _seconds(
+            "seconds; a recording longer than this is cut into windows of this length "
+            "(default: whole up to 30 s, else 10-s windows)"
         ),
     ] = None,
     hop: Annotated[
-        float | None,
-        Query(gt=0, description="seconds between window starts (default: half a window)"),
+        float | None, _seconds("seconds between window starts (default: half a window)")
     ] = None,
     segment: Annotated[
         str,
@@ -139,11 +128,11 @@ async def predict(
     ] = Segmentation.segment,
     min_segment: Annotated[
         float | None,
-        Query(description="seconds, segment=vad only: shorter speech is merged (default 1)"),
+        _seconds("seconds, segment=vad only: shorter speech is merged (default 1)"),
     ] = None,
     max_segment: Annotated[
         float | None,
-        Query(description="seconds, segment=vad only: longer speech is split (default 10)"),
+        _seconds("seconds, segment=vad only: longer speech is split (default 10)"),
     ] = None,
     top_k: Annotated[
         int | None, Query(ge=1, description="how many labels to list in 'top' (default: all)")
@@ -153,12 +142,18 @@ async def predict(
     and its labels from the most to the least probable. Settings `peft_ser.predict` refuses are
     refused with its message (422), as are recordings it cannot answer: too long to keep whole,
     no speech found."""
+    deadline = Deadline(settings.timeout)
     served = pool.get(_model_name(model, pool))
     segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
-    clip = await _uploaded_clip(request, settings)
-    result = await batcher.predict(
-        served.name, clip.samples, clip.source, segmentation, timeout=settings.timeout
-    )
+    plan = segmentation.plan(limit=served.runner.max_samples)  # before the body is read
+    clip = await _uploaded_clip(request, settings, deadline)
+    refuse_too_many_segments(plan, len(clip.samples), settings.max_segments)
+    try:
+        result = await batcher.predict(
+            served.name, clip.samples, clip.source, segmentation, timeout=deadline.left()
+        )
+    except RequestTimeoutError:
+        raise RequestTimeoutError(f"no answer within {settings.timeout:g} s") from None
     if isinstance(result, Failure):
         status = 500 if result.error.kind == "non_finite_output" else 422
         raise UploadError(status, str(result.error))
@@ -179,17 +174,20 @@ def _model_name(model: str | None, pool: ModelPool) -> str:
     raise HTTPException(422, f"give model=NAME; this server has: {', '.join(pool.names)}")
 
 
-async def _uploaded_clip(request: Request, settings: ServeSettings) -> Clip:
-    """The recording of a multipart upload (field ``file``) or of the raw body."""
+async def _uploaded_clip(request: Request, settings: ServeSettings, deadline: Deadline) -> Clip:
+    """The recording of a multipart upload (field ``file``) or of the raw body, which must
+    arrive before ``deadline``."""
     folder: Path = request.app.state.upload_folder
+    limits = AudioLimits(settings.max_seconds, settings.decoded_sample_budget)
+    request = Request(request.scope, deadline.bound(request.receive))
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise UploadError(422, "the multipart form has no file field named 'file'")
             source = display_name(upload.filename)
-            return await read_clip(_chunks_of(upload), source, folder, settings.max_seconds)
-    return await read_clip(request.stream(), "upload", folder, settings.max_seconds)
+            return await read_clip(_chunks_of(upload), source, folder, limits)
+    return await read_clip(request.stream(), "upload", folder, limits)
 
 
 async def _chunks_of(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -202,38 +200,16 @@ def _top(prediction: Prediction, k: int | None) -> list[dict[str, Any]]:
     return [{"label": label, "probability": p} for label, p in ranked[:k]]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    async def upload(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, UploadError)
-        return _error(error.status, str(error))
-
-    async def busy(_: Request, error: Exception) -> JSONResponse:
-        return _error(503, str(error), {"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    def status(code: int) -> Any:
-        async def handler(_: Request, error: Exception) -> JSONResponse:
-            return _error(code, str(error))
-
-        return handler
-
-    app.add_exception_handler(UploadError, upload)
-    app.add_exception_handler(QueueFullError, busy)
-    app.add_exception_handler(BodyTooLargeError, status(413))
-    app.add_exception_handler(UnknownModelError, status(404))
-    app.add_exception_handler(InvalidRequestError, status(422))
-    app.add_exception_handler(RequestTimeoutError, status(504))
-
-
 def _static_file(name: str) -> str:
     return (resources.files(__package__) / "static" / name).read_text(encoding="utf-8")
 
 
 def create_app(pool: ModelPool, settings: ServeSettings | None = None) -> FastAPI:
-    """The app serving ``pool``'s models (and no others) under ``settings``' limits."""
+    """The app serving ``pool``'s models (and no others) under ``settings``' limits.
+
+    No Swagger UI or ReDoc (``/docs``, ``/redoc``): they load their scripts from a CDN. The
+    schema is at ``/openapi.json`` for any OpenAPI viewer.
+    """
     settings = settings or ServeSettings()
     batcher = Batcher(pool, settings.batching)
 
@@ -251,15 +227,31 @@ def create_app(pool: ModelPool, settings: ServeSettings | None = None) -> FastAP
         title="peft-ser",
         version=__version__,
         summary="Speech emotion recognition with parameter-efficient models",
+        description=f"With an API key set, every route but {LIVENESS_PATH} needs it, in the "
+        f"{API_KEY_HEADER} header or as the password of HTTP Basic authentication.",
         lifespan=lifespan,
         default_response_class=StrictJSONResponse,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings, app.state.pool, app.state.batcher = settings, pool, batcher
+
+    def current() -> ServeSettings:
+        current_settings: ServeSettings = app.state.settings
+        return current_settings
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    _add_error_handlers(app)
+    app.add_middleware(ApiKeyGate, settings=current)
+    app.add_middleware(HostAllowList, settings=current)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so refusals carry it too
+    add_error_handlers(app)
     app.include_router(api)
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get(LIVENESS_PATH, summary="Liveness: the process answers (needs no key)")
+    def livez() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/healthz", summary="The served models and the queue (needs the key when set)")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "models": pool.names, "waiting": batcher.waiting}
 

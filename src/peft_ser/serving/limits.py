@@ -1,20 +1,36 @@
-"""What the server refuses before any work: bodies over the size limit and missing API keys.
+"""What the server refuses about a request's body and its work: too large, too slow, too many
+segments.
 
 The size limit is enforced twice: a declared ``Content-Length`` over it is answered at once,
 and the bytes actually received are counted, so a chunked or lying body is cut off as soon as
-it passes the limit instead of being stored.
+it passes the limit instead of being stored. A body must also arrive within the request's
+`Deadline`: a client that sends part of it and then nothing is answered 408 when the time is up,
+so a stalled upload holds no socket and no temporary file for longer than ``--timeout``.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import json
+import math
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..audio import SAMPLE_RATE
+from ..segments import SegmentPlan
 
 
 class BodyTooLargeError(Exception):
     """A request body over the size limit (HTTP 413)."""
+
+
+class BodyTimeoutError(Exception):
+    """A request body that did not arrive within the request's time (HTTP 408)."""
+
+
+class TooManySegmentsError(Exception):
+    """A request that would be cut into more segments than the server runs for one (HTTP 422)."""
 
 
 def too_large_message(limit: int) -> str:
@@ -34,7 +50,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _refuse(send, too_large_message(self.max_bytes))
+            await send_refusal(send, 413, too_large_message(self.max_bytes))
             return
         received = 0
 
@@ -50,6 +66,54 @@ class BodySizeLimit:
         await self.app(scope, counted, send)
 
 
+class Deadline:
+    """The moment a request's time is up, on the monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def bound(self, receive: Receive) -> Receive:
+        """``receive``, raising `BodyTimeoutError` when the body has not arrived in time."""
+
+        async def bounded() -> Message:
+            try:
+                return await asyncio.wait_for(receive(), self.left())
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                raise BodyTimeoutError(
+                    f"the request body did not arrive within {self.seconds:g} s"
+                ) from None
+
+        return bounded
+
+
+def refuse_too_many_segments(plan: SegmentPlan, num_samples: int, limit: int) -> None:
+    """Raise `TooManySegmentsError` when ``plan`` cuts a recording of ``num_samples`` (16 kHz)
+    into more than ``limit`` windows; counted, not listed, so even a one-sample hop costs
+    nothing to refuse. Speech segments (``vad``) are bounded by their own floors instead."""
+    count = segment_count(plan, num_samples)
+    if count > limit:
+        shown = "unboundedly many" if math.isinf(count) else f"{count:.0f}"
+        window, hop = plan.window / SAMPLE_RATE, plan.hop / SAMPLE_RATE
+        raise TooManySegmentsError(
+            f"window {window:g} s, hop {hop:g} s would cut this recording into {shown} "
+            f"segments; this server runs at most {limit} per request"
+        )
+
+
+def segment_count(plan: SegmentPlan, num_samples: int) -> float:
+    """How many windows ``plan.spans`` gives for ``num_samples`` (inf for a hop of no
+    sample); 1 for ``whole`` and for ``vad``, whose count the speech decides."""
+    if plan.mode != "window" or num_samples <= plan.whole:
+        return 1
+    if plan.hop <= 0:
+        return math.inf
+    return len(range(0, num_samples - plan.window, plan.hop)) + 1
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -60,13 +124,17 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, message: str) -> None:
+CLOSE = {"Connection": "close"}
+"""Sent with a refusal made before the body was read whole: the connection cannot be reused."""
+
+
+async def send_refusal(
+    send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """Answer ``{"detail": message}`` with ``status`` from an ASGI middleware."""
     body = json.dumps({"detail": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    fields = {"content-type": "application/json", "content-length": str(len(body))}
+    fields.update({name.lower(): value for name, value in (headers or {}).items()})
+    raw = [(name.encode(), value.encode("latin-1")) for name, value in fields.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-def key_matches(given: str | None, expected: str) -> bool:
-    """Whether ``given`` is the API key, compared in constant time (no timing oracle)."""
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())

@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserError
+
 API_KEY_ENV = "PEFT_SER_API_KEY"
 """The environment variable ``peft-ser serve`` reads the API key from (or ``--api-key``)."""
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""Host header values accepted by default: a browser page on another site that resolves its own
+name to 127.0.0.1 (DNS rebinding) sends its own name, so it is refused."""
+
+DECODED_SAMPLES_PER_SECOND = 48_000 * 2
+"""The default decoded-sample budget per second of ``max_seconds``: 48 kHz stereo."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,36 @@ class ServeSettings:
     max_seconds: float = 600.0
     """Recordings longer than this are refused (413) before they are decoded: 10 minutes."""
     timeout: float = 60.0
-    """Seconds a request may wait and run before it is answered with 504."""
+    """Seconds a request may take from its headers to its answer, reading its body included: a
+    body still arriving then is answered with 408, an answer not ready with 504."""
     api_key: str | None = None
-    """When set, every ``/v1`` request must send it in the ``X-API-Key`` header."""
+    """When set, every route but ``/livez`` needs it (``X-API-Key`` header or HTTP Basic
+    password). An empty key is refused: it would look set and protect nothing."""
     batching: BatchSettings = field(default_factory=BatchSettings)
+    max_decoded_samples: int | None = None
+    """Samples (frames × channels) a recording may decode to, checked from its header before
+    decoding (413); None: ``max_seconds`` of 48 kHz stereo. A small file of a high rate and many
+    channels is refused although it is within ``max_seconds``."""
+    max_segments: int = 1200
+    """Windows one request may be cut into (422): 600 s in 1-s windows every 0.5 s. Bounds the
+    work of one request, so one request cannot hold the queue."""
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS
+    """Host header values answered (others: 400); ``*`` allows any."""
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise UserError(
+                f"the API key is empty (--api-key or {API_KEY_ENV}): give a key, or unset it "
+                "to serve without one"
+            )
+        if not all(host.strip() for host in self.allowed_hosts):
+            raise UserError("an allowed host is empty (--allowed-host): give a name or address")
+
+    @property
+    def decoded_sample_budget(self) -> int:
+        if self.max_decoded_samples is not None:
+            return self.max_decoded_samples
+        return round(self.max_seconds * DECODED_SAMPLES_PER_SECOND)
 
 
 def default_max_batch(device_type: str) -> int:

@@ -1,9 +1,13 @@
 """An uploaded clip, from the request body to 16 kHz mono samples, within the server's limits.
 
 The body is streamed into a file of the server's temporary directory under a random name
-(the client's file name is only ever a label), decoded with `load_audio` and removed. The
-header is read first, so a recording longer than the duration limit is refused before it is
-decoded. Every refusal is an `UploadError` with the HTTP status it stands for.
+(the client's file name is only ever a label), decoded block by block with `stream_audio` and
+removed, whatever happens (a body that stops arriving included). The header is read first, so a
+recording longer than the duration limit, or one that would decode to more samples (rate ×
+channels × duration) than the budget, is refused before it is decoded: a small file of 192 kHz
+and 8 channels cannot fill the memory. Decoding in blocks keeps only the 16 kHz mono samples,
+never the whole recording at its own rate. Every refusal is an `UploadError` with the HTTP
+status it stands for.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from ..audio import AudioError, load_audio, probe
+from ..audio import AudioError, AudioInfo, probe, stream_audio
 
 SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3 and the other formats of libsndfile"
 
@@ -42,11 +46,21 @@ def display_name(filename: str | None, fallback: str = "upload") -> str:
     return name or fallback
 
 
+@dataclass(frozen=True)
+class AudioLimits:
+    """The longest recording, in seconds, and the most samples (frames × channels) it may
+    decode to."""
+
+    max_seconds: float
+    max_samples: int
+
+
 async def read_clip(
-    chunks: AsyncIterator[bytes], source: str, folder: Path, max_seconds: float
+    chunks: AsyncIterator[bytes], source: str, folder: Path, limits: AudioLimits
 ) -> Clip:
-    """Decode a streamed upload; raises `UploadError` (415 undecodable, 413 too long, 422 empty
-    or unusable audio)."""
+    """Decode a streamed upload; raises `UploadError` (415 undecodable, 413 too long or too
+    many samples, 422 empty or unusable audio). The temporary file is removed however this
+    ends, cancelled included."""
     handle, name = tempfile.mkstemp(dir=folder, suffix=".upload")
     path = Path(name)
     try:
@@ -59,22 +73,16 @@ async def read_clip(
             raise UploadError(
                 422, "empty body: send the audio as the request body or as the form field 'file'"
             )
-        samples = await run_in_threadpool(_decode, path, source, max_seconds)
+        samples = await run_in_threadpool(_decode, path, source, limits)
     finally:
         path.unlink(missing_ok=True)
     return Clip(source, samples)
 
 
-def _decode(path: Path, source: str, max_seconds: float) -> np.ndarray:
+def _decode(path: Path, source: str, limits: AudioLimits) -> np.ndarray:
     try:
-        info = probe(path)
-        if info.duration > max_seconds:
-            raise UploadError(
-                413,
-                f"{source}: {info.duration:.1f} s of audio; this server takes at most "
-                f"{max_seconds:g} s",
-            )
-        return load_audio(path)
+        _refuse_beyond(probe(path), source, limits)
+        return np.concatenate(list(stream_audio(path)))
     except AudioError as error:
         if error.kind == "unreadable":
             raise UploadError(
@@ -82,3 +90,20 @@ def _decode(path: Path, source: str, max_seconds: float) -> np.ndarray:
                 f"{source}: not audio this server can decode ({error.problem}); send {SUPPORTED}",
             ) from None
         raise UploadError(422, f"{source}: {error.problem}") from None
+
+
+def _refuse_beyond(info: AudioInfo, source: str, limits: AudioLimits) -> None:
+    if info.duration > limits.max_seconds:
+        raise UploadError(
+            413,
+            f"{source}: {info.duration:.1f} s of audio; this server takes at most "
+            f"{limits.max_seconds:g} s",
+        )
+    samples = info.frames * info.channels
+    if samples > limits.max_samples:
+        raise UploadError(
+            413,
+            f"{source}: {samples} samples to decode ({info.sample_rate} Hz × {info.channels} "
+            f"channels × {info.duration:.1f} s); this server decodes at most "
+            f"{limits.max_samples} per recording",
+        )
