@@ -32,6 +32,7 @@ from .config import ModelConfig, format_validation_error
 from .errors import UserError, match_name
 from .fileio import write_atomic_with
 from .head import SERHead
+from .model_inputs import checked_batch, warn_nonfinite
 from .tasks import layout_of
 from .tuning import apply_method
 from .tuning.registry import resolve_method
@@ -94,18 +95,27 @@ class SERModel(nn.Module):
         *,
         length: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, C]`` for ``[B, T]`` (or one ``[T]``) 16 kHz waveforms.
+        """Logits ``[B, C]`` for ``[B, T]`` (or one ``[T]``) 16 kHz float waveforms; ``lengths``
+        ``[B]`` are the valid samples of each row (default: all).
 
         ``length`` is the original PEFT-SER package's name for ``lengths``, so its calls
-        ``model(x, length=lengths)`` run unchanged.
+        ``model(x, length=lengths)`` run unchanged. Inputs are checked like `peft_ser.predict`
+        checks its own (`peft_ser.model_inputs`): integer PCM, a wrong rank, empty or
+        too-short clips, lengths that do not fit, and NaN or infinite samples raise
+        `InvalidRequestError`. A training step (train mode, gradients on) leaves non-finite
+        samples to the training loop's guard, which refuses the step and names the clips.
+        Outside training, outputs that are not finite are reported with a `RuntimeWarning`.
         """
         if length is not None:
             if lengths is not None:
                 raise TypeError("give lengths or length (the same thing), not both")
             lengths = length
-        if waveforms.dim() == 1:
-            waveforms = waveforms.unsqueeze(0)
-        return self.head(*self.encode(waveforms, lengths))
+        training_step = self.training and torch.is_grad_enabled()
+        batch, counts = checked_batch(waveforms, lengths, finite_samples=not training_step)
+        logits = self.head(*self.encode(batch, counts))
+        if not training_step:
+            warn_nonfinite(logits)
+        return logits
 
     def predict(self, inputs: Any, **options: Any) -> list[Prediction]:
         """Labels and probabilities for files or ``(samples, rate)`` pairs; see ``inference``."""
