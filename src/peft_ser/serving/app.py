@@ -37,11 +37,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from .. import __version__
+from ..errors import InvalidRequestError
 from ..inference import Failure, Prediction
-from ..segments import SEGMENT_MODES, Segmentation
+from ..segments import SEGMENT_MODES, Segmentation, SegmentPlan
 from .adapters import ModelPool
 from .batching import Batcher, RequestTimeoutError
-from .limits import BodySizeLimit, Deadline, refuse_too_many_segments
+from .limits import BodySizeLimit, Deadline
 from .responses import StrictJSONResponse, add_error_handlers
 from .security import (
     API_KEY_HEADER,
@@ -95,8 +96,9 @@ _AUDIO_BODY: dict[str, Any] = {
 
 
 def _seconds(description: str) -> Any:
-    """A query parameter in seconds: any finite number (its range is checked by segments)."""
-    return Query(allow_inf_nan=False, description=description)
+    """A query parameter in seconds; `peft_ser.segments` checks it (finite, in range), with
+    the messages `peft_ser.predict` gives."""
+    return Query(description=description)
 
 
 @api.post("/predict", openapi_extra=_AUDIO_BODY, summary="Emotion of one recording")
@@ -144,10 +146,12 @@ async def predict(
     no speech found."""
     deadline = Deadline(settings.timeout)
     served = pool.get(_model_name(model, pool))
-    segmentation = Segmentation(segment, window, hop, min_segment, max_segment)
+    segmentation = Segmentation(
+        segment, window, hop, min_segment, max_segment, settings.max_segments
+    )
     plan = segmentation.plan(limit=served.runner.max_samples)  # before the body is read
     clip = await _uploaded_clip(request, settings, deadline)
-    refuse_too_many_segments(plan, len(clip.samples), settings.max_segments)
+    _refuse_too_many_windows(plan, clip)
     try:
         result = await batcher.predict(
             served.name, clip.samples, clip.source, segmentation, timeout=deadline.left()
@@ -164,6 +168,17 @@ async def predict(
 def models(pool: Pool) -> dict[str, Any]:
     """Each model's name, labels, backbone, PEFT method and trained size."""
     return {"models": [served.describe() for served in pool]}
+
+
+def _refuse_too_many_windows(plan: SegmentPlan, clip: Clip) -> None:
+    """Refuse a recording cut into more windows than ``max_segments`` before it waits in the
+    queue: counted, not run. Speech segments are counted once found, on the inference thread
+    (a `Failure`, 422)."""
+    if plan.mode == "window":
+        try:
+            plan.spans(len(clip.samples))
+        except InvalidRequestError as error:
+            raise UploadError(422, f"{clip.source}: {error}") from None
 
 
 def _model_name(model: str | None, pool: ModelPool) -> str:

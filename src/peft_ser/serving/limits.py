@@ -1,5 +1,4 @@
-"""What the server refuses about a request's body and its work: too large, too slow, too many
-segments.
+"""What the server refuses about a request's body: too large, or too slow to arrive.
 
 The size limit is enforced twice: a declared ``Content-Length`` over it is answered at once,
 and the bytes actually received are counted, so a chunked or lying body is cut off as soon as
@@ -12,13 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from ..audio import SAMPLE_RATE
-from ..segments import SegmentPlan
 
 
 class BodyTooLargeError(Exception):
@@ -27,10 +22,6 @@ class BodyTooLargeError(Exception):
 
 class BodyTimeoutError(Exception):
     """A request body that did not arrive within the request's time (HTTP 408)."""
-
-
-class TooManySegmentsError(Exception):
-    """A request that would be cut into more segments than the server runs for one (HTTP 422)."""
 
 
 def too_large_message(limit: int) -> str:
@@ -88,30 +79,6 @@ class Deadline:
                 ) from None
 
         return bounded
-
-
-def refuse_too_many_segments(plan: SegmentPlan, num_samples: int, limit: int) -> None:
-    """Raise `TooManySegmentsError` when ``plan`` cuts a recording of ``num_samples`` (16 kHz)
-    into more than ``limit`` windows; counted, not listed, so even a one-sample hop costs
-    nothing to refuse. Speech segments (``vad``) are bounded by their own floors instead."""
-    count = segment_count(plan, num_samples)
-    if count > limit:
-        shown = "unboundedly many" if math.isinf(count) else f"{count:.0f}"
-        window, hop = plan.window / SAMPLE_RATE, plan.hop / SAMPLE_RATE
-        raise TooManySegmentsError(
-            f"window {window:g} s, hop {hop:g} s would cut this recording into {shown} "
-            f"segments; this server runs at most {limit} per request"
-        )
-
-
-def segment_count(plan: SegmentPlan, num_samples: int) -> float:
-    """How many windows ``plan.spans`` gives for ``num_samples`` (inf for a hop of no
-    sample); 1 for ``whole`` and for ``vad``, whose count the speech decides."""
-    if plan.mode != "window" or num_samples <= plan.whole:
-        return 1
-    if plan.hop <= 0:
-        return math.inf
-    return len(range(0, num_samples - plan.window, plan.hop)) + 1
 
 
 def _content_length(scope: Scope) -> int | None:

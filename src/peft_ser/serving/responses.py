@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import UserError
 from .adapters import UnknownModelError
 from .batching import QueueFullError, RequestTimeoutError
-from .limits import CLOSE, BodyTimeoutError, BodyTooLargeError, TooManySegmentsError
+from .limits import CLOSE, BodyTimeoutError, BodyTooLargeError
 from .security import SECURITY_HEADERS
 from .uploads import UploadError
 
@@ -115,7 +115,6 @@ def add_error_handlers(app: FastAPI) -> None:
         BodyTooLargeError: _answer(413, CLOSE),
         BodyTimeoutError: _answer(408, CLOSE),
         ClientDisconnect: _disconnected,
-        TooManySegmentsError: _answer(422),
         UnknownModelError: _answer(404),
         UserError: _answer(422),
         RequestTimeoutError: _answer(504),

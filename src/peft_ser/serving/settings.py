@@ -54,8 +54,8 @@ class ServeSettings:
     decoding (413); None: ``max_seconds`` of 48 kHz stereo. A small file of a high rate and many
     channels is refused although it is within ``max_seconds``."""
     max_segments: int = 1200
-    """Windows one request may be cut into (422): 600 s in 1-s windows every 0.5 s. Bounds the
-    work of one request, so one request cannot hold the queue."""
+    """Segments one request may be cut into (422): 600 s in 1-s windows every 0.5 s, below the
+    library's 10,000, so one request cannot hold the queue for long."""
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS
     """Host header values answered (others: 400); ``*`` allows any."""
 
