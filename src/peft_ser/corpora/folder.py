@@ -7,9 +7,9 @@ optional ``gender`` and ``session`` groups), e.g. ``^(?P<speaker>[^_]+)_`` for `
 or ``^(?P<speaker>[^/]+)/`` for ``s01/take1.wav``. A file the expression does not match is a
 malformed row; audio lying directly in the root has no label and is reported as unlabelled.
 Hidden files and folders (``.name``) are skipped. Symbolic links are resolved so that each
-file counts once (see `scan_folder`); a broken link is reported, never skipped. A folder holds no attribute values, so it
-is prepared for class labels only; clips with arousal, valence or dominance values go in a
-table (`peft_ser.corpora.table`).
+file counts once (see `scan_folder`); a broken link is reported, never skipped. A folder
+holds no attribute values, so it is prepared for class labels only; clips with arousal,
+valence or dominance values go in a table (`peft_ser.corpora.table`).
 """
 
 from __future__ import annotations

@@ -72,10 +72,8 @@ def disk_errors(path: Path, doing: str, kept: str = "") -> Iterator[None]:
         problem = disk_problem(error)
         if problem is None:
             raise
-        named = error.filename and str(error.filename) != str(path)
-        where = f" ({error.filename})" if named else ""
         raise CorpusError(
-            f"cannot {doing} {path}: {problem}{where}{f'; {kept}' if kept else ''}"
+            f"cannot {doing} {path}: {problem}{f'; {kept}' if kept else ''}"
         ) from error
 
 
@@ -246,8 +244,12 @@ def _create(lock: Path, content: str) -> bool:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+    except BaseException:  # a full disk: no empty lock left behind
+        lock.unlink(missing_ok=True)
+        raise
     return True
 
 

@@ -1,4 +1,10 @@
-"""Decoding a prepared corpus's audio once into the cache that training reads."""
+"""Decoding a prepared corpus's audio once into the cache that training reads.
+
+Each cache entry is written whole (a temporary file renamed into place), so a run that ends
+early, on a full disk or a kill, leaves only complete entries; the next run decodes the rest.
+A full disk, a read-only cache folder and a ``--cache-dir`` that is a file are one-line
+`CorpusError`s naming the folder.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from pathlib import Path
 
 from peft_ser.audio import AudioCache, AudioError
 from peft_ser.corpora import base
-from peft_ser.corpora.base import Problem
+from peft_ser.corpora.base import CorpusError, Problem
+from peft_ser.corpora.output import disk_errors
 from peft_ser.manifest import load_prepared
 from peft_ser.progress import progress_bar
+
+MIN_RATE = 1000
+MAX_RATE = 384_000
+"""Cache rates outside these bounds (Hz) are refused: no speech model uses them."""
 
 
 @dataclass(frozen=True)
@@ -30,14 +41,25 @@ def preprocess_corpus(
 ) -> PreprocessResult:
     """Fill the audio cache (default ``<prepared_dir>/audio_cache``) with every manifest
     utterance decoded to mono ``sample_rate``; fresh entries are kept, changed files redone."""
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise CorpusError(
+            f"--sample-rate {sample_rate}: give a rate from {MIN_RATE} to {MAX_RATE} Hz"
+        )
     prepared_dir = Path(prepared_dir)
-    cache = AudioCache(cache_dir or prepared_dir / "audio_cache", sample_rate)
     manifest = load_prepared(prepared_dir).manifest
+    directory = Path(cache_dir or prepared_dir / "audio_cache")
+    if directory.exists() and not directory.is_dir():
+        raise CorpusError(f"--cache-dir {directory} is a file, not a folder")
+    cache = AudioCache(directory, sample_rate)
     computed, failed = 0, []
-    for utterance in progress_bar(verbose, iterable=manifest, desc="preprocessing", unit="file"):
-        try:
-            computed += cache.ensure(utterance.path, utterance.start, utterance.end)
-        except AudioError as error:
-            reason = base.audio_reason(error.kind)
-            failed.append(Problem(utterance.key, utterance.path, reason, error.problem))
+    kept = "the entries written so far are whole and kept: run preprocess again to go on"
+    with disk_errors(directory, "write the audio cache", kept):
+        for utterance in progress_bar(
+            verbose, iterable=manifest, desc="preprocessing", unit="file"
+        ):
+            try:
+                computed += cache.ensure(utterance.path, utterance.start, utterance.end)
+            except AudioError as error:
+                reason = base.audio_reason(error.kind)
+                failed.append(Problem(utterance.key, utterance.path, reason, error.problem))
     return PreprocessResult(computed, len(manifest) - computed - len(failed), failed)
