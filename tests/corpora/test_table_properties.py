@@ -49,7 +49,7 @@ rows_strategy = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     fmt=st.sampled_from(sorted(SPEAKER_SPELLINGS)),
