@@ -6,6 +6,7 @@ NaN (or integer-scaled) logits without a word.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 from peft_ser.config import ModelConfig
 from peft_ser.errors import InvalidRequestError
 from peft_ser.model import SERModel, build_model
+from peft_ser.model_inputs import nonfinite_outputs_reported_by_caller
 
 T = 16000
 
@@ -119,6 +121,10 @@ def test_nonfinite_outputs_are_reported(model: SERModel) -> None:
         broken.head.classifier[-1].bias[2] = float("nan")
         with pytest.warns(RuntimeWarning, match=r"model output is not finite .* clips 0, 1 of 2"):
             broken(_waves())
+        # predict reports it per input (a Failure), so it asks for no second report
+        with nonfinite_outputs_reported_by_caller(), warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            assert bool(broken(_waves())[:, 2].isnan().all())
 
 
 def test_a_training_step_leaves_nonfinite_samples_to_the_loops_guard() -> None:

@@ -37,6 +37,7 @@ from .loading import (
     resolve_dtype,
 )
 from .model import SERModel
+from .model_inputs import nonfinite_outputs_reported_by_caller
 from .recordings import Recording, Scored, score_recordings
 from .segments import DEFAULT_MAX_SEGMENTS, Segmentation, SegmentPlan
 
@@ -334,7 +335,9 @@ def _classify(segments: list[np.ndarray], model: InferenceModel, batch_size: int
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
-        rows = torch.from_numpy(model.forward(*_pad([segments[i] for i in batch]))).double()
+        with nonfinite_outputs_reported_by_caller():  # a Failure of its input says so
+            scores = model.forward(*_pad([segments[i] for i in batch]))
+        rows = torch.from_numpy(scores).double()
         rows[:, :classes] = torch.softmax(rows[:, :classes], dim=-1)
         outputs[batch] = rows.numpy()
     return outputs

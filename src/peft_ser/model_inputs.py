@@ -15,6 +15,9 @@ says something is wrong are the details counted for the message.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -134,11 +137,25 @@ def _refuse_values(batch: torch.Tensor, counts: torch.Tensor, finite_samples: bo
         )
 
 
+_CALLER_REPORTS: ContextVar[bool] = ContextVar("peft_ser_caller_reports_nonfinite", default=False)
+
+
+@contextmanager
+def nonfinite_outputs_reported_by_caller() -> Iterator[None]:
+    """Within this block (in this thread or task), `warn_nonfinite` stays quiet: for callers
+    that report non-finite outputs themselves, per input (`peft_ser.predict`'s `Failure`)."""
+    token = _CALLER_REPORTS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_REPORTS.reset(token)
+
+
 def warn_nonfinite(outputs: torch.Tensor) -> None:
     """Warn, naming the clips, when outputs hold NaN or infinite values: a model fed finite
     samples that answers NaN (overflow in half precision, weights changed since loading) is
     never passed on silently."""
-    if torch.jit.is_tracing():
+    if torch.jit.is_tracing() or _CALLER_REPORTS.get():
         return
     rows = (~torch.isfinite(outputs)).any(dim=-1).nonzero().flatten().tolist()
     if rows:

@@ -55,33 +55,45 @@ def find_audio_inputs(arguments: Iterable[str]) -> FoundInputs:
     An existing path is taken as it is: a file is read whatever its extension, a directory
     yields its audio files (recursively, sorted). Otherwise an argument with ``*``, ``?`` or
     ``[`` is a glob pattern (``**`` descends into subfolders). An argument that yields no file
-    is a `Failure` that says why.
+    is a `Failure` that says why, and so is a broken symbolic link among a folder's audio files
+    (named like one, pointing nowhere): never skipped without a word.
     """
     paths: dict[str, None] = {}
     failures: dict[str, Failure] = {}
     for argument in arguments:
-        expanded = _expand(argument)
-        if isinstance(expanded, Failure):
-            failures.setdefault(argument, expanded)
-        else:
-            paths.update(dict.fromkeys(expanded))
+        found, problems = _expand(argument)
+        paths.update(dict.fromkeys(found))
+        for failure in problems:
+            failures.setdefault(failure.source, failure)
     return FoundInputs(list(paths), list(failures.values()))
 
 
-def _expand(argument: str) -> list[str] | Failure:
+def _expand(argument: str) -> tuple[list[str], list[Failure]]:
+    """The audio files ``argument`` names, and what it names that cannot be read."""
     if os.path.isdir(argument):
-        return _audio_files(argument) or _nothing(argument, _empty_directory_problem(argument))
+        found, broken = _audio_files(argument)
+        if found or broken:
+            return found, broken
+        return [], [_nothing(argument, _empty_directory_problem(argument))]
     if os.path.exists(argument):
-        return [argument]
+        return [argument], []
+    if os.path.islink(argument):
+        return [], [_broken_link(argument)]
     if not glob.has_magic(argument):
-        return _nothing(argument, "file does not exist", "missing")
-    matches = sorted(glob.glob(argument, recursive=True))
-    found = [
-        path
-        for match in matches
-        for path in (_audio_files(match) if os.path.isdir(match) else [match])
-    ]
-    return found or _nothing(argument, "no audio file matches this pattern", "missing")
+        return [], [_nothing(argument, "file does not exist", "missing")]
+    found, broken = [], []
+    for match in sorted(glob.glob(argument, recursive=True)):
+        if os.path.isdir(match):
+            files, links = _audio_files(match)
+            found += files
+            broken += links
+        elif os.path.exists(match):
+            found.append(match)
+        else:
+            broken.append(_broken_link(match))
+    if found or broken:
+        return found, broken
+    return [], [_nothing(argument, "no audio file matches this pattern", "missing")]
 
 
 def _empty_directory_problem(directory: str) -> str:
@@ -95,12 +107,43 @@ def _nothing(argument: str, problem: str, kind: str = "empty") -> Failure:
     return Failure(argument, AudioError(argument, problem, kind))
 
 
-def _audio_files(directory: str) -> list[str]:
-    return sorted(
-        str(path)
-        for path in Path(directory).rglob("*")
-        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+def _broken_link(path: str) -> Failure:
+    return _nothing(
+        path, f"broken symbolic link: its target {os.readlink(path)!r} does not exist", "missing"
     )
+
+
+def _audio_files(directory: str) -> tuple[list[str], list[Failure]]:
+    """The audio files in ``directory`` and below, sorted, and its broken links named like
+    audio files, each as a `Failure`."""
+    files, broken = [], []
+    for path in sorted(Path(directory).rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        if path.is_file():
+            files.append(str(path))
+        elif path.is_symlink() and not path.exists():
+            broken.append(_broken_link(str(path)))
+    return files, broken
+
+
+def check_not_an_input(path: Path, inputs: Iterable[str]) -> None:
+    """Refuse an output file that is one of the inputs (by its resolved path, or the same file
+    under another name), before any work starts: writing the results there would replace it."""
+    target = os.path.realpath(path)
+    existing = os.stat(path) if path.exists() else None
+    for source in inputs:
+        same = os.path.realpath(source) == target
+        if not same and existing is not None:
+            try:
+                same = os.path.samestat(existing, os.stat(source))
+            except OSError:
+                continue  # an input that cannot be read is reported when it is predicted
+        if same:
+            raise OutputError(
+                f"{path}: is one of the inputs ({source}); writing there would overwrite it, "
+                "so give another file to write to"
+            )
 
 
 def check_output_path(path: Path) -> None:

@@ -105,8 +105,9 @@ def predict(
     speech segment, with its start and end.
 
     Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
-    a pattern matching nothing) are reported on stderr and skipped. The output path, the
-    device and the dtype are checked before the model is loaded.
+    a pattern matching nothing, a broken link in a folder) are reported on stderr and skipped.
+    The output path (never one of the inputs), the device and the dtype are checked before the
+    model is loaded.
 
     Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted,
     or a wrong option or model (one error line).
@@ -117,6 +118,7 @@ def predict(
     from peft_ser.backends import load_inference_model, resolve_backend, resolve_precision
     from peft_ser.inference import Failure, iter_predictions, resolve_device, resolve_dtype
     from peft_ser.predict_io import (
+        check_not_an_input,
         check_output_path,
         find_audio_inputs,
         format_predictions,
@@ -135,6 +137,9 @@ def predict(
     compute_dtype = resolve_dtype(dtype)
     chosen_backend, chosen_precision = resolve_backend(backend), resolve_precision(precision)
     found = find_audio_inputs(inputs)
+    for path in (output, plot):
+        if path is not None:
+            check_not_an_input(path, found.paths)
     if plot is not None:
         check_plottable(found.count)
     for failure in found.failures:
