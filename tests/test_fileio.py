@@ -1,15 +1,31 @@
-"""Atomic writes: the umask's permissions, and nothing changed or left behind on failure."""
+"""Atomic writes (the umask's permissions, nothing changed or left behind on failure, a refused
+write named by its target), one-line storage errors, and the one-writer folder lock."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
+import logging
 import os
+import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from peft_ser.fileio import write_atomic, write_atomic_with
+from peft_ser import fileio
+from peft_ser.fileio import (
+    FolderBusyError,
+    FolderLock,
+    StorageError,
+    storage_errors,
+    write_atomic,
+    write_atomic_with,
+)
 
 
 @pytest.fixture
@@ -80,3 +96,97 @@ def test_writes_leave_only_the_target(tmp_path):
     write_atomic(tmp_path / "sub" / "f.txt", b"two")
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.txt"]
     assert (tmp_path / "sub" / "f.txt").read_text() == "two"
+
+
+class RustWriteError(Exception):
+    """Stands for safetensors' SafetensorError, which carries the system error in its text."""
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda temporary: OSError(errno.ENOSPC, "No space left on device", temporary),
+        lambda temporary: RustWriteError(f"I/O error: No space left (os error 28) at {temporary}"),
+    ],
+)
+def test_a_full_disk_is_reported_on_the_target_not_the_temporary(tmp_path, failure):
+    target = tmp_path / "weights.bin"
+
+    def fails(temporary: str) -> None:
+        Path(temporary).write_bytes(b"half")
+        raise failure(temporary)
+
+    with pytest.raises(StorageError) as refused, storage_errors("make room"):
+        write_atomic_with(target, fails)
+    assert str(refused.value) == f"{target}: no space left on the device; make room"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_about_another_file_is_not_blamed_on_the_target(tmp_path):
+    def reads_a_missing_file(temporary: str) -> None:
+        Path(tmp_path / "source.wav").read_bytes()
+
+    with pytest.raises(FileNotFoundError) as failed:
+        write_atomic_with(tmp_path / "out.csv", reads_a_missing_file)
+    assert failed.value.filename == str(tmp_path / "source.wav")
+
+
+# -- the folder lock -----------------------------------------------------------------------------
+
+
+def test_a_second_lock_on_a_folder_is_refused_naming_the_holder(tmp_path):
+    holder = rf"in use by another training \(process {os.getpid()} on {socket.gethostname()} "
+    with FolderLock(tmp_path, "training"), pytest.raises(FolderBusyError, match=holder):
+        FolderLock(tmp_path, "training").acquire()
+    with FolderLock(tmp_path, "training"):  # released: free again
+        pass
+
+
+def _stale_lock(folder: Path, pid: int, host: str | None = None) -> None:
+    record = {"pid": pid, "host": host or socket.gethostname(), "since": 0}
+    (folder / fileio.LOCK_FILE).write_text(json.dumps(record))
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
+    pid = _dead_pid()
+    _stale_lock(tmp_path, pid)
+    with caplog.at_level(logging.WARNING, logger="peft_ser"), FolderLock(tmp_path):
+        pass
+    assert f"taking over the lock left by process {pid}" in caplog.text
+
+
+@pytest.fixture
+def no_flock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without flock (some network and FUSE file systems)."""
+
+    def unsupported(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+
+
+def test_without_flock_a_live_holder_keeps_the_folder_and_a_dead_one_does_not(tmp_path, no_flock):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _stale_lock(tmp_path, live.pid)
+        with pytest.raises(FolderBusyError, match=f"process {live.pid} on"):
+            FolderLock(tmp_path).acquire()
+        _stale_lock(tmp_path, live.pid, host="another-host")
+        with pytest.raises(FolderBusyError, match="another-host"):
+            FolderLock(tmp_path).acquire()
+    finally:
+        live.kill()
+        live.wait()
+    _stale_lock(tmp_path, _dead_pid())
+    with FolderLock(tmp_path):
+        assert json.loads((tmp_path / fileio.LOCK_FILE).read_text())["pid"] == os.getpid()

@@ -4,14 +4,47 @@ Data goes to a temporary file in the target's folder, which is then renamed over
 `tempfile.mkstemp` creates files readable by their owner only (mode 0600); the written file
 gets the mode any ordinary file would get (0666 minus the umask), so results, models and
 manifests stay readable by the collaborators and services the umask allows.
+
+A write refused by the machine (a full disk, a read-only folder) raises an `OSError` that names
+the target, not the temporary file; `storage_errors` turns it into a one-line `StorageError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import json
+import logging
 import os
+import re
+import socket
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import UserError, environment_problem
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(UserError):
+    """A write the machine refused: no space left, a read-only or forbidden folder."""
+
+
+@contextmanager
+def storage_errors(advice: str = "") -> Iterator[None]:
+    """Report an `OSError` of the machine or of a path (`peft_ser.errors.ENVIRONMENT_ERRNOS`)
+    as a `StorageError`: ``<path>: <problem>`` and ``advice``; any other error passes as is."""
+    try:
+        yield
+    except OSError as error:
+        problem = environment_problem(error)
+        if problem is None:
+            raise
+        raise StorageError(f"{problem}{'; ' + advice if advice else ''}") from error
 
 
 def _umask() -> int:
@@ -28,19 +61,156 @@ def write_atomic_with(path: str | os.PathLike[str], write: Callable[[str], objec
     something (``Path.write_bytes`` returns a byte count) can be passed as they are.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    temporary = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+        os.close(fd)
         write(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        code = _system_errno(error, (None, temporary, str(target.parent)))
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(target)) from error  # not the temporary
         raise
+
+
+def _system_errno(error: BaseException, ours: tuple[str | None, ...]) -> int | None:
+    """The system error number of a failed write of one of ``ours`` (paths), else None.
+
+    Writers backed by Rust (safetensors) report the system's error only in their message, as
+    ``(os error 28)``; an `OSError` about another file (one the writer reads) is not ours.
+    """
+    if isinstance(error, OSError):
+        return error.errno if error.filename in ours else None
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    return int(found.group(1)) if found else None
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write text (UTF-8) or bytes to ``path`` atomically, with the umask's permissions."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     write_atomic_with(path, lambda temporary: Path(temporary).write_bytes(payload))
+
+
+LOCK_FILE = ".lock"
+
+
+class FolderBusyError(UserError):
+    """Another live process holds the folder's lock."""
+
+
+class FolderLock:
+    """One writer per folder: an exclusive `fcntl.flock` on ``<folder>/.lock``, which names
+    its holder (process id, host, start time) for the message that refuses a second writer.
+
+    The kernel releases the lock when its holder exits, however it exits, so a lock left by a
+    killed process is simply taken (with a warning naming the process that left it). The file
+    is emptied, not removed, on release: removing it would let a process that opened the old
+    file lock it while another locks a new one. On a file system without ``flock`` the holder
+    is checked by process id instead (a live process on this host, or one on another host,
+    keeps the folder).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], what: str = "folder") -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `FolderBusyError` naming its live holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            taken = _flock(fd)
+            previous = _holder(fd)  # read once locked: a holder that just released is gone
+            busy = not taken if taken is not None else bool(previous) and _may_run(previous)
+            if busy:
+                raise FolderBusyError(
+                    f"{self.path.parent} is in use by another {self.what} "
+                    f"({_describe(previous)}); wait for it to end, or use another folder"
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        if previous:
+            log.warning(
+                "%s: taking over the lock left by %s, which is no longer running",
+                self.path.parent, _describe(previous),
+            )  # fmt: skip
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the last descriptor releases the flock
+        self._fd = None
+
+
+def _flock(fd: int) -> bool | None:
+    """Try the exclusive lock: True when taken, False when another process holds it, None
+    when the file system has no ``flock``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return None
+        raise
+    return True
+
+
+def _holder(fd: int) -> dict[str, object]:
+    """The holder a lock file names (empty: none, or unreadable)."""
+    try:
+        record = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _may_run(holder: dict[str, object]) -> bool:
+    """Without ``flock``: whether the holder may still run (on another host there is no
+    knowing; on this one, whether its process id is alive)."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname():
+        return True
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _describe(holder: dict[str, object]) -> str:
+    if not holder:
+        return "a process that left no name"
+    since = holder.get("since")
+    when = (
+        time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
+        if isinstance(since, int | float)
+        else ""
+    )
+    return f"process {holder.get('pid')} on {holder.get('host')}{when}"
