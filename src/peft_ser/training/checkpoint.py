@@ -1,36 +1,68 @@
 """Checkpoint files without pickles: tensors to safetensors, everything else to JSON.
 
 A checkpoint holds the trainable weights (``SERModel.save``), the optimiser state split into
-tensors and JSON, the scheduler state, and every random generator a resumed run must restore:
-torch's (per process, with CUDA's), Python's and NumPy's legacy global ones.
+tensors and JSON, and the scheduler state. It holds no random generator state: every epoch's
+random numbers come from ``(seed, epoch)`` (`peft_ser.training.loop.epoch_streams`), so a
+resumed run draws what the uninterrupted one drew without it.
+
+A checkpoint is written whole into a temporary sibling folder and renamed into place, and only
+then does ``last.json`` point at it: a run killed (or refused by a full disk) at any instant
+leaves the previous checkpoint as it was. On resume a damaged checkpoint (a file that is not
+JSON, a truncated tensor file, a pointer to a folder that is gone) is named in a warning and
+the newest intact one is used instead; with none intact the fold starts again from its first
+epoch (it has nothing worth keeping).
 """
 
 from __future__ import annotations
 
 import json
-import random
+import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 from torch.optim import Optimizer
 
-from peft_ser.fileio import write_atomic, write_atomic_with
+from peft_ser.errors import UserError
+from peft_ser.fileio import storage_errors, write_atomic
 from peft_ser.model import WEIGHTS_FILE, SERModel, read_weights
+
+log = logging.getLogger(__name__)
+
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be resumed from; the message says which file and why."""
 
 
 def pointer(path: Path) -> str | None:
-    return json.loads(path.read_text())["dir"] if path.is_file() else None
+    """The checkpoint folder a pointer file names; None when there is no such file.
+
+    Raises `DamagedCheckpoint` for a pointer that is not ``{"dir": "<name>"}`` JSON.
+    """
+    if not path.is_file():
+        return None
+    try:
+        name = json.loads(path.read_text())["dir"]
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise DamagedCheckpoint(f"{path} is not a checkpoint pointer ({error})") from None
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise DamagedCheckpoint(f"{path} names no checkpoint folder ({name!r})")
+    return name
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors as safetensors bytes from Python, so that a full disk is an `OSError`."""
     buffer = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    write_atomic_with(path, lambda temporary: save_file(buffer, temporary))
+    write_atomic(path, serialize(buffer))
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[Any]]:
@@ -43,39 +75,12 @@ def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], l
     return tensors, state["param_groups"]
 
 
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[Any]) -> dict[str, Any]:
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         param, name = key.split(".", 1)
         slots.setdefault(int(param), {})[name] = value
-    return {"state": slots, "param_groups": state["optimizer_groups"]}
-
-
-def torch_rng_state() -> dict[str, torch.Tensor]:
-    states = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    return states
-
-
-def python_rng_state() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": [name, np.asarray(keys).tolist(), position, has_gauss, cached],
-    }
-
-
-def restore_rng(python_state: dict[str, Any], torch_file: Path) -> None:
-    version, internal, gauss = python_state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached = python_state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    states = load_file(torch_file)
-    torch.set_rng_state(states["cpu"])
-    if torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([states[f"cuda{i}"] for i in range(torch.cuda.device_count())])
+    return {"state": slots, "param_groups": groups}
 
 
 @dataclass
@@ -86,6 +91,16 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_uar: float = -1.0
+
+
+@dataclass
+class _Loaded:
+    """A checkpoint read and checked against the model and optimiser, not yet applied."""
+
+    progress: Progress
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
 
 
 class FoldCheckpoints:
@@ -104,54 +119,123 @@ class FoldCheckpoints:
     def save(
         self, progress: Progress, model: SERModel, optimizer: Optimizer, scheduler: Any
     ) -> None:
-        """Write this epoch's checkpoint, then point last.json (and best.json) at it."""
-        accelerator = self.accelerator
+        """Write this epoch's checkpoint, then point last.json (and best.json) at it.
+
+        A full or read-only disk stops the run with a `StorageError` naming the file; the
+        earlier checkpoints and pointers are left as they were (the run can be resumed).
+        """
+        if self.accelerator.is_main_process:
+            with storage_errors(
+                f"the checkpoints of earlier epochs in {self.root} are kept; make room and "
+                "resume the run with --resume"
+            ):
+                self._write(progress, model, optimizer, scheduler)
+        self.accelerator.wait_for_everyone()
+
+    def _write(
+        self, progress: Progress, model: SERModel, optimizer: Optimizer, scheduler: Any
+    ) -> None:
         target = self.root / f"epoch-{progress.epoch:03d}"
-        if accelerator.is_main_process and target.exists():
-            shutil.rmtree(target)  # a partial checkpoint of a killed run
-        accelerator.wait_for_everyone()
-        target.mkdir(parents=True, exist_ok=True)
-        save_tensors(target / f"rng-{accelerator.process_index}.safetensors", torch_rng_state())
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            model.save(target)
+        temporary = self.root / f".{target.name}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)  # left by a run killed while saving
+        try:
+            model.save(temporary)
             tensors, groups = flatten_optimizer(optimizer.state_dict())
-            save_tensors(target / "optimizer.safetensors", tensors)
+            save_tensors(temporary / OPTIMIZER_FILE, tensors)
             state = {
                 **asdict(progress),
                 "optimizer_groups": groups,
                 "scheduler": scheduler.state_dict(),
-                "python_rng": python_rng_state(),
             }
-            write_atomic(target / "state.json", json.dumps(state, indent=1) + "\n")
-            if progress.best_epoch == progress.epoch:
-                write_atomic(self.fold_dir / "best.json", json.dumps({"dir": target.name}) + "\n")
-            write_atomic(self.fold_dir / "last.json", json.dumps({"dir": target.name}) + "\n")
-            self._prune()
-        accelerator.wait_for_everyone()
+            write_atomic(temporary / STATE_FILE, json.dumps(state, indent=1) + "\n")
+            if target.exists():  # this epoch saved by a killed run, or a damaged checkpoint
+                shutil.rmtree(target)
+            temporary.rename(target)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        if progress.best_epoch == progress.epoch:
+            write_atomic(self.fold_dir / "best.json", json.dumps({"dir": target.name}) + "\n")
+        write_atomic(self.fold_dir / "last.json", json.dumps({"dir": target.name}) + "\n")
+        self._prune({target.name, f"epoch-{progress.best_epoch:03d}"})
 
-    def _prune(self) -> None:
-        keep = {pointer(self.fold_dir / "last.json"), pointer(self.fold_dir / "best.json")}
+    def _prune(self, keep: set[str]) -> None:
         for path in self.root.iterdir():
             if path.name not in keep:
-                shutil.rmtree(path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def restore(self, model: SERModel, optimizer: Optimizer, scheduler: Any) -> Progress:
-        """Load the last completed epoch's state into the given objects (none: a fresh start)."""
-        name = pointer(self.fold_dir / "last.json")
-        if name is None:
+        """Load the newest intact checkpoint into the given objects (none: a fresh start).
+
+        ``last.json`` names the checkpoint to resume from; when it, or the checkpoint it names,
+        is damaged, the other checkpoints are tried, newest first, each damaged one named in a
+        warning. Without ``last.json`` the fold has not completed an epoch: it starts afresh.
+        """
+        if not (self.fold_dir / "last.json").exists():
             return Progress()
-        source = self.root / name
-        state = json.loads((source / "state.json").read_text())
-        model.load_trainable_state_dict(read_weights(source / WEIGHTS_FILE))
-        optimizer.load_state_dict(
-            unflatten_optimizer(load_file(source / "optimizer.safetensors"), state)
-        )
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng(
-            state["python_rng"], source / f"rng-{self.accelerator.process_index}.safetensors"
-        )
-        return Progress(state["epoch"], state["history"], state["best_epoch"], state["best_uar"])
+        damaged = []
+        for source in self._candidates():
+            try:
+                loaded = self._read(source, model, optimizer)
+            except DamagedCheckpoint as why:
+                log.warning("%s: damaged checkpoint: %s", self.fold_dir.name, why)
+                damaged.append(source.name)
+                continue
+            if damaged:
+                log.warning(
+                    "%s: resuming from %s, the newest intact checkpoint",
+                    self.fold_dir.name, source,
+                )  # fmt: skip
+            model.load_trainable_state_dict(loaded.weights)
+            optimizer.load_state_dict(loaded.optimizer)
+            scheduler.load_state_dict(loaded.scheduler)
+            return loaded.progress
+        log.warning(
+            "%s: no intact checkpoint in %s (damaged: %s); training the fold from its "
+            "first epoch",
+            self.fold_dir.name, self.root, ", ".join(damaged) or "last.json",
+        )  # fmt: skip
+        return Progress()
+
+    def _candidates(self) -> list[Path]:
+        """The checkpoint ``last.json`` names first, then every other one, newest first."""
+        folders = sorted(
+            (p for p in self.root.glob("epoch-*") if p.is_dir()), key=lambda p: p.name
+        )[::-1]
+        try:
+            named = pointer(self.fold_dir / "last.json")
+        except DamagedCheckpoint as why:
+            log.warning("%s: damaged checkpoint pointer: %s", self.fold_dir.name, why)
+            return folders
+        if named is not None and not (self.root / named).is_dir():
+            log.warning(
+                "%s: %s points at %s, which is gone",
+                self.fold_dir.name, self.fold_dir / "last.json", self.root / named,
+            )  # fmt: skip
+            return folders
+        first = [self.root / named] if named is not None else []
+        return first + [p for p in folders if p.name != named]
+
+    def _read(self, source: Path, model: SERModel, optimizer: Optimizer) -> _Loaded:
+        """Everything a resume needs from ``source``, checked against the model and the
+        optimiser before anything is changed; `DamagedCheckpoint` when any part fails."""
+        state = _read_state(source)
+        progress = _progress_of(state, source)
+        try:
+            weights = read_weights(source / WEIGHTS_FILE)
+            read_weights(self.best(progress) / WEIGHTS_FILE)  # the fold tests this one at the end
+        except UserError as error:  # names the file
+            raise DamagedCheckpoint(str(error)) from None
+        try:
+            tensors = load_file(source / OPTIMIZER_FILE)
+        except (SafetensorError, OSError) as error:
+            raise DamagedCheckpoint(f"{source / OPTIMIZER_FILE}: {error}") from None
+        _check_weights(weights, model, source)
+        optimizer_state = unflatten_optimizer(tensors, state["optimizer_groups"])
+        _check_optimizer(optimizer_state, optimizer, source / OPTIMIZER_FILE)
+        if not isinstance(state["scheduler"], dict):
+            raise DamagedCheckpoint(f"{source / STATE_FILE}: the scheduler state is not a table")
+        return _Loaded(progress, weights, optimizer_state, state["scheduler"])
 
     def best(self, progress: Progress) -> Path:
         """The checkpoint folder of the best dev epoch."""
@@ -159,9 +243,65 @@ class FoldCheckpoints:
 
     def remove(self) -> None:
         """Drop the checkpoints and pointers once the fold's results are written."""
-        shutil.rmtree(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
         for name in ("last.json", "best.json"):
-            (self.fold_dir / name).unlink()
+            (self.fold_dir / name).unlink(missing_ok=True)
+
+
+def _read_state(source: Path) -> dict[str, Any]:
+    path = source / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise DamagedCheckpoint(f"{path}: not readable JSON ({error})") from None
+    missing = {"epoch", "history", "best_epoch", "best_uar", "optimizer_groups", "scheduler"}
+    missing -= set(state) if isinstance(state, dict) else set()
+    if missing:
+        raise DamagedCheckpoint(f"{path}: missing {', '.join(sorted(missing))}")
+    return dict(state)
+
+
+def _progress_of(state: dict[str, Any], source: Path) -> Progress:
+    """The progress a state records, checked to be the one of its folder's epoch."""
+    epoch, history, best = state["epoch"], state["history"], state["best_epoch"]
+    consistent = (
+        isinstance(epoch, int)
+        and source.name == f"epoch-{epoch:03d}"
+        and isinstance(history, list)
+        and len(history) == epoch
+        and isinstance(best, int)
+        and 1 <= best <= epoch
+        and isinstance(state["best_uar"], int | float)
+    )
+    if not consistent:
+        raise DamagedCheckpoint(f"{source / STATE_FILE}: its progress does not fit {source.name}")
+    return Progress(epoch, history, best, float(state["best_uar"]))
+
+
+def _check_weights(weights: dict[str, torch.Tensor], model: SERModel, source: Path) -> None:
+    expected = model.trainable_state_dict()
+    if weights.keys() != expected.keys() or any(
+        weights[k].shape != expected[k].shape for k in expected
+    ):
+        raise DamagedCheckpoint(f"{source / WEIGHTS_FILE}: the weights do not fit this model")
+
+
+def _check_optimizer(state: dict[str, Any], optimizer: Optimizer, path: Path) -> None:
+    """What `Optimizer.load_state_dict` would refuse halfway, and non-finite moments."""
+    groups = state["param_groups"]
+    ours = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or [len(g.get("params", ())) for g in groups] != [
+        len(g["params"]) for g in ours
+    ]:
+        raise DamagedCheckpoint(f"{path}: the parameter groups do not fit this optimiser")
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, slots in state["state"].items():
+        for name, tensor in slots.items():
+            fits = index < len(parameters) and (
+                tensor.dim() == 0 or tensor.shape == parameters[index].shape
+            )
+            if not fits or not bool(torch.isfinite(tensor).all()):
+                raise DamagedCheckpoint(f"{path}: {index}.{name} does not fit parameter {index}")
 
 
 def has_checkpoint(fold_dir: Path) -> bool:

@@ -3,6 +3,11 @@
 A step whose loss or gradient is not finite is not applied (see `guards`), so the weights, the
 checkpoints and the saved model stay finite; a run that does not learn is flagged in the log and
 in the fold's results.
+
+Each epoch runs with torch's generators seeded from ``(seed, epoch)`` alone (`epoch_streams`):
+dropout then draws the same numbers whatever ran before the epoch (encoding clips that the
+feature cache did not hold yet, or nothing in a resumed process), so a warm-cache run equals
+a cold one and a resumed run the uninterrupted one, bit for bit at the same thread count.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -108,7 +115,9 @@ class FoldRunner:
             self.class_weights, self.splits,
         )  # fmt: skip
         self.checkpoints = FoldCheckpoints(fold_dir, accelerator)
-        self.nonfinite = NonFiniteSteps(fold.name, config.optim.max_nonfinite_steps)
+        self.nonfinite = NonFiniteSteps(
+            fold.name, config.optim.max_nonfinite_steps, config.optim.lr
+        )
         self.progress = Progress()
 
     def _use_cache(self) -> bool:
@@ -136,7 +145,8 @@ class FoldRunner:
             self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
         warned = False
         for epoch in range(start, self.config.optim.epochs + 1):
-            row = self._epoch(epoch)
+            with epoch_streams(self.config.seed, epoch, self.accelerator.device):
+                row = self._epoch(epoch)
             self.progress.epoch = epoch
             self.progress.history.append(row)
             if row[f"dev_{self.objective.selection}"] > self.progress.best_uar:
@@ -341,6 +351,24 @@ class FoldRunner:
 
     def _tensorboard_dir(self) -> str:
         return str(self.dir.parent / "tensorboard" / self.dir.name)
+
+
+@contextmanager
+def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]:
+    """Run an epoch with torch's generators (CPU and ``device``) seeded from ``(seed, epoch)``,
+    restoring the caller's states afterwards.
+
+    Dropout draws from torch's global generator, which anything may have drawn from before
+    (a `DataLoader` draws a seed from it whenever an iterator is created, as filling the feature
+    cache does once per split, and only when the cache misses). Seeding per epoch makes the
+    epoch's numbers a function of ``(seed, epoch)``, so a checkpoint needs no generator state.
+    Batch order and augmentation have their own generators (`peft_ser.data`).
+    """
+    derived = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        torch.manual_seed(int(derived))
+        yield
 
 
 def _build_seeded(config: ModelConfig, seed: int) -> SERModel:

@@ -8,6 +8,7 @@ A run directory is the whole story of a run and the only state `--resume` needs:
                                  scheduler and RNG state; last.json / best.json point into it
     fold-<name>/model/           the best-dev-epoch model (kept after the fold completes)
     fold-<name>/results.json     written last: its presence marks the fold complete
+    .lock                        held by the training that writes here (its process and host)
     fold-<name>/*.csv, *.png     history, test predictions, confusion matrix, learning curves
     tensorboard/<fold>/          TensorBoard scalars per epoch
     bad_audio.csv                clips that could not be used (and were skipped), with reasons
@@ -17,9 +18,16 @@ Every file is written to a temporary name and renamed into place, so a run kille
 instant resumes from its last completed epoch. A run that failed before its first checkpoint
 holds nothing worth keeping: the same command simply starts it again.
 
-Randomness comes from three places, all restored on resume: batch order and augmentation
-(generators seeded by seed and epoch, see `peft_ser.data`), and torch's global generator
-(dropout), saved per process with each checkpoint.
+Randomness comes from three places, each a function of the seed and the epoch alone: batch order
+and augmentation (their own generators, see `peft_ser.data`) and dropout (torch's generators,
+seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`). A resumed run, or one
+whose feature cache was already filled, therefore draws exactly what an uninterrupted cold run
+draws.
+
+One run folder has one writer: the training that holds its ``.lock`` (`FolderLock`); a second
+one is refused with a line naming the holder, and a lock left by a killed run is taken over.
+A full or read-only disk stops the run with one line naming the file (`StorageError`); what
+was complete (epochs, folds) is kept, and ``--resume`` continues once there is room.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.feature_store import FeatureStore
-from peft_ser.fileio import write_atomic
+from peft_ser.fileio import FolderLock, storage_errors, write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus
 from peft_ser.precision import cpu_has_native_bf16, device_has_native_bf16
 from peft_ser.tasks import resolve_task
@@ -100,7 +108,10 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
     a frozen backbone (a grid over head settings, seeds or samplers) can share one ``cache`` of
     its hidden states: each clip is then encoded once for all of them.
     """
-    with intra_op_threads(config.threads):
+    with (
+        intra_op_threads(config.threads),
+        storage_errors("what was complete is kept: make room and rerun with --resume"),
+    ):
         return _train(config, resume, cache)
 
 
@@ -111,9 +122,26 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
     folds = select_folds(prepared.folds, config.data.folds)
+    lock = FolderLock(run_dir, "training")
     if accelerator.is_main_process:
-        claim_run_dir(run_dir, config, resume)
-    accelerator.wait_for_everyone()
+        lock.acquire()
+    try:
+        if accelerator.is_main_process:
+            claim_run_dir(run_dir, config, resume)
+        accelerator.wait_for_everyone()
+        return _train_folds(config, accelerator, prepared, folds, run_dir, cache)
+    finally:
+        lock.release()
+
+
+def _train_folds(
+    config: RunConfig,
+    accelerator: Accelerator,
+    prepared: PreparedCorpus,
+    folds: list[Fold],
+    run_dir: Path,
+    cache: FeatureCache | None,
+) -> RunResult:
     cache = cache if cache is not None else FeatureCache(feature_store_for(config))
     with (
         run_log(run_dir / "train.log", accelerator.is_main_process),

@@ -112,7 +112,19 @@ def forward(module: nn.Module, batch: Batch | FeatureBatch) -> torch.Tensor:
 def loader_batches(
     dataset: UtteranceDataset, sampler: LengthBucketSampler, num_workers: int
 ) -> Iterator[Batch]:
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    """The sampler's batches, loaded in ``num_workers`` processes.
+
+    The loader gets a generator of its own: creating a `DataLoader` iterator draws a seed from
+    its generator, which by default is torch's global one (dropout's); the items' randomness
+    comes from ``(seed, epoch, index)`` (`UtteranceDataset`), not from that seed.
+    """
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        generator=torch.Generator(),
+    )
     yield from loader
 
 
