@@ -21,7 +21,7 @@ from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.manifest import load_prepared, save_prepared
 from peft_ser.training import train
-from peft_ser.training.guards import NonFiniteTrainingError, collapse_warnings
+from peft_ser.training.guards import NonFiniteSteps, NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError
 
 TRAIN_CLIP = "s1_Angry_0"
@@ -104,7 +104,9 @@ def test_too_many_nonfinite_steps_stop_the_fold_with_the_clip_named(
     _nan_for(TRAIN_CLIP, monkeypatch)
     config = tiny_run(prepared, tmp_path / "run", **{"model.method": "lora"})
     with pytest.raises(
-        NonFiniteTrainingError, match=rf"4 training steps .* last batch: .*{TRAIN_CLIP}"
+        NonFiniteTrainingError,
+        match=rf"4 training steps .* last batch: .*{TRAIN_CLIP}.*\. Likely cause: non-finite "
+        rf"audio or labels of (\S+, )*{TRAIN_CLIP}(, \S+)* \(in every refused batch\)",
     ):
         train(
             config.model_copy(
@@ -113,6 +115,22 @@ def test_too_many_nonfinite_steps_stop_the_fold_with_the_clip_named(
         )
     fold_dir = tmp_path / "run" / "fold-fold1"
     assert not (fold_dir / "results.json").exists() and not (fold_dir / "model").exists()
+
+
+def test_a_diverging_run_stops_with_the_learning_rate_named(corpus: Path, tmp_path: Path) -> None:
+    config = tiny_run(corpus, tmp_path / "run", **{"optim.lr": 1e30, "optim.epochs": 2})
+    with pytest.raises(
+        NonFiniteTrainingError,
+        match=r"Likely cause: a learning rate too high \(optim\.lr = 1e\+30\): the refused "
+        "batches share no clip",
+    ):
+        train(config)
+
+
+def test_one_refused_step_over_the_limit_names_both_causes() -> None:
+    steps = NonFiniteSteps("f", limit=0, lr=0.1)
+    with pytest.raises(NonFiniteTrainingError, match="audio or labels in that batch, or a learn"):
+        steps.refuse(1, "loss", ["a", "b"])
 
 
 def test_a_failed_start_can_be_rerun_and_progress_is_protected(

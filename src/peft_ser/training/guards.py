@@ -37,17 +37,21 @@ class NonFiniteTrainingError(UserError):
 
 
 class NonFiniteSteps:
-    """Counts refused steps of a fold; past ``limit`` of them the fold stops with an error."""
+    """Counts refused steps of a fold; past ``limit`` of them the fold stops with an error
+    that names the likely cause (see `likely_cause`)."""
 
-    def __init__(self, fold: str, limit: int) -> None:
+    def __init__(self, fold: str, limit: int, lr: float | None = None) -> None:
         self.fold = fold
         self.limit = limit
+        self.lr = lr
         self.count = 0
+        self.batches: list[set[str]] = []
 
     def refuse(self, epoch: int, what: str, keys: Sequence[str]) -> None:
         """Record a step that was not applied; raise once more than ``limit`` were refused."""
         self.count += 1
-        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        self.batches.append(set(keys))
+        shown = _shown(keys)
         log.warning(
             "fold %s epoch %d: non-finite %s, step not applied (%d of at most %d); batch: %s",
             self.fold, epoch, what, self.count, self.limit, shown,
@@ -56,8 +60,32 @@ class NonFiniteSteps:
             raise NonFiniteTrainingError(
                 f"fold {self.fold}: {self.count} training steps had a non-finite {what} "
                 f"(limit optim.max_nonfinite_steps = {self.limit}); last batch: {shown}. "
-                "Check those clips, lower optim.lr, set optim.grad_clip, or train in float32"
+                f"Likely cause: {self.likely_cause()}"
             )
+
+    def likely_cause(self) -> str:
+        """Clips present in every refused batch point at their audio or labels; refused batches
+        with nothing in common point at the optimisation (a rate that makes the loss diverge)."""
+        common = set.intersection(*self.batches) if len(self.batches) > 1 else set()
+        if len(self.batches) == 1:
+            return (
+                "non-finite audio or labels in that batch, or a learning rate too high; allow "
+                "more refused steps (optim.max_nonfinite_steps) to tell them apart"
+            )
+        if common:
+            return (
+                f"non-finite audio or labels of {_shown(sorted(common))} (in every refused "
+                "batch): check those clips and their labels in the prepared manifest"
+            )
+        rate = f" (optim.lr = {self.lr:g})" if self.lr is not None else ""
+        return (
+            f"a learning rate too high{rate}: the refused batches share no clip, so the loss "
+            "diverged; lower optim.lr, set optim.grad_clip, or train in float32"
+        )
+
+
+def _shown(keys: Sequence[str]) -> str:
+    return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 
 
 def collapse_warnings(history: Sequence[dict[str, Any]], num_classes: int) -> list[str]:
