@@ -4,12 +4,15 @@ interrupted and damaged writes, the size budget, and `peft-ser cache`."""
 from __future__ import annotations
 
 import dataclasses
+import errno
+import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from _tones import make_corpus, tiny_run
 from typer.testing import CliRunner
@@ -196,3 +199,82 @@ def test_cache_command_shows_and_clears(tmp_path: Path) -> None:
     assert [p.parent.parent.name for p in store.entries()] == ["b" * 16]
     assert runner.invoke(app, ["cache", "clear", "--dir", str(tmp_path)]).exit_code == 0
     assert store.entries() == []
+
+
+def _garbage(path: Path) -> None:
+    """Other finite numbers in the entry's own header: the shape and dtype still fit."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header:] = (
+        torch.full(((len(data) - header) // 2,), 0.5, dtype=torch.float16).numpy().tobytes()
+    )
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated": lambda path: path.write_bytes(path.read_bytes()[:100]),
+    "wrong shape": lambda path: safetensors.torch.save_file(
+        {"states": torch.zeros(2, 3, dtype=torch.float16)}, path, metadata={"checksum": "0"}
+    ),
+    "wrong dtype": lambda path: safetensors.torch.save_file(
+        {"states": torch.zeros(2, 3, 4)}, path, metadata={"checksum": "0"}
+    ),
+    "finite garbage": _garbage,
+    "another entry's file": lambda path: path.write_bytes(
+        next(p for p in path.parent.parent.rglob("*.safetensors") if p != path).read_bytes()
+    ),
+}
+
+
+def test_damaged_entries_are_named_and_encoded_again(
+    corpus: Path, tmp_path: Path, encoded: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    store_dir = tmp_path / "store"
+    first = train(_frozen(corpus, tmp_path / "a", store_dir, **{"data.folds": "1"}))
+    entries = FeatureStore(store_dir).entries()
+    damaged = dict(zip(DAMAGE, entries, strict=False))
+    for name, path in damaged.items():
+        DAMAGE[name](path)
+    encoded.clear()
+    with caplog.at_level(logging.WARNING, logger="peft_ser"):
+        second = train(_frozen(corpus, tmp_path / "b", store_dir, **{"data.folds": "1"}))
+    assert sum(encoded) == len(DAMAGE)
+    warned = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert sorted(line.split()[2] for line in warned) == sorted(map(str, damaged.values()))
+    assert all(FeatureStore(store_dir).load(path) is not None for path in entries)
+    assert first.folds[0]["history"][-1]["dev_loss"] == second.folds[0]["history"][-1]["dev_loss"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_store_that_refuses_writes_is_left_with_one_warning(
+    corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+) -> None:
+    def refuse(self: FeatureStore, path: Path, states: torch.Tensor) -> None:
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(FeatureStore, "save", refuse)
+    with caplog.at_level(logging.WARNING, logger="peft_ser"):
+        result = train(_frozen(corpus, tmp_path / "a", tmp_path / "store", **{"data.folds": "1"}))
+    warned = [r.getMessage() for r in caplog.records if "without the persistent" in r.getMessage()]
+    assert len(warned) == 1 and str(tmp_path / "store") in warned[0]
+    assert result.folds[0]["test"]["n"] == 8
+
+
+def _train_into(arguments: tuple[str, str, str]) -> list[dict[str, float]]:
+    corpus, out, store = arguments
+    settings = {"data.folds": "1", "threads": 1}  # equal results need equal thread counts
+    result = train(_frozen(Path(corpus), Path(out), Path(store), **settings))
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in result.folds[0]["history"]]
+
+
+def test_two_processes_filling_one_store_train_the_same(corpus: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    jobs = [(str(corpus), str(tmp_path / name), store) for name in ("a", "b")]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first, second = pool.map(_train_into, jobs)
+    assert first == second
+    assert _train_into((str(corpus), str(tmp_path / "c"), store)) == first  # all from the store

@@ -12,6 +12,7 @@ instead of samples, `collate` drops it from the batch and reports it in ``Batch.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,11 @@ from torch.utils.data import Dataset, Sampler
 
 from peft_ser.audio import SAMPLE_RATE, AudioError, RunAudio, load_audio
 from peft_ser.config import AugmentConfig
+from peft_ser.errors import environment_problem
 from peft_ser.feature_store import FeatureStore
 from peft_ser.manifest import Utterance
+
+log = logging.getLogger(__name__)
 
 
 def add_gaussian_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -351,7 +355,20 @@ class FeatureCache:
         kept = states.detach().to("cpu", torch.float16)
         self._states[(key, crop)] = kept
         if self.store is not None and content is not None and self.fingerprint is not None:
-            self.store.save(self.store.entry(self.fingerprint, content, crop), kept)
+            try:
+                self.store.save(self.store.entry(self.fingerprint, content, crop), kept)
+            except OSError as error:
+                self.without_store(error)
+
+    def without_store(self, error: OSError) -> None:
+        """Go on in memory alone after the store refused a write (a full disk, a read-only
+        folder): it is a cache, so the run loses time, never results; one warning says so."""
+        assert self.store is not None
+        log.warning(
+            "feature cache: cannot write to %s (%s); this run goes on without the persistent "
+            "cache", self.store.root, environment_problem(error) or error,
+        )  # fmt: skip
+        self.store = None
 
     def recall(self, key: str, crop: int | None, content: str) -> bool:
         """Whether the states are at hand: in memory, or read into memory from the store."""

@@ -15,8 +15,11 @@ front end or crop can never be served. Files are grouped in one folder per finge
 
 Writes go to a temporary file in the entry's folder and are renamed into place
 (`peft_ser.fileio`), so concurrent writers of the same entry each leave a whole file (the last
-rename wins; both hold the same states) and an interrupted write leaves no entry. An entry that
-cannot be read back (truncated or damaged by other means) is deleted and treated as a miss.
+rename wins; both hold the same states) and an interrupted write leaves no entry. Each entry
+carries a checksum of its name, shape and bytes in its metadata: an entry that cannot be read
+back, or whose states are not the float16 ``[L+1, F, D]`` it was written with (truncated,
+overwritten with other numbers, copied from another entry), is named in a warning, deleted and
+treated as a miss, so the clip is encoded again.
 
 A size budget bounds the store: after a run's writes, the least recently used entries (by
 modification time, refreshed on every hit) are deleted until the store fits.
@@ -33,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as serialize
 
 from .errors import UserError
-from .fileio import write_atomic_with
+from .fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ ENV_VAR = "PEFT_SER_FEATURE_CACHE"
 DEFAULT_BUDGET_GB = 20.0
 SUFFIX = ".safetensors"
 _CHUNK = 1 << 20
+DTYPE = torch.float16
 
 
 class FeatureStoreError(UserError):
@@ -109,20 +113,27 @@ class FeatureStore:
     def load(self, path: Path) -> torch.Tensor | None:
         """The stored states, or None when absent; a damaged entry is deleted (a miss)."""
         try:
-            states = load_file(path)["states"]
+            states, problem = _read_entry(path)
         except FileNotFoundError:
             return None
-        except (SafetensorError, OSError, KeyError) as error:
-            log.warning("feature cache: %s unreadable (%s); encoding again", path, error)
-            path.unlink(missing_ok=True)
+        if states is None:
+            if problem:
+                log.warning("feature cache: %s is damaged (%s); encoding it again", path, problem)
+            else:  # written by an earlier version, without a checksum
+                log.info("feature cache: %s has no checksum; encoding it again", path)
+            with contextlib.suppress(OSError):  # a read-only store keeps it; it is never used
+                path.unlink(missing_ok=True)
             return None
         with contextlib.suppress(OSError):  # least recently used goes first over the budget
             os.utime(path)
         return states
 
     def save(self, path: Path, states: torch.Tensor) -> None:
-        tensor = states.detach().to("cpu", torch.float16).contiguous()
-        write_atomic_with(path, lambda temporary: save_file({"states": tensor}, temporary))
+        """Store ``states`` (as float16) with their checksum; an `OSError` of the disk passes on
+        (a full or read-only store is the caller's to work around)."""
+        tensor = states.detach().to("cpu", DTYPE).contiguous()
+        payload = serialize({"states": tensor}, metadata={"checksum": checksum(path.name, tensor)})
+        write_atomic(path, payload)
 
     def entries(self) -> list[Path]:
         return sorted(self.root.glob(f"*/*/*{SUFFIX}")) if self.root.is_dir() else []
@@ -163,6 +174,33 @@ class FeatureStore:
                 freed += sum(_size(path) for path in folder.rglob("*") if path.is_file())
                 shutil.rmtree(folder, ignore_errors=True)
         return freed
+
+
+def _read_entry(path: Path) -> tuple[torch.Tensor | None, str]:
+    """An entry's states, or None and what is wrong with them (empty: no checksum)."""
+    try:
+        with safe_open(path, "pt") as handle:  # type: ignore[no-untyped-call]
+            metadata = handle.metadata() or {}
+            states = handle.get_tensor("states")
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError, KeyError) as error:
+        return None, f"unreadable: {error}"
+    if states.dtype != DTYPE or states.dim() != 3:
+        return None, f"{states.dtype} {tuple(states.shape)}, not {DTYPE} [L+1, F, D]"
+    if "checksum" not in metadata:
+        return None, ""
+    if metadata["checksum"] != checksum(path.name, states):
+        return None, "its checksum does not match its states"
+    return states, ""
+
+
+def checksum(name: str, states: torch.Tensor) -> str:
+    """A digest of an entry's file name, its states' dtype and shape, and their bytes: another
+    entry's file, or other numbers of any shape, do not match it."""
+    digest = hashlib.blake2b(f"{name}\0{states.dtype}\0{tuple(states.shape)}".encode())
+    digest.update(states.contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _size(path: Path) -> int:

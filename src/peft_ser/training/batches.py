@@ -149,7 +149,10 @@ class BatchSource:
             if missing:
                 self._encode(model, split, dataset, missing, batch_size, fold)
         if self.cache.store is not None and self.accelerator.is_main_process:
-            self.cache.store.enforce_budget()
+            try:
+                self.cache.store.enforce_budget()
+            except OSError as error:  # a store that turned read-only
+                self.cache.without_store(error)
         log.info("feature cache: %d clips, %.1f MiB", len(self.cache), self.cache.nbytes() / 2**20)
 
     def _encode(
