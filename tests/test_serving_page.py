@@ -7,13 +7,16 @@ selenium; without them the test is skipped with the reason.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from _serving import running, save_models, write_clip
 
-from peft_ser.serving import ModelPool, ModelSpec, create_app
+from peft_ser.serving import ModelPool, ModelSpec, ServeSettings, create_app
 from peft_ser.synthetic import espeak_available, write_long_recording
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -25,6 +28,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium that keeps the page's console messages (CSP violations among them)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def policy_violations(driver: Any) -> list[str]:
+    messages = [entry["message"] for entry in driver.get_log("browser")]
+    return [message for message in messages if "Content Security Policy" in message]
+
+
 def test_upload_shows_the_api_answer(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -32,58 +55,70 @@ def test_upload_shows_the_api_answer(tmp_path: Path) -> None:
     saved = save_models(tmp_path / "models")
     pool = ModelPool.load([ModelSpec("a", str(saved[0])), ModelSpec("b", str(saved[1]))])
     clip = write_clip(tmp_path / "long.wav", 2.5, pitch=330.0)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    with running(create_app(pool)) as url:
+    with running(create_app(pool)) as url, chromium() as driver:
         params = {"model": "b", "window": 1.0}
         expected = httpx.post(f"{url}/v1/predict", params=params, content=clip.read_bytes())
         answer = expected.json()["prediction"]
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-        try:
-            driver.set_window_size(1000, 800)
-            driver.get(url)
-            wait = WebDriverWait(driver, 20)
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
-            Select(driver.find_element(By.ID, "model")).select_by_value("b")
-            driver.find_element(By.ID, "window").send_keys("1")
-            driver.find_element(By.ID, "file").send_keys(str(clip))
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
-            assert driver.find_element(By.ID, "label").text == answer["label"]
-            bars = driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
-            assert [bar.get_attribute("data-label") for bar in bars] == list(
-                answer["probabilities"]
-            )
-            shown = [float(bar.find_element(By.CLASS_NAME, "value").text) for bar in bars]
-            assert shown == pytest.approx(list(answer["probabilities"].values()), abs=5e-4)
+        driver.set_window_size(1000, 800)
+        driver.get(url)
+        wait = WebDriverWait(driver, 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+        Select(driver.find_element(By.ID, "model")).select_by_value("b")
+        driver.find_element(By.ID, "window").send_keys("1")
+        driver.find_element(By.ID, "file").send_keys(str(clip))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
+        assert driver.find_element(By.ID, "label").text == answer["label"]
+        bars = driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
+        assert [bar.get_attribute("data-label") for bar in bars] == list(answer["probabilities"])
+        shown = [float(bar.find_element(By.CLASS_NAME, "value").text) for bar in bars]
+        assert shown == pytest.approx(list(answer["probabilities"].values()), abs=5e-4)
+        segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
+        assert [s.get_attribute("data-label") for s in segments] == [
+            window["label"] for window in answer["windows"]
+        ]
+        driver.save_screenshot(str(tmp_path / "page.png"))
+        if espeak_available():  # speech segments, drawn at their times
+            talk = tmp_path / "talk.wav"
+            write_long_recording(talk, 8)
+            params = {"model": "b", "segment": "vad"}
+            vad = httpx.post(f"{url}/v1/predict", params=params, content=talk.read_bytes())
+            speech = vad.json()["prediction"]
+            Select(driver.find_element(By.ID, "segment")).select_by_value("vad")
+            assert not driver.find_element(By.ID, "window").is_displayed()
+            driver.find_element(By.ID, "file").send_keys(str(talk))
+            wait.until(lambda d: d.find_element(By.ID, "source").text == "talk.wav")
             segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
-            assert [s.get_attribute("data-label") for s in segments] == [
-                window["label"] for window in answer["windows"]
-            ]
-            driver.save_screenshot(str(tmp_path / "page.png"))
-            if espeak_available():  # speech segments, drawn at their times
-                talk = tmp_path / "talk.wav"
-                write_long_recording(talk, 8)
-                params = {"model": "b", "segment": "vad"}
-                vad = httpx.post(f"{url}/v1/predict", params=params, content=talk.read_bytes())
-                speech = vad.json()["prediction"]
-                Select(driver.find_element(By.ID, "segment")).select_by_value("vad")
-                assert not driver.find_element(By.ID, "window").is_displayed()
-                driver.find_element(By.ID, "file").send_keys(str(talk))
-                wait.until(lambda d: d.find_element(By.ID, "source").text == "talk.wav")
-                segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
-                assert len(segments) == len(speech["windows"]) >= 2
-                assert driver.find_element(By.ID, "timeline-title").text == "Speech segments"
-                timeline = driver.find_element(By.ID, "timeline")
-                scale = timeline.size["width"] / speech["duration"]  # pixels per second
-                for shown, window in zip(segments, speech["windows"], strict=True):
-                    assert shown.get_attribute("data-label") == window["label"]
-                    left = shown.location["x"] - timeline.location["x"]
-                    assert left == pytest.approx(window["start"] * scale, abs=1.5)
-                    width = (window["end"] - window["start"]) * scale
-                    assert shown.size["width"] == pytest.approx(width, abs=1.5)
-                driver.save_screenshot(str(tmp_path / "speech.png"))
-        finally:
-            driver.quit()
+            assert len(segments) == len(speech["windows"]) >= 2
+            assert driver.find_element(By.ID, "timeline-title").text == "Speech segments"
+            timeline = driver.find_element(By.ID, "timeline")
+            scale = timeline.size["width"] / speech["duration"]  # pixels per second
+            for shown, window in zip(segments, speech["windows"], strict=True):
+                assert shown.get_attribute("data-label") == window["label"]
+                left = shown.location["x"] - timeline.location["x"]
+                assert left == pytest.approx(window["start"] * scale, abs=1.5)
+                width = (window["end"] - window["start"]) * scale
+                assert shown.size["width"] == pytest.approx(width, abs=1.5)
+            driver.save_screenshot(str(tmp_path / "speech.png"))
+        assert policy_violations(driver) == []  # the page runs under the server's CSP
     assert (tmp_path / "page.png").stat().st_size > 0
+
+
+def test_page_behind_an_api_key(tmp_path: Path) -> None:
+    """With a key set, the page is opened with it as the HTTP Basic password (what a browser
+    sends after asking for it); its requests to the API then carry it too."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    [saved] = save_models(tmp_path / "models", seeds=(1,))
+    pool = ModelPool.load([ModelSpec("a", str(saved))])
+    clip = write_clip(tmp_path / "clip.wav", 1.0)
+    settings = ServeSettings(api_key="s3cret")
+    with running(create_app(pool, settings)) as url, chromium() as driver:
+        assert httpx.get(f"{url}/").status_code == 401
+        driver.get(url.replace("http://", "http://anyone:s3cret@") + "/")
+        wait = WebDriverWait(driver, 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 1)
+        driver.find_element(By.ID, "file").send_keys(str(clip))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
+        assert driver.find_element(By.ID, "source").text == "clip.wav"
+        assert policy_violations(driver) == []

@@ -22,7 +22,9 @@ function colour(label) {
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
   if ($("key").value) headers.set("X-API-Key", $("key").value);
-  const response = await fetch(path, { ...options, headers });
+  // location.origin, not the page's URL: a page opened as http://user:key@host/ cannot fetch
+  // relative URLs; the browser still sends the HTTP Basic key it was given to its origin.
+  const response = await fetch(new URL(path, location.origin), { ...options, headers });
   const body = await response.json().catch(() => ({ detail: response.statusText }));
   if (response.status === 401) $("key-box").hidden = false;
   if (!response.ok) throw new Error(`${response.status}: ${body.detail}`);
