@@ -423,3 +423,22 @@ def test_answers_show_no_local_paths(tmp_path: Path) -> None:
     assert public_source("microsoft/wavlm-base-plus") == "microsoft/wavlm-base-plus"
     assert public_source("~/models/wavlm") == "wavlm"
     assert public_source("C:\\models\\wavlm") == "wavlm"
+
+
+def test_unexpected_error_is_one_line_without_traceback(
+    pool: ModelPool, clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is a 500 naming only the exception's type (the traceback stays in the log), with
+    the security headers although Starlette answers it outside the middlewares."""
+
+    def broken(name: str) -> None:
+        raise RuntimeError("/secret/path/in/a/message")
+
+    app = create_app(pool)
+    monkeypatch.setattr(pool, "get", broken)
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
+        response = client.post("/v1/predict?model=a", content=clip)
+    assert one_line_detail(response, 500) == (
+        "internal error (RuntimeError); the server's log has the details"
+    )
+    assert response.headers["X-Frame-Options"] == "DENY"

@@ -16,6 +16,7 @@ own limits. Every refusal is a JSON ``{"detail": "<one line>"}`` with the status
   segments than ``max_segments``, a recording too long to predict whole or with no speech;
 * 503 with ``Retry-After``: the queue of waiting requests is full;
 * 504: no answer within ``timeout`` seconds.
+* 500: a bug; the detail names only the exception's type, the traceback goes to the log.
 
 Answers are strict JSON: a non-finite number is an error, never ``NaN`` in the output. The
 segmentation options are checked (`peft_ser.segments`) before the body is read, and the
