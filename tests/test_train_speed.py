@@ -15,7 +15,7 @@ import peft_ser.training.run as run_module
 from peft_ser.audio import RunAudio
 from peft_ser.data import LengthBucketSampler, UtteranceDataset, padding_waste
 from peft_ser.manifest import load_prepared, select
-from peft_ser.model import build_model
+from peft_ser.model import SERModel, build_model
 from peft_ser.precision import bf16_autocast
 from peft_ser.training import train
 from peft_ser.training.scoring import loader_batches, to_device
@@ -63,18 +63,42 @@ def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(
             torch.testing.assert_close(batched[index], logits, atol=1e-5, rtol=1e-4)
 
 
+ROUNDING_MARGIN = 1e-4
+"""Logits of one clip in batches of other sizes differ by float rounding only (another matrix
+shape takes another kernel blocking: within 1e-5 here, see the test above); a clip whose top two
+logits are closer than this may flip on another CPU's kernels and is not compared exactly."""
+
+
+def _near_ties(run: Path, corpus: Path, split: str) -> set[str]:
+    """Keys of the split's clips whose best two logits under the fold's model are within
+    `ROUNDING_MARGIN`: their predicted class is the kernels' choice, not the batch size's."""
+    prepared = load_prepared(corpus)
+    dataset = UtteranceDataset(select(prepared, getattr(prepared.folds[0], split)), prepared.labels)
+    model = SERModel.load(run / "fold-fold1" / "model").eval()
+    sampler = LengthBucketSampler(dataset.lengths(), 1, shuffle=False)
+    logits = _logits_by_index(model, dataset, sampler)
+    return {
+        dataset.utterances[i].key
+        for i, row in logits.items()
+        if float(row.topk(2).values[0] - row.topk(2).values[1]) < ROUNDING_MARGIN
+    }
+
+
 def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None:
     settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1, "mixed_precision": "no"}
     one = train(tiny_run(corpus, tmp_path / "b1", **settings, **{"data.eval_batch_size": 1}))
     big = train(tiny_run(corpus, tmp_path / "b64", **settings, **{"data.eval_batch_size": 64}))
     for a, b in zip(one.folds[0]["history"], big.folds[0]["history"], strict=True):
-        assert a["dev_uar"] == b["dev_uar"]
         assert a["dev_loss"] == pytest.approx(b["dev_loss"], rel=1e-5)
-    assert one.folds[0]["test"]["confusion"] == big.folds[0]["test"]["confusion"]
+    if not _near_ties(one.run_dir, corpus, "dev"):
+        assert one.folds[0]["history"][0]["dev_uar"] == big.folds[0]["history"][0]["dev_uar"]
+    ties = _near_ties(one.run_dir, corpus, "test")
     predictions = [
-        (run / "fold-fold1" / "predictions.csv").read_text() for run in (one.run_dir, big.run_dir)
-    ]
-    assert predictions[0] == predictions[1]
+        [row for row in (run / "fold-fold1" / "predictions.csv").read_text().splitlines()
+         if row.split(",")[0] not in ties]
+        for run in (one.run_dir, big.run_dir)
+    ]  # fmt: skip
+    assert len(predictions[0]) > 1 and predictions[0] == predictions[1]
 
 
 # -- bf16 ---------------------------------------------------------------------------------------
