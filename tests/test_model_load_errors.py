@@ -233,6 +233,50 @@ CASES: list[Any] = [
         "no such directory",
         id="config-backbone-dir-missing",
     ),
+    # values that cannot work: refused at validation, not by a 128 GB allocation or transformers
+    pytest.param(
+        edit_config(head_dim=10**9),
+        CONFIG_FILE,
+        "invalid configuration: head_dim: Input should be less than or equal to 8192 "
+        "(got 1000000000)",
+        id="config-head-dim-absurd",
+    ),
+    pytest.param(
+        edit_config(lora_rank=10**9),
+        CONFIG_FILE,
+        "invalid configuration: lora_rank: Input should be less than or equal to 8192",
+        id="config-lora-rank-absurd",
+    ),
+    pytest.param(
+        edit_config(labels=["Neutral", "Angry", "Sad", "Angry"]),
+        CONFIG_FILE,
+        "invalid configuration: labels: ['Neutral', 'Angry', 'Sad', 'Angry']: 'Angry' is "
+        "listed twice; give each name once",
+        id="config-label-twice",
+    ),
+    pytest.param(
+        edit_config(lora_alpha=float("inf")),
+        CONFIG_FILE,
+        "invalid configuration: lora_alpha: Input should be a finite number (got inf)",
+        id="config-alpha-infinite",
+    ),
+    pytest.param(
+        edit_config(backbone="../../../../../../../../etc"),
+        CONFIG_FILE,
+        "invalid configuration: backbone: backbone '../../../../../../../../etc': the folder "
+        "holds no model (no config.json or model.bin); give a registry name, a hub id",
+        id="config-backbone-not-a-model-folder",
+    ),
+    config_holding(
+        b"[" * 200_000 + b"]" * 200_000,
+        "nested more than 32 levels deep; no config needs that many",
+        id="config-nested-200000-deep",
+    ),
+    config_holding(
+        b'{"peft_config": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}",
+        "nested more than 32 levels deep",
+        id="config-nested-40-deep",
+    ),
 ]
 
 

@@ -88,3 +88,72 @@ def test_a_bad_option_is_not_blamed_on_the_config_file(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match=r"^invalid configuration: option data\.batch_size: "):
         load_run_config(path, {"data.batch_size": 0, "optim.lr": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("optim: {lr: .inf}", "optim.lr: Input should be a finite number (got inf)"),
+        ("optim: {lr: .nan}", "optim.lr: Input should be a finite number (got nan)"),
+        ("optim: {lr: 1e30}", "optim.lr: Input should be less than or equal to 10 (got '1e30')"),
+        (
+            "optim: {lr: 0.5, weight_decay: 2}",
+            "optim: lr 0.5 * weight_decay 2.0 must be below 1",
+        ),
+        ("optim: {betas: [0.9, 1.0]}", "optim.betas.1: Input should be less than 1 (got 1.0)"),
+        ("optim: {grad_clip: .inf}", "optim.grad_clip: Input should be a finite number"),
+        ("data: {corpus: x, folds: [1, 1]}", "data.folds: [1, 1]: fold 1 given more than once"),
+        ("data: {corpus: x, crop_seconds: 0.001}", "data.crop_seconds: Input should be greater"),
+        (
+            "data: {corpus: x, audio_cache_gb: .inf}",
+            "data.audio_cache_gb: Input should be a finite",
+        ),
+        (
+            "model: {head_dim: 1000000000}",
+            "model.head_dim: Input should be less than or equal to 8192",
+        ),
+        ("model: {prompt_length: 1000000000}", "model.prompt_length: Input should be less than"),
+        ("model: {adapter_dim: 1000000000}", "model.adapter_dim: Input should be less than"),
+        ("model: {labels: [calm, sad, calm]}", "'calm' is listed twice; give each name once"),
+        ("model: {backbone: ../../../../../../../../etc}", "the folder holds no model"),
+        ("seed: -1", "seed: Input should be greater than or equal to 0 (got -1)"),
+        ("seed: 4294967296", "seed: Input should be less than 4294967296"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_naming_file_and_key(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    path = tmp_path / "run.yaml"
+    section = line.split(":")[0]
+    path.write_text(line + ("\ndata: {corpus: x}\n" if section != "data" else "\n"))
+    with pytest.raises(ConfigError) as error:
+        load_run_config(path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid configuration: {path}: ")
+    assert expected in message
+
+
+def test_folds_given_twice_on_the_command_line_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"option data\.folds: \[1, 1\]: fold 1 given more"):
+        load_run_config(overrides={"data.corpus": "x", "data.folds": "1,1"})
+
+
+@pytest.mark.parametrize("depth", [33, 200_000])
+def test_absurd_nesting_ends_in_one_line_naming_the_file(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(
+        "data: {corpus: x}\nmodel: {peft_config: {a: " + "[" * depth + "]" * depth + "}}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_run_config(path)
+    assert str(error.value) == f"{path}: nested more than 32 levels deep; no config needs that many"
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"expands to more than 100000 values"):
+        load_run_config(path)

@@ -1,7 +1,11 @@
 """Typed configuration: every option has a type, a default and a clear error when it is wrong.
 
 Configurations are pydantic models that forbid unknown keys, so a typo in a YAML file is an
-error naming the key instead of a silently ignored setting.
+error naming the key instead of a silently ignored setting. Values that cannot work are refused
+here too, before anything is built or trained: NaN or infinite numbers anywhere, sizes beyond
+what any backbone uses (`MAX_SIZE`), learning rates that overflow the weights (`MAX_LR`),
+duplicated labels or folds, a backbone folder that holds no model, and documents nested
+deeper than any config needs (`MAX_DEPTH`).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,13 +26,31 @@ from pydantic import (
 )
 
 from peft_ser.errors import UserError
+from peft_ser.frames import MIN_SAMPLES
 from peft_ser.manifest import PAPER4
+
+MAX_SIZE = 8192
+"""Largest ``lora_rank``, ``adapter_dim``, ``head_dim``, ``prompt_length`` and ``lora_alpha``.
+The widest layer of any registry backbone is 5120 (whisper-large-v3's feed-forward); a rank,
+bottleneck or head wider than that adds weights but no capacity, and 10^9 asks for terabytes."""
+MAX_LR = 10.0
+"""Largest learning rate. Adam-type optimisers move each weight by about ``lr`` per step; at 10
+a single step already dwarfs every trained weight (the paper uses 5e-4), and 1e30 overflows."""
+MAX_DEPTH = 32
+"""Deepest nesting of a config document: a run config is 3 levels deep, a ``peft_config`` a few
+more. A deeper document is a mistake or an attack (200,000 levels overflow Python's stack)."""
+MAX_VALUES = 100_000
+"""Most values a config document may expand to: YAML aliases can make a short file expand
+without end ("billion laughs"); real configs hold a few hundred."""
+MIN_CLIP_SECONDS = MIN_SAMPLES / 16000
+"""0.025 s: one analysis frame, the shortest clip a model can score."""
 
 
 class StrictModel(BaseModel):
-    """Base for all configs: unknown keys are rejected, values are validated on assignment."""
+    """Base for all configs: unknown keys are rejected, values are validated on assignment,
+    and no float is NaN or infinite (no setting means "infinite"; None means "none")."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):
@@ -43,8 +65,10 @@ class ModelConfig(StrictModel):
         description="frozen (alias finetune), full, lora, adapter, adapter_l, "
         "embedding_prompt, combined, or peft (any peft tuner via peft_config)",
     )
-    lora_rank: int = Field(16, ge=1)
-    lora_alpha: float = Field(1.0, gt=0, description="scaling = alpha / rank; 1 = the paper")
+    lora_rank: int = Field(16, ge=1, le=MAX_SIZE)
+    lora_alpha: float = Field(
+        1.0, gt=0, le=MAX_SIZE, description="scaling = alpha / rank; 1 = the paper"
+    )
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_targets: list[str] | None = Field(
         None, description="module names for LoRA; default: the two feed-forward projections"
@@ -52,9 +76,11 @@ class ModelConfig(StrictModel):
     peft_config: dict[str, Any] | None = Field(
         None, description="a peft config as a dict with peft_type, for method 'peft'"
     )
-    adapter_dim: int = Field(128, ge=1, description="bottleneck width of adapters")
-    prompt_length: int = Field(5, ge=1, description="learnable prompt vectors per layer")
-    head_dim: int = Field(256, ge=1)
+    adapter_dim: int = Field(128, ge=1, le=MAX_SIZE, description="bottleneck width of adapters")
+    prompt_length: int = Field(
+        5, ge=1, le=MAX_SIZE, description="learnable prompt vectors per layer"
+    )
+    head_dim: int = Field(256, ge=1, le=MAX_SIZE)
     labels: list[str] = Field(
         default_factory=lambda: list(PAPER4),
         min_length=1,
@@ -84,6 +110,26 @@ class ModelConfig(StrictModel):
             )
         return self
 
+    @field_validator("labels", "attributes")
+    @classmethod
+    def _distinct_names(cls, names: list[str]) -> list[str]:
+        """Two outputs of one name would split its probability (they would not sum to 1 by
+        name); names that differ only in case or surrounding spaces are one class too."""
+        seen: dict[str, str] = {}
+        for name in names:
+            if not name.strip():
+                raise ConfigError(f"{names}: an empty name")
+            key = name.strip().casefold()
+            if key in seen:
+                if seen[key] == name:
+                    raise ConfigError(f"{names}: {name!r} is listed twice; give each name once")
+                raise ConfigError(
+                    f"{names}: {seen[key]!r} and {name!r} differ only in case or spaces, so "
+                    "they are one class; give each name once"
+                )
+            seen[key] = name
+        return names
+
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
@@ -91,7 +137,9 @@ class ModelConfig(StrictModel):
         the closest name, before anything is built or fetched (no weights, no network)."""
         from peft_ser.backbones import resolve_backbone
 
-        return resolve_backbone(value)
+        resolved = resolve_backbone(value)
+        _check_backbone_folder(resolved)
+        return resolved
 
     @field_validator("method")
     @classmethod
@@ -99,6 +147,28 @@ class ModelConfig(StrictModel):
         from peft_ser.tuning.registry import resolve_method
 
         return resolve_method(value)
+
+
+def _check_backbone_folder(source: str) -> None:
+    """A backbone given as a folder must hold a model: a Hugging Face checkpoint
+    (``config.json``) or a CTranslate2 one (``model.bin``). Any other folder (``../../etc``)
+    would fail deep inside transformers without naming the setting."""
+    from peft_ser.backbones import BACKBONES, BackboneError
+
+    folder = Path(source)
+    if source in BACKBONES or not folder.is_dir():
+        return
+    if (folder / "config.json").is_file() or (folder / "model.bin").is_file():
+        return
+    hint = (
+        " (it is a peft-ser model: give the backbone it was trained on)"
+        if (folder / "peft_ser_config.json").is_file()
+        else ""
+    )
+    raise BackboneError(
+        f"backbone {source!r}: the folder holds no model (no config.json or model.bin){hint}; "
+        "give a registry name, a hub id (org/name), a checkpoint folder or ct2:<dir>"
+    )
 
 
 FoldSelector = int | str
@@ -122,10 +192,15 @@ class DataConfig(StrictModel):
         None, description="folds to run (1-based positions or names); default: all"
     )
     crop_seconds: float | None = Field(
-        6.0, gt=0, description="training clips keep their first crop_seconds; None = whole"
+        6.0,
+        ge=MIN_CLIP_SECONDS,
+        description="training clips keep their first crop_seconds (at least 0.025: one "
+        "analysis frame); None = whole",
     )
     eval_max_seconds: float | None = Field(
-        None, gt=0, description="dev/test clips keep their first eval_max_seconds; None = whole"
+        None,
+        ge=MIN_CLIP_SECONDS,
+        description="dev/test clips keep their first eval_max_seconds; None = whole",
     )
     batch_size: int = Field(32, ge=1, description="global batch, split across processes")
     eval_batch_size: int | None = Field(
@@ -164,6 +239,7 @@ class DataConfig(StrictModel):
     num_workers: int = Field(
         default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)),
         ge=0,
+        le=1024,
         description="data-loading worker processes; 0 loads in the main process",
     )
 
@@ -177,6 +253,18 @@ class DataConfig(StrictModel):
         if isinstance(value, int):
             return [value]
         return value
+
+    @field_validator("folds")
+    @classmethod
+    def _distinct_folds(cls, folds: list[FoldSelector] | None) -> list[FoldSelector] | None:
+        """A fold run twice would pool its test clips twice in the run's results."""
+        if folds is not None:
+            repeated = sorted({str(f) for f in folds if folds.count(f) > 1})
+            if repeated:
+                raise ConfigError(f"{folds}: fold {', '.join(repeated)} given more than once")
+            if not folds:
+                raise ConfigError("an empty list; leave folds out to run them all")
+        return folds
 
 
 class AugmentConfig(StrictModel):
@@ -204,12 +292,17 @@ class OptimConfig(StrictModel):
     """Optimiser, schedule and loss (defaults: the paper's)."""
 
     epochs: int = Field(30, ge=1)
-    lr: float = Field(5e-4, gt=0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = Field(1e-4, ge=0)
+    lr: float = Field(5e-4, gt=0, le=MAX_LR)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.98,
+    )
+    weight_decay: float = Field(
+        1e-4, ge=0, description="AdamW's decoupled decay; lr * weight_decay must stay below 1"
+    )
     plateau_patience: int = Field(5, ge=0, description="ReduceLROnPlateau on dev loss")
     plateau_factor: float = Field(0.5, gt=0, lt=1)
-    min_lr: float = Field(5e-5, ge=0)
+    min_lr: float = Field(5e-5, ge=0, le=MAX_LR)
     class_weights: Literal["inverse_frequency", "none"] = Field(
         "inverse_frequency", description="cross-entropy weights from the training split"
     )
@@ -227,6 +320,17 @@ class OptimConfig(StrictModel):
         "more than this many stops with an error",
     )
 
+    @model_validator(mode="after")
+    def _decay_below_one(self) -> OptimConfig:
+        """Each step multiplies the weights by ``1 - lr * weight_decay``: at 1 or more it zeroes
+        them or flips their sign."""
+        if self.lr * self.weight_decay >= 1:
+            raise ConfigError(
+                f"lr {self.lr} * weight_decay {self.weight_decay} must be below 1 (each step "
+                "scales the weights by 1 - lr * weight_decay)"
+            )
+        return self
+
 
 class RunConfig(StrictModel):
     """One training run: a model, a corpus with its folds, and how to train."""
@@ -236,7 +340,7 @@ class RunConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="numpy takes seeds below 2**32")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU; bf16 also "
@@ -264,6 +368,7 @@ class RunConfig(StrictModel):
     threads: int | None = Field(
         None,
         ge=1,
+        le=4096,
         description="torch intra-op threads per process (default: torch's choice, one per "
         "core). Float sums are split differently over another thread count, so a run repeats "
         "exactly only with the same count: set it where a result must reproduce",
@@ -303,6 +408,9 @@ def load_run_config(
     overrides = overrides or {}
     for dotted, value in overrides.items():
         set_dotted(document, dotted, value)
+    problem = document_problem(document)
+    if problem is not None:
+        raise ConfigError(f"{path or 'options'}: {problem}")
     try:
         return RunConfig.model_validate(document)
     except ValidationError as error:
@@ -330,6 +438,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config file ({error})") from None
     try:
         loaded = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: {TOO_DEEP}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
@@ -337,7 +447,34 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: invalid YAML ({problem})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{path}: a run config is a mapping of sections, got {loaded!r}")
+    problem = document_problem(loaded)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     return loaded or {}
+
+
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; no config needs that many"
+
+
+def document_problem(document: object) -> str | None:
+    """Why a parsed config document is no config (nested deeper than `MAX_DEPTH`, or expanding
+    to more than `MAX_VALUES` values), or None. Walks with its own stack and stops at the first
+    excess, so neither a deep document nor an alias bomb (or an alias to itself) can exhaust
+    Python's stack or run for long, and validation never meets them."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return f"expands to more than {MAX_VALUES} values (YAML aliases?); no config needs that"
+        if not isinstance(node, (dict, list, tuple)):
+            continue
+        if depth > MAX_DEPTH:
+            return TOO_DEEP
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .backbones import BACKBONES, Backbone, build_backbone, resolve_backbone
-from .config import ModelConfig, format_validation_error
+from .config import TOO_DEEP, ModelConfig, document_problem, format_validation_error
 from .errors import UserError, match_name
 from .fileio import write_atomic_with
 from .head import SERHead
@@ -240,6 +240,11 @@ def _read_config(path: Path, backbone: str | None = None) -> tuple[ModelConfig, 
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise UserError(TOO_DEEP) from None
+    problem = document_problem(document)
+    if problem is not None:
+        raise UserError(problem)
     if not isinstance(document, dict):
         raise UserError(
             f"expected a JSON object of model settings, found {type(document).__name__}"
