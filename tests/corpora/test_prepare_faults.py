@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 import peft_ser.manifest
 from peft_ser.cli import app
-from peft_ser.corpora import CorpusError, prepare_table, preprocess_corpus
+from peft_ser.corpora import prepare_table, preprocess_corpus
 from peft_ser.corpora.output import lock_path
+from peft_ser.errors import UserError
+from peft_ser.fileio import StorageError
 
 runner = CliRunner()
 
@@ -45,6 +47,17 @@ def one_line_error(args: list[str]) -> str:
     return lines[0].removeprefix("error: ")
 
 
+def cli_error(args: list[str]) -> str:
+    """The single ``error:`` line of ``peft-ser <args>`` run as its own process (exit 2)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "peft_ser.cli", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.split("\n") if line and "\r" not in line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0].removeprefix("error: ")
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` by relative path, with its bytes."""
     return {
@@ -55,8 +68,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def leftovers(out: Path) -> list[str]:
-    """Temporary siblings, locks and failure reports left beside ``out``."""
-    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+    """Temporary siblings left beside ``out`` (its lock file, emptied, stays)."""
+    return sorted(
+        p.name
+        for p in out.parent.iterdir()
+        if p.name.startswith(f".{out.name}.") and p != lock_path(out)
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +143,9 @@ def test_a_full_disk_mid_way_leaves_the_old_folder_whole(tmp_path, monkeypatch, 
     monkeypatch.setattr(peft_ser.manifest, "write_atomic", failing_write(name))
     table = clips_table(tmp_path, labels=("angry", "calm", "sad"))
     message = one_line_error(["prepare", "table", "--manifest", str(table), "--out", str(out)])
-    assert message.startswith(f"cannot write the prepared corpus {out}: no space left on device")
+    assert message.startswith(
+        f"cannot write the prepared corpus {out}: no space left on the device"
+    )
     assert message.endswith(f"; {out} is as it was")
     assert snapshot(out) == before
     assert leftovers(out) == []
@@ -135,7 +154,7 @@ def test_a_full_disk_mid_way_leaves_the_old_folder_whole(tmp_path, monkeypatch, 
 def test_a_full_disk_on_a_fresh_folder_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(peft_ser.manifest, "write_atomic", failing_write("manifest.csv"))
     out = tmp_path / "out"
-    with pytest.raises(CorpusError, match=r"no space left on device.*; nothing was written$"):
+    with pytest.raises(StorageError, match=r"no space left on the device.*; nothing was written$"):
         prepare_table(clips_table(tmp_path), out)
     assert not out.exists() and leftovers(out) == []
 
@@ -203,7 +222,8 @@ def small_disk(tmp_path):
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    if subprocess.run(["umount", str(mount)], check=False).returncode:
+        subprocess.run(["umount", "-l", str(mount)], check=True)  # busy: detach it all the same
 
 
 def test_a_really_full_disk_keeps_the_old_folder(tmp_path, small_disk):
@@ -220,8 +240,12 @@ def test_a_really_full_disk_keeps_the_old_folder(tmp_path, small_disk):
     finally:
         os.close(fd)
     table = clips_table(tmp_path, labels=("angry", "calm", "sad"))
-    message = one_line_error(["prepare", "table", "--manifest", str(table), "--out", str(out)])
-    assert message.startswith(f"cannot write the prepared corpus {out}: no space left on device")
+    # as its own process, as a user runs it (FolderLock keeps its descriptor when the disk is
+    # too full to write the holder's name, which the process's exit releases)
+    message = cli_error(["prepare", "table", "--manifest", str(table), "--out", str(out)])
+    assert message.startswith(
+        f"cannot write the prepared corpus {out}: no space left on the device"
+    )
     assert snapshot(out) == before
     assert leftovers(out) == []
     filler.unlink()
@@ -262,7 +286,7 @@ def test_preprocess_on_a_full_disk_keeps_whole_entries(tmp_path, monkeypatch):
     monkeypatch.setattr(peft_ser.audio, "write_atomic", write)
     message = one_line_error(["preprocess", str(out)])
     assert message == (
-        f"cannot write the audio cache {out / 'audio_cache'}: no space left on device; "
+        f"cannot write the audio cache {out / 'audio_cache'}: no space left on the device; "
         "the entries written so far are whole and kept: run preprocess again to go on"
     )
     monkeypatch.undo()
@@ -282,8 +306,8 @@ def test_preprocess_refuses_a_cache_that_is_a_file(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from peft_ser.corpora.output import _locked
-with _locked(Path(sys.argv[1])):
+from peft_ser.corpora.output import prepare_lock
+with prepare_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -296,16 +320,17 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
         message = one_line_error(["prepare", "table", "--manifest", str(table), "--out", str(out)])
-        assert message == (
-            f"another prepare (process {holder.pid} on {socket.gethostname()}) is writing {out}; "
-            f"wait for it to finish (if no such process runs, remove {lock_path(out)})"
+        assert message.startswith(
+            f"{tmp_path} is in use by another prepare of out (process {holder.pid} on "
+            f"{socket.gethostname()} since "
         )
+        assert message.endswith("; wait for it to end, or use another folder")
     finally:
         holder.kill()
         holder.wait()
-    assert lock_path(out).exists()  # killed: its lock stays, naming a dead process
+    assert lock_path(out).read_text()  # killed: its lock file still names it
     prepare_table(table, out)
-    assert not lock_path(out).exists() and (out / "manifest.csv").is_file()
+    assert lock_path(out).read_text() == "" and (out / "manifest.csv").is_file()
 
 
 def test_two_writers_at_once_leave_one_whole_folder(tmp_path, monkeypatch):
@@ -330,11 +355,13 @@ def test_two_writers_at_once_leave_one_whole_folder(tmp_path, monkeypatch):
     assert inside.wait(30)
     try:
         prepare_table(tables[1], out)
-    except CorpusError as error:
+    except UserError as error:
         errors.append(error)
     refused.set()
     thread.join()
-    assert len(errors) == 1 and str(errors[0]).startswith("another prepare (process")
+    assert len(errors) == 1 and str(errors[0]).startswith(
+        f"{tmp_path} is in use by another prepare of out"
+    )
     assert peft_ser.manifest.load_prepared(out).labels == ["angry", "calm"]
     assert leftovers(out) == []
 

@@ -9,14 +9,14 @@ files), then swaps it in: the old folder is renamed aside (``.<name>.old-*``), t
 renamed in, the old one removed. Until the first rename the old folder is untouched; a
 failure before it removes the temporary sibling and moves back what was carried.
 
-One folder, one writer: a lock file ``.<name>.lock`` beside the folder holds the writer's
-process id and host; a second `prepare` into the same folder is refused with a line naming
-them, and a lock whose holder is dead (same host, no such process) is taken over. The new
-holder first repairs what a killed writer left: a folder renamed aside but not replaced is
-renamed back, carried entries are moved back, temporary siblings are removed.
+One folder, one writer: `peft_ser.fileio.FolderLock` on a lock file ``.<name>.lock`` beside
+the folder (the folder itself is what gets swapped); a second `prepare` into the same folder
+is refused with a line naming the holder's process and host, and a dead holder's lock is
+taken over. The new holder first repairs what a killed writer left: a folder renamed aside
+but not replaced is renamed back, carried entries are moved back, temporaries are removed.
 
-A disk that fills up, a read-only or forbidden folder and an ``--out`` that is a file are
-`CorpusError` lines naming the path (the old folder, if any, is as it was).
+A disk that fills up, a read-only or forbidden folder (`StorageError`) and an ``--out`` that
+is a file (`CorpusError`) are one line naming the folder; the old folder is as it was.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import errno
 import os
 import secrets
 import shutil
-import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from peft_ser.corpora.base import CorpusError
 from peft_ser.corpora.summary import REPORT_FILE, SUMMARY_JSON, SUMMARY_TXT
+from peft_ser.errors import ENVIRONMENT_ERRNOS
+from peft_ser.fileio import FolderLock, StorageError
 from peft_ser.manifest import FOLDS_FILE, LABELS_FILE, MANIFEST_FILE, TARGETS_FILE
 
 OUTPUTS = (MANIFEST_FILE, FOLDS_FILE, LABELS_FILE, TARGETS_FILE, REPORT_FILE, SUMMARY_JSON,
@@ -40,41 +40,27 @@ OUTPUTS = (MANIFEST_FILE, FOLDS_FILE, LABELS_FILE, TARGETS_FILE, REPORT_FILE, SU
 """What a preparation writes; everything else in the folder is carried to the new one."""
 OURS = (*OUTPUTS, "audio", "audio_cache")
 """Names that mark a folder as made by `prepare` (MELD's decoded audio, the default cache)."""
-_STALE_LOCK_SECONDS = 30.0
-"""A lock file without a readable holder (its writer died between creating and filling it)
-is taken over once it is this old."""
-_DISK_PROBLEMS = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied (read-only folder?)",
-    errno.EPERM: "permission denied (read-only folder?)",
-    errno.ENOTDIR: "a file stands where a folder is needed",
-    errno.EEXIST: "a file stands where a folder is needed",
+_SWAP_ERRNOS = {
     errno.EBUSY: "busy (a mount point, or in use?)",
     errno.EXDEV: "on another file system than its parent folder (a mount point?)",
 }
-
-
-def disk_problem(error: OSError) -> str | None:
-    """The words for an `OSError` of a full, read-only or forbidden disk; ``None`` for
-    another error (a bug, which should show its traceback)."""
-    return _DISK_PROBLEMS.get(error.errno) if error.errno is not None else None
+"""What renaming a folder adds to the disk failures of `ENVIRONMENT_ERRNOS`."""
 
 
 @contextmanager
 def disk_errors(path: Path, doing: str, kept: str = "") -> Iterator[None]:
-    """Turn a full, read-only or forbidden disk met inside the block into one `CorpusError`
-    line: ``cannot <doing> <path>: <problem>[; <kept>]``."""
+    """Turn a full, read-only or forbidden disk met inside the block into one `StorageError`
+    line naming ``path`` (not the temporary file that met it): ``cannot <doing> <path>:
+    <problem>[; <kept>]``."""
     try:
         yield
     except OSError as error:
-        problem = disk_problem(error)
+        code = error.errno or 0
+        problem = ENVIRONMENT_ERRNOS.get(code) or _SWAP_ERRNOS.get(code)
         if problem is None:
             raise
-        raise CorpusError(
-            f"cannot {doing} {path}: {problem}{f'; {kept}' if kept else ''}"
-        ) from error
+        advice = f"; {kept}" if kept else ""
+        raise StorageError(f"cannot {doing} {path}: {problem}{advice}") from error
 
 
 def check_out(out: str | Path) -> Path:
@@ -122,7 +108,7 @@ def replacing(out: Path) -> Iterator[Path]:
     ``out`` when the block ends without an exception (see the module docstring); on an
     exception the temporary sibling is removed and ``out`` is as it was."""
     kept = f"{out} is as it was" if out.exists() else "nothing was written"
-    with disk_errors(out, "write the prepared corpus", kept), _locked(out):
+    with disk_errors(out, "write the prepared corpus", kept), prepare_lock(out):
         _recover(out)
         staging = _sibling(out, "new")
         try:
@@ -214,74 +200,8 @@ def lock_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.lock")
 
 
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold ``out``'s lock for the block; refuse when a live process holds it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_path(out)
-    mine = f"{os.getpid()} {socket.gethostname()}\n"
-    if not _create(lock, mine):
-        holder = _holder(lock)
-        if holder is not None:
-            pid, host = holder
-            raise CorpusError(
-                f"another prepare (process {pid} on {host}) is writing {out}; wait for it to "
-                f"finish (if no such process runs, remove {lock})"
-            )
-        lock.unlink(missing_ok=True)
-        if not _create(lock, mine):
-            raise CorpusError(f"another prepare took over the lock {lock} of {out} just now")
-    try:
-        yield
-    finally:
-        if _read(lock) == mine:
-            lock.unlink(missing_ok=True)
-
-
-def _create(lock: Path, content: str) -> bool:
-    """Create ``lock`` holding ``content``; False when it exists already."""
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-    except BaseException:  # a full disk: no empty lock left behind
-        lock.unlink(missing_ok=True)
-        raise
-    return True
-
-
-def _read(lock: Path) -> str | None:
-    try:
-        return lock.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _holder(lock: Path) -> tuple[int, str] | None:
-    """``(pid, host)`` of a live holder of ``lock``; ``None`` when the lock is stale: its
-    process is gone (on this host), or it names none and is older than a few seconds."""
-    text = _read(lock)
-    pid_text, _, host = (text or "").strip().partition(" ")
-    if not pid_text.isdigit():
-        try:
-            age = time.time() - lock.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        return (0, "an unknown host") if age < _STALE_LOCK_SECONDS else None
-    pid = int(pid_text)
-    if host != socket.gethostname():
-        return pid, host
-    return (pid, host) if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+def prepare_lock(out: Path) -> FolderLock:
+    """The lock that makes one `prepare` at a time write ``out``."""
+    lock = FolderLock(out.parent, f"prepare of {out.name}")
+    lock.path = lock_path(out)  # beside the folder, which is swapped, and one per folder
+    return lock
