@@ -167,15 +167,15 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, ca
 
 @pytest.fixture
 def no_flock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file system without flock (some network and FUSE file systems)."""
+    """A file system without record locks (some FUSE file systems)."""
 
     def unsupported(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(fcntl, "flock", unsupported)
+    monkeypatch.setattr(fcntl, "lockf", unsupported)
 
 
-def test_without_flock_a_live_holder_keeps_the_folder_and_a_dead_one_does_not(tmp_path, no_flock):
+def test_without_record_locks_a_live_holder_keeps_the_folder(tmp_path, no_flock):
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         _stale_lock(tmp_path, live.pid)
@@ -190,3 +190,33 @@ def test_without_flock_a_live_holder_keeps_the_folder_and_a_dead_one_does_not(tm
     _stale_lock(tmp_path, _dead_pid())
     with FolderLock(tmp_path):
         assert json.loads((tmp_path / fileio.LOCK_FILE).read_text())["pid"] == os.getpid()
+
+
+HOLD_AND_FORK = (
+    "import os, sys, time\n"
+    "from peft_ser.fileio import FolderLock\n"
+    "FolderLock(sys.argv[1]).acquire()\n"
+    "child = os.fork()\n"  # as a data-loading worker is forked
+    "if child == 0:\n"
+    "    time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "print(child, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_killed_holders_forked_children_do_not_keep_its_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    try:
+        with pytest.raises(FolderBusyError, match=f"process {holder.pid} "):
+            FolderLock(tmp_path).acquire()
+        os.kill(holder.pid, 9)
+        holder.wait()
+        with FolderLock(tmp_path):  # the child still runs, with the parent's descriptor
+            os.kill(child, 0)
+    finally:
+        os.kill(child, 9)

@@ -106,15 +106,19 @@ class FolderBusyError(UserError):
 
 
 class FolderLock:
-    """One writer per folder: an exclusive `fcntl.flock` on ``<folder>/.lock``, which names
-    its holder (process id, host, start time) for the message that refuses a second writer.
+    """One writer per folder: an exclusive POSIX record lock (`fcntl.lockf`) on
+    ``<folder>/.lock``, which names its holder (process id, host, start time) for the message
+    that refuses a second writer.
 
     The kernel releases the lock when its holder exits, however it exits, so a lock left by a
-    killed process is simply taken (with a warning naming the process that left it). The file
-    is emptied, not removed, on release: removing it would let a process that opened the old
-    file lock it while another locks a new one. On a file system without ``flock`` the holder
-    is checked by process id instead (a live process on this host, or one on another host,
-    keeps the folder).
+    killed process is simply taken (with a warning naming the process that left it). Record
+    locks, unlike ``flock``, are not inherited by forked children (data-loading workers), so a
+    killed run's lingering workers do not keep its folder; they also hold across NFS. Within one
+    process the kernel does not tell two record locks apart, so this process's own locks are
+    kept in `_HELD`. The file is emptied, not removed, on release: removing it would let a
+    process that opened the old file lock it while another locks a new one. On a file system
+    without record locks the holder is checked by process id instead (a live process on this
+    host, or one on another host, keeps the folder).
     """
 
     def __init__(self, folder: str | os.PathLike[str], what: str = "folder") -> None:
@@ -132,16 +136,15 @@ class FolderLock:
     def acquire(self) -> None:
         """Take the lock, or raise `FolderBusyError` naming its live holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        if _identity(self.path) in _HELD:  # opening it again and closing would release it
+            raise FolderBusyError(self._busy(_HELD[_identity(self.path)]))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_umask())
         try:
-            taken = _flock(fd)
+            taken = _lock(fd)
             previous = _holder(fd)  # read once locked: a holder that just released is gone
             busy = not taken if taken is not None else bool(previous) and _may_run(previous)
             if busy:
-                raise FolderBusyError(
-                    f"{self.path.parent} is in use by another {self.what} "
-                    f"({_describe(previous)}); wait for it to end, or use another folder"
-                )
+                raise FolderBusyError(self._busy(previous))
         except BaseException:
             os.close(fd)
             raise
@@ -154,24 +157,44 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self._fd = fd
+        _HELD[_identity(self.path)] = record
+
+    def _busy(self, holder: dict[str, object]) -> str:
+        return (
+            f"{self.path.parent} is in use by another {self.what} ({_describe(holder)}); "
+            "wait for it to end, or use another folder"
+        )
 
     def release(self) -> None:
         if self._fd is None:
             return
+        _HELD.pop(_identity(self.path), None)
         with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
-        os.close(self._fd)  # closing the last descriptor releases the flock
+        os.close(self._fd)  # closing releases the record lock
         self._fd = None
 
 
-def _flock(fd: int) -> bool | None:
-    """Try the exclusive lock: True when taken, False when another process holds it, None
-    when the file system has no ``flock``."""
+_HELD: dict[tuple[int, int], dict[str, object]] = {}
+"""This process's folder locks, by the lock file's (device, inode)."""
+
+
+def _identity(path: Path) -> tuple[int, int]:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
+        status = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (status.st_dev, status.st_ino)
+
+
+def _lock(fd: int) -> bool | None:
+    """Try the exclusive lock: True when taken, False when another process holds it, None
+    when the file system has no record locks."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
+        if error.errno in (errno.EACCES, errno.EAGAIN):
+            return False
         if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
             return None
         raise
