@@ -95,7 +95,7 @@ def test_any_numeric_values_give_a_config_or_a_config_error(overrides: dict[str,
         return
     assert isinstance(config, RunConfig)
     assert _finite_numbers(config.model_dump())
-    assert 0 < config.optim.lr <= MAX_LR and config.optim.lr * config.optim.weight_decay < 1
+    assert 0 < config.optim.lr <= MAX_LR and 0 <= config.optim.weight_decay <= 1
     model = config.model
     assert max(model.lora_rank, model.adapter_dim, model.prompt_length, model.head_dim) <= MAX_SIZE
     folds = config.data.folds or []

@@ -298,11 +298,24 @@ class OptimConfig(StrictModel):
         0.98,
     )
     weight_decay: float = Field(
-        1e-4, ge=0, description="AdamW's decoupled decay; lr * weight_decay must stay below 1"
+        1e-4,
+        ge=0,
+        le=1,
+        description="Adam's L2 penalty, added to the gradient (the paper's); above 1 it "
+        "outweighs any loss",
     )
     plateau_patience: int = Field(5, ge=0, description="ReduceLROnPlateau on dev loss")
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     min_lr: float = Field(5e-5, ge=0, le=MAX_LR)
+    schedule: Literal["plateau", "cosine"] = Field(
+        "plateau",
+        description="plateau: halve the rate when dev loss stalls (the paper); cosine: "
+        "decay from lr to min_lr over the epochs after warmup_epochs, whatever dev does",
+    )
+    warmup_epochs: int = Field(0, ge=0, description="cosine: epochs of linear warmup first")
+    select: Literal["best_dev", "last"] = Field(
+        "best_dev", description="the epoch tested: the best dev score (the paper) or the last"
+    )
     class_weights: Literal["inverse_frequency", "none"] = Field(
         "inverse_frequency", description="cross-entropy weights from the training split"
     )
@@ -321,13 +334,12 @@ class OptimConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _decay_below_one(self) -> OptimConfig:
-        """Each step multiplies the weights by ``1 - lr * weight_decay``: at 1 or more it zeroes
-        them or flips their sign."""
-        if self.lr * self.weight_decay >= 1:
+    def _warmup_within_the_run(self) -> OptimConfig:
+        """A cosine schedule whose warmup fills the run never decays."""
+        if self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
             raise ConfigError(
-                f"lr {self.lr} * weight_decay {self.weight_decay} must be below 1 (each step "
-                "scales the weights by 1 - lr * weight_decay)"
+                f"warmup_epochs {self.warmup_epochs}: must be below epochs ({self.epochs}), so "
+                "that the cosine decay has epochs left"
             )
         return self
 

@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 
 from peft_ser.audio import RunAudio
-from peft_ser.config import ModelConfig, RunConfig
+from peft_ser.config import ModelConfig, OptimConfig, RunConfig
 from peft_ser.data import (
     Batch,
     FeatureBatch,
@@ -96,13 +96,7 @@ class FoldRunner:
             betas=config.optim.betas,
             weight_decay=config.optim.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=config.optim.plateau_factor,
-            patience=config.optim.plateau_patience,
-            min_lr=config.optim.min_lr,
-        )
+        self.scheduler = _scheduler(optimizer, config.optim)
         self.model.to(accelerator.device)
         # The module whose forward runs in training: only the head when states are cached, so
         # that a multi-process wrapper synchronises exactly the parameters that learn.
@@ -149,7 +143,8 @@ class FoldRunner:
                 row = self._epoch(epoch)
             self.progress.epoch = epoch
             self.progress.history.append(row)
-            if row[f"dev_{self.objective.selection}"] > self.progress.best_uar:
+            last = self.config.optim.select == "last"
+            if last or row[f"dev_{self.objective.selection}"] > self.progress.best_uar:
                 self.progress.best_epoch = epoch
                 self.progress.best_uar = row[f"dev_{self.objective.selection}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
@@ -172,7 +167,9 @@ class FoldRunner:
         began = time.perf_counter()
         train_loss, train_metrics, waste = self._train_epoch(epoch)
         dev = self._score("dev")
-        if math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
+        if self.config.optim.schedule == "cosine":
+            self.scheduler.step()
+        elif math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
             self.scheduler.step(dev["loss"])
         return {
             "epoch": epoch,
@@ -369,6 +366,27 @@ def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]
     with torch.random.fork_rng(devices=devices, device_type=device.type):
         torch.manual_seed(int(derived))
         yield
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> Any:
+    """The learning-rate schedule, stepped once per epoch."""
+    if optim.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=optim.plateau_factor,
+            patience=optim.plateau_patience,
+            min_lr=optim.min_lr,
+        )
+    floor = min(optim.min_lr / optim.lr, 1.0)
+    warmup, decay = optim.warmup_epochs, max(optim.epochs - optim.warmup_epochs, 1)
+
+    def factor(done: int) -> float:
+        if done < warmup:
+            return (done + 1) / (warmup + 1)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (done - warmup) / decay))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _build_seeded(config: ModelConfig, seed: int) -> SERModel:
