@@ -165,6 +165,7 @@ class FoldRunner:
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
+        rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
         train_loss, train_metrics, waste = self._train_epoch(epoch)
         dev = self._score("dev")
         if self.config.optim.schedule == "cosine":
@@ -173,7 +174,7 @@ class FoldRunner:
             self.scheduler.step(dev["loss"])
         return {
             "epoch": epoch,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": rate,
             "train_loss": train_loss,
             **self.objective.row("train", train_metrics),
             "dev_loss": dev["loss"],
@@ -379,7 +380,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> Any:
             min_lr=optim.min_lr,
         )
     floor = min(optim.min_lr / optim.lr, 1.0)
-    warmup, decay = optim.warmup_epochs, max(optim.epochs - optim.warmup_epochs, 1)
+    warmup = optim.warmup_epochs
+    decay = max(optim.epochs - warmup - 1, 1)  # so that the last epoch trains at min_lr
 
     def factor(done: int) -> float:
         if done < warmup:
