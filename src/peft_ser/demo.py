@@ -28,6 +28,7 @@ class DemoResult:
     test_clips: int
     dev_uar: float
     dev_clips: int
+    tested_epoch: int
     confusion_png: Path
     model_dir: Path
     clip: Path
@@ -73,6 +74,7 @@ def run_demo(
         test_clips=len(fold.test),
         dev_uar=float(fold_result["dev_uar"]),
         dev_clips=len(fold.dev),
+        tested_epoch=int(fold_result["best_epoch"]),
         confusion_png=fold_dir / "confusion.png",
         model_dir=fold_dir / "model",
         clip=Path(clip.path),

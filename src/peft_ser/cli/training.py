@@ -150,7 +150,10 @@ def demo(
     result = run_demo(config, corpus, output_dir, epochs, seed)
     prediction = result.prediction
     low, high = result.test_interval
-    typer.echo(f"\ndev UAR           {result.dev_uar:.3f}  ({result.dev_clips} clips, best epoch)")
+    typer.echo(
+        f"\ndev UAR           {result.dev_uar:.3f}  ({result.dev_clips} clips, the tested "
+        f"epoch {result.tested_epoch})"
+    )
     typer.echo(
         f"test UAR          {result.test_uar:.3f}  ({result.test_clips} clips; "
         f"95 % bootstrap interval {low:.2f}-{high:.2f})"
