@@ -7,6 +7,7 @@ suite fast and its timing steady.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ torch.set_num_threads(1)
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated tone corpus of `_tones`, prepared, shared by a test module."""
     return make_corpus(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_after_each_test() -> Iterator[None]:
+    """Every test starts at one torch thread: a library that sets OpenMP's count itself
+    (ctranslate2 does when it loads a model) would otherwise change the float sums, and so the
+    numbers, of every later test in the session."""
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
