@@ -220,3 +220,23 @@ def test_a_killed_holders_forked_children_do_not_keep_its_folder(tmp_path):
             os.kill(child, 0)
     finally:
         os.kill(child, 9)
+
+
+def test_a_lock_whose_holder_record_cannot_be_written_is_not_kept(tmp_path, monkeypatch):
+    """A full disk while naming the holder fails the acquire and leaves the folder free."""
+    import errno
+
+    write = os.pwrite
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError):
+        FolderLock(tmp_path).acquire()
+    monkeypatch.setattr(os, "pwrite", write)
+    other = "from peft_ser.fileio import FolderLock; import sys; FolderLock(sys.argv[1]).acquire()"
+    taken = subprocess.run([sys.executable, "-c", other, str(tmp_path)], capture_output=True)
+    assert taken.returncode == 0, taken.stderr.decode()  # the kernel released the record lock
+    with FolderLock(tmp_path):  # and this process's own table does not hold it either
+        pass

@@ -145,17 +145,17 @@ class FolderLock:
             busy = not taken if taken is not None else bool(previous) and _may_run(previous)
             if busy:
                 raise FolderBusyError(self._busy(previous))
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)  # a full disk fails here
         except BaseException:
-            os.close(fd)
+            os.close(fd)  # releases the lock too
             raise
         if previous:
             log.warning(
                 "%s: taking over the lock left by %s, which is no longer running",
                 self.path.parent, _describe(previous),
             )  # fmt: skip
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self._fd = fd
         _HELD[_identity(self.path)] = record
 
