@@ -406,6 +406,8 @@ def test_whole_number_rates_of_any_numeric_type_are_accepted(rate: Any, model: S
             "array[0]: sample rate must be a positive whole number of Hz, got '16000'",
         ),
         ((rows(), True), "array[0]: sample rate must be a positive whole number of Hz, got True"),
+        ((rows(), 1), "array[0]: sample rate 1 Hz is outside 1000-384000 Hz"),
+        ((rows(), 10**12), "array[0]: sample rate 1000000000000 Hz is outside 1000-384000 Hz"),
         (
             ["a.wav", (rows(), None)],
             "array[1]: sample rate must be a positive whole number of Hz, got None",
@@ -475,3 +477,9 @@ def test_multichannel_arrays_in_either_layout_give_the_same_answer(
     [mono] = predict((stereo.mean(axis=1), 44100), model=model)
     assert prediction.probabilities == pytest.approx(mono.probabilities, abs=1e-6)
     assert_valid(prediction)
+
+
+@pytest.mark.parametrize("model", [None, 3, "", object()], ids=repr)
+def test_a_model_that_is_no_model_is_refused_in_one_line(model: Any) -> None:
+    with pytest.raises(InvalidRequestError, match=r"give a loaded model|model name is empty"):
+        predict((tone(1.0, 16000), 16000), model=model)

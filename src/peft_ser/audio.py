@@ -31,6 +31,10 @@ import soxr
 from peft_ser.fileio import write_atomic
 
 SAMPLE_RATE = 16000
+MIN_RATE = 1000
+MAX_RATE = 384_000
+"""The sample rates accepted from a caller: below 1 kHz there is no speech band to resample
+from, above 384 kHz no audio interface records."""
 SILENCE_PEAK = 10 ** (-60 / 20)
 """A file whose absolute peak stays below -60 dBFS holds no usable signal."""
 FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})

@@ -157,6 +157,11 @@ def inference_model(
     if isinstance(model, SERModel):
         _require_backend(chosen, "torch", "a PyTorch model (SERModel)")
         return TorchModel(model, resolve_precision(precision))
+    if not all(hasattr(model, name) for name in ("labels", "attributes", "max_samples", "forward")):
+        raise InvalidRequestError(
+            f"model is {type(model).__name__}; give a loaded model (load_model), a saved "
+            "model folder or a zoo name"
+        )
     kind = "onnxruntime" if isinstance(model, OnnxModel) else "torch"
     _require_backend(chosen, kind, f"a {type(model).__name__}")
     found = getattr(model, "precision", "fp32")

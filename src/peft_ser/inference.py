@@ -27,7 +27,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioError, stream_audio, to_mono_16k
+from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, stream_audio, to_mono_16k
 from .backends import InferenceModel, inference_model
 from .loading import (
     InvalidRequestError,
@@ -293,11 +293,15 @@ def _samples(value: object, name: str) -> np.ndarray:
 def _sample_rate(value: object, name: str) -> int:
     """A rate in Hz as an int: a positive whole number, given as an int or an integral float."""
     rate = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else 0.0
-    if np.isfinite(rate) and rate > 0 and rate.is_integer():
-        return int(rate)
-    raise InvalidRequestError(
-        f"{name}: sample rate must be a positive whole number of Hz, got {_described(value)}"
-    )
+    if not (np.isfinite(rate) and rate > 0 and rate.is_integer()):
+        raise InvalidRequestError(
+            f"{name}: sample rate must be a positive whole number of Hz, got {_described(value)}"
+        )
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidRequestError(
+            f"{name}: sample rate {int(rate)} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+        )
+    return int(rate)
 
 
 def _described(value: object) -> str:

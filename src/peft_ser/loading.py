@@ -101,6 +101,8 @@ def load_model(
     `UserError` (one line: the model, the file and the problem) for an unavailable device or
     dtype, a damaged model folder, or a name that is neither a folder nor a zoo name.
     """
+    if not os.fspath(name_or_path).strip():
+        raise InvalidRequestError("model name is empty; give a saved model folder or a zoo name")
     target = resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
     source = None if backbone is None else os.fspath(backbone)
