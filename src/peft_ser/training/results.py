@@ -167,10 +167,10 @@ def summary_text(
 
 
 def _categorical_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
-    """Per fold: best epoch, dev selection score, test UAR, accuracy, macro-F1, gender gap."""
+    """Per fold: the tested epoch, its dev score, test UAR, accuracy, macro-F1, gender gap."""
     lines = [
         "",
-        f"{'fold':<12}{'best ep':>8}{_dev_name(fold_results):>9}{'UAR':>8}{'acc':>8}{'F1':>8}"
+        f"{'fold':<12}{'epoch':>8}{_dev_name(fold_results):>9}{'UAR':>8}{'acc':>8}{'F1':>8}"
         f"{'gap F−M':>9}",
     ]
     for fold in fold_results:
@@ -184,11 +184,11 @@ def _categorical_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _attribute_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
-    """Per fold: best epoch, dev selection score, test mean CCC and CCC per attribute."""
+    """Per fold: the tested epoch, its dev score, test mean CCC and CCC per attribute."""
     attributes = [key[4:] for key in fold_results[0]["test"] if key.startswith("ccc_")]
     lines = [
         "",
-        f"{'fold':<12}{'best ep':>8}{_dev_name(fold_results):>9}{'CCC':>8}"
+        f"{'fold':<12}{'epoch':>8}{_dev_name(fold_results):>9}{'CCC':>8}"
         + "".join(f"{'CCC ' + name[:3]:>9}" for name in attributes),
     ]
     for fold in fold_results:
