@@ -24,6 +24,7 @@ from _tones import tiny_run
 import peft_ser.training.checkpoint as checkpoint_module
 from peft_ser.config import RunConfig
 from peft_ser.data import FeatureCache
+from peft_ser.errors import UserError
 from peft_ser.fileio import FolderBusyError, StorageError
 from peft_ser.training import train
 
@@ -332,3 +333,34 @@ def test_a_read_only_run_folder_is_one_line_and_destroys_nothing(
     assert {p: p.read_bytes() for p in small_disk.rglob("*") if p.is_file()} == before
     assert (fold / "last.json").is_file()
     assert _outcome(train(config, resume=True, cache=states).folds[0]) == _outcome(reference)
+
+
+# -- the run folder itself -----------------------------------------------------------------------
+
+
+def test_an_output_dir_that_is_a_file_is_refused_and_kept(corpus: Path, tmp_path: Path) -> None:
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    with pytest.raises(UserError, match="is a file; it names the folder a run writes"):
+        train(tiny_run(corpus, taken, **FROZEN))
+    assert taken.read_text() == "keep me"
+
+
+def test_an_output_dir_below_a_file_is_one_line_without_advice_to_make_room(
+    corpus: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(StorageError) as raised:
+        train(tiny_run(corpus, tmp_path / "notes.txt" / "run", **FROZEN))
+    assert str(raised.value).endswith("a part of the path is a file, not a folder")
+
+
+def test_a_damaged_run_record_is_refused_on_resume_naming_it(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tiny_run(corpus, tmp_path / "run", **FROZEN)
+    fold = _interrupted(config, monkeypatch)
+    (fold.parent / "config.yaml").write_text("{ half a mapping")
+    with pytest.raises(UserError, match=r"config\.yaml:.*invalid YAML.*record is damaged"):
+        train(config, resume=True)
+    assert (fold / "last.json").is_file()  # the progress is still there

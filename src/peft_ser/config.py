@@ -291,7 +291,7 @@ class AugmentConfig(StrictModel):
 class OptimConfig(StrictModel):
     """Optimiser, schedule and loss (defaults: the paper's)."""
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=10_000)
     lr: float = Field(5e-4, gt=0, le=MAX_LR)
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
         0.9,

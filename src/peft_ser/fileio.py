@@ -37,14 +37,21 @@ class StorageError(UserError):
 @contextmanager
 def storage_errors(advice: str = "") -> Iterator[None]:
     """Report an `OSError` of the machine or of a path (`peft_ser.errors.ENVIRONMENT_ERRNOS`)
-    as a `StorageError`: ``<path>: <problem>`` and ``advice``; any other error passes as is."""
+    as a `StorageError`: ``<path>: <problem>``, plus ``advice`` where the machine refused (a
+    full, read-only or forbidden disk: making room is the fix), not where the path is wrong (a
+    file where a folder belongs); any other error passes as is."""
     try:
         yield
     except OSError as error:
         problem = environment_problem(error)
         if problem is None:
             raise
-        raise StorageError(f"{problem}{'; ' + advice if advice else ''}") from error
+        refused = error.errno in MACHINE_REFUSALS
+        raise StorageError(f"{problem}{'; ' + advice if advice and refused else ''}") from error
+
+
+MACHINE_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""The failures `storage_errors` gives its advice for: the disk, not the path, said no."""
 
 
 def _umask() -> int:

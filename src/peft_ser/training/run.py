@@ -47,7 +47,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 
 from peft_ser.audio import RunAudio
-from peft_ser.config import RunConfig
+from peft_ser.config import ConfigError, RunConfig, read_config_file
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.feature_store import FeatureStore
@@ -118,6 +118,8 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
 def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunResult:
     accelerator = accelerator_for(config.mixed_precision)
     run_dir = Path(config.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"output_dir {run_dir} is a file; it names the folder a run writes")
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
@@ -234,7 +236,13 @@ def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
                 f"{run_dir} already holds a run with saved progress: pass --resume to continue "
                 "it, or choose another output_dir"
             )
-        previous = yaml.safe_load(path.read_text())
+        try:
+            previous = read_config_file(path)
+        except ConfigError as error:
+            raise RunDirError(
+                f"{error}; this run's record is damaged: restore it, or start again in another "
+                "output_dir"
+            ) from None
         changed = config_differences(previous, document)
         if changed:
             raise RunDirError(
