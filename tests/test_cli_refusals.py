@@ -88,7 +88,8 @@ def test_export_refuses_a_file_as_its_folder(tmp_path: Path, tiny_model_dir: Pat
     target.write_text("keep me")
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(target)])
     assert result.exit_code == 2
-    assert "is a file; --out names the folder" in result.output
+    expected = f"error: --out {target} is a file; it names a folder to write into"
+    assert result.output.strip() == expected
     assert target.read_text() == "keep me"
 
 
@@ -113,3 +114,13 @@ def test_a_fold_chosen_twice_is_refused(wanted: list[int | str]) -> None:
     folds = [Fold(f"fold{i}", [], [], []) for i in (1, 2, 3)]
     with pytest.raises(UserError, match="is chosen twice"):
         select_folds(folds, wanted)
+
+
+def test_evaluate_refuses_an_output_folder_below_a_file_before_scoring(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path), "--output-dir", str(tmp_path / "notes.txt" / "x")]
+    )
+    assert result.exit_code == 2
+    assert "lies below" in result.output and "it names a folder to write into" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

@@ -341,18 +341,19 @@ def test_a_read_only_run_folder_is_one_line_and_destroys_nothing(
 def test_an_output_dir_that_is_a_file_is_refused_and_kept(corpus: Path, tmp_path: Path) -> None:
     taken = tmp_path / "notes.txt"
     taken.write_text("keep me")
-    with pytest.raises(UserError, match="is a file; it names the folder a run writes"):
+    with pytest.raises(UserError, match="is a file; it names a folder to write into"):
         train(tiny_run(corpus, taken, **FROZEN))
     assert taken.read_text() == "keep me"
 
 
-def test_an_output_dir_below_a_file_is_one_line_without_advice_to_make_room(
+def test_an_output_dir_below_a_file_is_one_line_before_any_work(
     corpus: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(StorageError) as raised:
         train(tiny_run(corpus, tmp_path / "notes.txt" / "run", **FROZEN))
-    assert str(raised.value).endswith("a part of the path is a file, not a folder")
+    assert str(raised.value).endswith("a file; it names a folder to write into")
+    assert "make room" not in str(raised.value)
 
 
 def test_a_damaged_run_record_is_refused_on_resume_naming_it(

@@ -50,6 +50,20 @@ def storage_errors(advice: str = "") -> Iterator[None]:
         raise StorageError(f"{problem}{'; ' + advice if advice and refused else ''}") from error
 
 
+def output_folder(path: str | os.PathLike[str], option: str) -> Path:
+    """``path`` as a folder to write into, checked before any work: refused in one line when
+    it, or a folder above it, is a file (nothing is written then)."""
+    folder = Path(path)
+    for existing in (folder, *folder.parents):
+        if not existing.exists():
+            continue
+        if not existing.is_dir():
+            where = "is a file" if existing == folder else f"lies below {existing}, a file"
+            raise StorageError(f"{option} {folder} {where}; it names a folder to write into")
+        break
+    return folder
+
+
 MACHINE_REFUSALS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 """The failures `storage_errors` gives its advice for: the disk, not the path, said no."""
 

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from ..audio import SAMPLE_RATE
 from ..backbones.whisper import HOP_LENGTH, N_FFT, LogMel, WhisperBackbone
 from ..errors import UserError
-from ..fileio import write_atomic_with
+from ..fileio import output_folder, write_atomic_with
 from ..model import SERModel
 from ..tuning.merge import MergeError, merge_tuners
 from .runtime import (
@@ -86,9 +86,7 @@ def export_onnx(
     _check_exportable(model)
     if not math.isfinite(tolerance) or tolerance <= 0:
         raise ExportError(f"tolerance {tolerance}: give a positive finite logit difference")
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ExportError(f"{directory}: is a file; --out names the folder to export into")
+    directory = output_folder(directory, "--out")
     directory.mkdir(parents=True, exist_ok=True)
     graph = exportable_copy(model)
     path = directory / MODEL_FILE

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from peft_ser.config import DataConfig, RunConfig
 from peft_ser.data import LengthBucketSampler, UtteranceDataset
 from peft_ser.errors import UserError
-from peft_ser.fileio import write_atomic
+from peft_ser.fileio import output_folder, write_atomic
 from peft_ser.manifest import PreparedCorpus, Utterance, csv_text, select
 from peft_ser.metrics import uar
 from peft_ser.model import CONFIG_FILE, WEIGHTS_FILE, SERModel
@@ -134,6 +134,7 @@ def cross_corpus(
         raise UserError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
     _require_distinct([_name(t) for t in test], "--test")
     _require_distinct([_name(t) for t in train], "--train")
+    out = output_folder(output_dir, "--output-dir")
     corpora = {
         _name(t): resolve_corpus(DataConfig.model_validate({"corpus": str(t)})) for t in test
     }
@@ -152,7 +153,6 @@ def cross_corpus(
             }
         rows[_name(source)] = row
     document = {"split": split, "balanced": balance, "seed": seed, "matrix": rows}
-    out = Path(output_dir)
     names = list(corpora)
     table = [[name, *(f"{row[n]['uar']:.4f}" for n in names)] for name, row in rows.items()]
     write_atomic(out / "matrix.csv", csv_text(["train", *names], table))

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from peft_ser.config import DataConfig, FoldSelector, ModelConfig, OptimConfig, RunConfig
 from peft_ser.data import Batch, LengthBucketSampler, UtteranceDataset
 from peft_ser.errors import UserError
-from peft_ser.fileio import write_atomic
+from peft_ser.fileio import output_folder, write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus, select
 from peft_ser.metrics import (
     attribute_scatter_figure,
@@ -60,7 +60,7 @@ def evaluate(
     """
     source = Path(source)
     accelerator = accelerator_for("auto")
-    out = Path(output_dir) if output_dir is not None else source / "evaluation"
+    out = output_folder(source / "evaluation" if output_dir is None else output_dir, "--output-dir")
     jobs = evaluation_jobs(source, corpus, folds)
     scores = [_score_fold(accelerator, job, split, batch_size, out) for job in jobs]
     per_fold = [score.metrics for score in scores]

@@ -51,7 +51,7 @@ from peft_ser.config import ConfigError, RunConfig, read_config_file
 from peft_ser.data import FeatureCache
 from peft_ser.errors import UserError
 from peft_ser.feature_store import FeatureStore
-from peft_ser.fileio import FolderLock, storage_errors, write_atomic
+from peft_ser.fileio import FolderLock, output_folder, storage_errors, write_atomic
 from peft_ser.manifest import Fold, PreparedCorpus
 from peft_ser.precision import cpu_has_native_bf16, device_has_native_bf16
 from peft_ser.tasks import resolve_task
@@ -117,9 +117,7 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
 
 def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunResult:
     accelerator = accelerator_for(config.mixed_precision)
-    run_dir = Path(config.output_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"output_dir {run_dir} is a file; it names the folder a run writes")
+    run_dir = output_folder(config.output_dir, "output_dir")
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
