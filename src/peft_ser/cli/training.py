@@ -30,7 +30,8 @@ def train_command(
     ] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in output_dir")] = False,
 ) -> None:
-    """Train on each selected fold (test at the best dev epoch) and print a summary.
+    """Train on each selected fold (test the best dev epoch, or with optim.select last the
+    last) and print a summary.
 
     Options override the config file; every other key is reachable with --set. Runs on CPU,
     one GPU, or several processes under `accelerate launch`.

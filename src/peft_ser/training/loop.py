@@ -329,10 +329,11 @@ class FoldRunner:
             self.checkpoints.remove()
         self.accelerator.wait_for_everyone()
         metric = self.objective.selection
+        rule = "the last" if self.config.optim.select == "last" else f"best dev {metric.upper()}"
         log.info(
-            "fold %s: best dev %s %.3f at epoch %d; test %s %.3f",
-            self.fold.name, metric.upper(), self.progress.best_uar, self.progress.best_epoch,
-            metric.upper(), test[metric],
+            "fold %s: tested epoch %d (%s): dev %s %.3f; test %s %.3f",
+            self.fold.name, self.progress.best_epoch, rule, metric.upper(),
+            self.progress.best_uar, metric.upper(), test[metric],
         )  # fmt: skip
         return result
 

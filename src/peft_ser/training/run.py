@@ -100,7 +100,8 @@ class RunResult:
 
 
 def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = None) -> RunResult:
-    """Train ``config`` on each selected fold; test at the best dev epoch; write the results.
+    """Train ``config`` on each selected fold; test the selected epoch (`optim.select`: the best
+    dev epoch by default, or the last); write the results.
 
     With ``resume``, an interrupted run in ``config.output_dir`` continues from the last
     completed epoch of its unfinished fold, and completed folds are read back, not redone.
