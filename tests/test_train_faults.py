@@ -14,7 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,24 +194,42 @@ def test_a_run_killed_while_saving_keeps_the_previous_checkpoint(
     reference: dict[str, Any],
 ) -> None:
     config = tiny_run(corpus, tmp_path / "run", **FROZEN)
-    write = checkpoint_module.save_tensors
 
-    def dies_on_epoch_3(path: Path, tensors: Any) -> None:
-        if "epoch-003" in str(path):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_bytes(b"half a file")
-            raise Interrupted
-        write(path, tensors)
+    def dies_halfway(path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"half a file")
+        raise Interrupted
 
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint_module, "save_tensors", dies_on_epoch_3)
-        with pytest.raises(Interrupted):
-            train(config, cache=states)
-    fold = tmp_path / "run" / "fold-fold1"
-    assert json.loads((fold / "last.json").read_text()) == {"dir": "epoch-002"}
+    with pytest.raises(Interrupted), _epoch_3_checkpoint_failing(monkeypatch, dies_halfway):
+        train(config, cache=states)
+    fold = _kept_epoch_2(tmp_path / "run")
     assert not [p for p in (fold / "checkpoints").iterdir() if "003" in p.name]
     resumed = train(config, resume=True, cache=states).folds[0]
     assert _outcome(resumed) == _outcome(reference)
+
+
+@contextmanager
+def _epoch_3_checkpoint_failing(
+    monkeypatch: pytest.MonkeyPatch, failure: Callable[[Path], None]
+) -> Iterator[None]:
+    """Within the block, writing any tensor file of epoch 3's checkpoint calls ``failure``."""
+    write = checkpoint_module.save_tensors
+
+    def failing_on_epoch_3(path: Path, tensors: Any) -> None:
+        if "epoch-003" in str(path):
+            failure(path)
+        write(path, tensors)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint_module, "save_tensors", failing_on_epoch_3)
+        yield
+
+
+def _kept_epoch_2(run: Path) -> Path:
+    """The fold folder, checked to point at epoch 2's checkpoint as the last complete one."""
+    fold = run / "fold-fold1"
+    assert json.loads((fold / "last.json").read_text()) == {"dir": "epoch-002"}
+    return fold
 
 
 # -- one writer per run folder -------------------------------------------------------------------
@@ -258,22 +277,16 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(
     reference: dict[str, Any],
 ) -> None:
     config = tiny_run(corpus, tmp_path / "run", **FROZEN)
-    write = checkpoint_module.save_tensors
 
-    def full_on_epoch_3(path: Path, tensors: Any) -> None:
-        if "epoch-003" in str(path):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        write(path, tensors)
+    def full(path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    with monkeypatch.context() as patch:
-        patch.setattr(checkpoint_module, "save_tensors", full_on_epoch_3)
-        with pytest.raises(StorageError) as refused:
-            train(config, cache=states)
+    with pytest.raises(StorageError) as refused, _epoch_3_checkpoint_failing(monkeypatch, full):
+        train(config, cache=states)
     message = str(refused.value)
     assert "\n" not in message and "optimizer.safetensors: no space left on the device" in message
     assert "--resume" in message
-    fold = tmp_path / "run" / "fold-fold1"
-    assert json.loads((fold / "last.json").read_text()) == {"dir": "epoch-002"}
+    fold = _kept_epoch_2(tmp_path / "run")
     assert {p.name for p in (fold / "checkpoints").iterdir()} <= {"epoch-001", "epoch-002"}
     assert _outcome(train(config, resume=True, cache=states).folds[0]) == _outcome(reference)
 
