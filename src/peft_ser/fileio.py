@@ -142,8 +142,15 @@ class FolderLock:
     host, or one on another host, keeps the folder).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], what: str = "folder") -> None:
-        self.path = Path(folder) / LOCK_FILE
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        what: str = "folder",
+        lock_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``lock_file`` (default ``<folder>/.lock``) is where the lock lives; a folder that is
+        itself replaced whole keeps its lock beside it."""
+        self.path = Path(folder) / LOCK_FILE if lock_file is None else Path(lock_file)
         self.what = what
         self._fd: int | None = None
 
@@ -232,7 +239,7 @@ def _holder(fd: int) -> dict[str, object]:
 
 
 def _may_run(holder: dict[str, object]) -> bool:
-    """Without ``flock``: whether the holder may still run (on another host there is no
+    """Without record locks: whether the holder may still run (on another host there is no
     knowing; on this one, whether its process id is alive)."""
     pid = holder.get("pid")
     if holder.get("host") != socket.gethostname():

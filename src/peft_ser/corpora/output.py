@@ -202,6 +202,4 @@ def lock_path(out: Path) -> Path:
 
 def prepare_lock(out: Path) -> FolderLock:
     """The lock that makes one `prepare` at a time write ``out``."""
-    lock = FolderLock(out.parent, f"prepare of {out.name}")
-    lock.path = lock_path(out)  # beside the folder, which is swapped, and one per folder
-    return lock
+    return FolderLock(out.parent, f"prepare of {out.name}", lock_file=lock_path(out))

@@ -200,8 +200,8 @@ class FoldCheckpoints:
     def _candidates(self) -> list[Path]:
         """The checkpoint ``last.json`` names first, then every other one, newest first."""
         folders = sorted(
-            (p for p in self.root.glob("epoch-*") if p.is_dir()), key=lambda p: p.name
-        )[::-1]
+            (p for p in self.root.glob("epoch-*") if p.is_dir()), key=lambda p: p.name, reverse=True
+        )
         try:
             named = pointer(self.fold_dir / "last.json")
         except DamagedCheckpoint as why:
@@ -223,7 +223,8 @@ class FoldCheckpoints:
         progress = _progress_of(state, source)
         try:
             weights = read_weights(source / WEIGHTS_FILE)
-            read_weights(self.best(progress) / WEIGHTS_FILE)  # the fold tests this one at the end
+            if self.best(progress) != source:  # the fold tests the best one at the end
+                read_weights(self.best(progress) / WEIGHTS_FILE)
         except UserError as error:  # names the file
             raise DamagedCheckpoint(str(error)) from None
         try:

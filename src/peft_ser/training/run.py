@@ -5,11 +5,11 @@ A run directory is the whole story of a run and the only state `--resume` needs:
     config.yaml                  the resolved configuration (labels, task and attributes from
                                  the corpus filled in)
     fold-<name>/checkpoints/     epoch-NNN/: trainable weights + config (model.save), optimiser,
-                                 scheduler and RNG state; last.json / best.json point into it
-    fold-<name>/model/           the best-dev-epoch model (kept after the fold completes)
+                                 scheduler state; last.json / best.json point into it
+    fold-<name>/model/           the tested epoch's model (`optim.select`), kept after the fold
     fold-<name>/results.json     written last: its presence marks the fold complete
-    .lock                        held by the training that writes here (its process and host)
     fold-<name>/*.csv, *.png     history, test predictions, confusion matrix, learning curves
+    .lock                        held by the training that writes here (its process and host)
     tensorboard/<fold>/          TensorBoard scalars per epoch
     bad_audio.csv                clips that could not be used (and were skipped), with reasons
     results.json/.csv, confusion.png, summary.txt   over all folds
