@@ -46,17 +46,17 @@ import torch
 from compare_original import ensure_original_environment, run_original, write_whisper_encoder
 
 from peft_ser.config import load_run_config
-from peft_ser.data import LengthBucketSampler, padding_waste
-from peft_ser.manifest import (
+from peft_ser.data.dataset import LengthBucketSampler, padding_waste
+from peft_ser.data.manifest import (
     PAPER4,
     Fold,
     PreparedCorpus,
     Utterance,
-    load_prepared,
+    read_prepared,
     save_prepared,
     select,
 )
-from peft_ser.model import SERModel
+from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.training.checkpoint import FoldCheckpoints
 from peft_ser.training.loop import FoldRunner
@@ -117,7 +117,7 @@ def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float
     """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler,
     and of its dev and test clips, each split batched on its own as a run scores it: sorted
     within the default 160-s budget and padding bound, or in order."""
-    corpus = load_prepared(prepared)
+    corpus = read_prepared(prepared)
     fold = corpus.folds[0]
     train_split = select(corpus, fold.train)
     crop = [min(round(u.duration * RATE), 6 * RATE) for u in train_split]
@@ -215,7 +215,7 @@ ORIGINAL_DRIVER = Path(__file__).with_name("original_train_driver.py")
 
 def write_original_fold(prepared: Path, work: Path, index: int = 0) -> None:
     """A fold's clips, decoded, and labels for the original side, with the Whisper encoder."""
-    corpus = load_prepared(prepared)
+    corpus = read_prepared(prepared)
     fold = corpus.folds[index]
     arrays, labels = {}, {}
     for name, keys in (("train", fold.train), ("dev", fold.dev), ("test", fold.test)):

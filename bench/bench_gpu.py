@@ -39,10 +39,10 @@ import torch
 from bench_epoch import Phases, phase_timer, write_clips
 from flops import FlopCount, matmul_rate, ssl_lora_step_flops
 
-from peft_ser.backbones.registry import BACKBONES
 from peft_ser.config import ModelConfig, RunConfig, load_run_config
-from peft_ser.manifest import PAPER4, Fold, PreparedCorpus, save_prepared
-from peft_ser.model import SERModel, build_model
+from peft_ser.data.manifest import PAPER4, Fold, PreparedCorpus, save_prepared
+from peft_ser.models.backbones.registry import BACKBONES
+from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train
 
 FOLDS, EPOCHS, GOAL_MINUTES = 5, 30, 15.0

@@ -36,20 +36,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from compare_original import ensure_original_environment, run_original, write_inputs
 
-from peft_ser.audio import SAMPLE_RATE, load_audio
-from peft_ser.backends import InferenceModel, TorchModel
+from peft_ser.data.audio import SAMPLE_RATE, load_audio
+from peft_ser.data.manifest import read_prepared
 from peft_ser.export.onnx import export_onnx
-from peft_ser.export.runtime import OnnxModel
-from peft_ser.loading import load_model
-from peft_ser.manifest import load_prepared
-from peft_ser.precision import cpu_has_native_bf16
+from peft_ser.inference.backends import InferenceModel, TorchModel
+from peft_ser.inference.loading import load_model
+from peft_ser.inference.onnx_model import OnnxModel
+from peft_ser.utils.precision import cpu_has_native_bf16
 
 PEER = "original peft_ser 0.0.5 (Whisper tiny, fp32)"
 
 
 def split_clips(prepared: Path, fold: str, split: str) -> tuple[list[np.ndarray], list[str]]:
     """The split's clips at 16 kHz mono and their labels."""
-    corpus = load_prepared(prepared)
+    corpus = read_prepared(prepared)
     chosen = next(f for f in corpus.folds if f.name == fold)
     by_key = {utterance.key: utterance for utterance in corpus.manifest}
     keys = getattr(chosen, split)

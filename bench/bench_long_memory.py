@@ -21,15 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peft_ser.synthetic import write_long_recording
+from peft_ser.demo.synthetic import write_long_recording
 
 _CHILD = """
 import json, sys, time
 import torch
 import peft_ser
-from peft_ser.audio import load_audio
+from peft_ser.data.audio import load_audio
 from peft_ser.config import ModelConfig
-from peft_ser.model import build_model
+from peft_ser.models.ser_model import build_model
 
 def peak_kb():
     for line in open("/proc/self/status"):

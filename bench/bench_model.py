@@ -28,15 +28,15 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 
-from peft_ser.backbones.registry import BACKBONES
-from peft_ser.backbones.whisper import (
+from peft_ser.config import ModelConfig
+from peft_ser.data.manifest import PAPER4
+from peft_ser.models.backbones.registry import BACKBONES
+from peft_ser.models.backbones.whisper import (
     SAMPLE_RATE,
     encoder_frame_lengths,
     mel_frame_lengths,
 )
-from peft_ser.config import ModelConfig
-from peft_ser.manifest import PAPER4
-from peft_ser.model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel, build_model
 
 BACKBONE = "whisper-tiny"
 LORA_RANK = 16

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from peft_ser.audio import probe
 from peft_ser.corpora import prepare_corpus
 from peft_ser.corpora.iemocap import scan
+from peft_ser.data.audio import probe
 
 LABELS = ["neu", "ang", "sad", "hap", "exc", "fru", "xxx"]
 TURNS_PER_DIALOG = 100

@@ -38,7 +38,7 @@ import soundfile as sf
 import torch
 
 from peft_ser.config import ModelConfig
-from peft_ser.model import build_model
+from peft_ser.models.ser_model import build_model
 
 BACKBONE = "ct2-whisper-tiny.en"
 RATE = 16000

@@ -22,8 +22,8 @@ import torch
 
 from peft_ser.config import load_run_config
 from peft_ser.corpora.prepare import prepare_corpus
-from peft_ser.data import LengthBucketSampler, expected_length, padding_waste
-from peft_ser.synthetic import espeak_available
+from peft_ser.data.dataset import LengthBucketSampler, expected_length, padding_waste
+from peft_ser.demo.synthetic import espeak_available
 from peft_ser.training import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,9 +62,9 @@ def epoch_seconds(prepared: Path, out: Path, args: argparse.Namespace, cache: st
 
 def padding(prepared: Path, batch_size: int) -> dict[str, float]:
     """Padding waste of fold 1's training batches (6-s crops), bucketed or not."""
-    from peft_ser.manifest import load_prepared, select
+    from peft_ser.data.manifest import read_prepared, select
 
-    corpus = load_prepared(prepared)
+    corpus = read_prepared(prepared)
     train_split = select(corpus, corpus.folds[0].train)
     lengths = [expected_length(u, 6 * 16000) for u in train_split]
     labels = [corpus.labels.index(u.label) for u in train_split]

@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import save_file
 
 import peft_ser
-from peft_ser.backbones.ct2 import find_bundled_whisper_tiny_en, load_ct2_whisper_encoder
+from peft_ser.models.backbones.ct2 import find_bundled_whisper_tiny_en, load_ct2_whisper_encoder
 
 ORIGINAL = ("peft-ser==0.0.5", "transformers==4.30.2", "loralib==0.1.2", "numpy<2")
 MODELS = ("whisper-tiny-lora-16-conv", "wavlm-plus-lora-16-conv")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PretrainedConfig, WhisperConfig
 
-from peft_ser.backbones.ssl import conv_output_length
-from peft_ser.backbones.whisper import encoder_frame_lengths
+from peft_ser.models.backbones.ssl import conv_output_length
+from peft_ser.models.backbones.whisper import encoder_frame_lengths
 
 SEED = 0
 

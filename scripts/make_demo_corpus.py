@@ -2,7 +2,7 @@
 
 The demo must run through the same `prepare crema-d` path as the real corpus, so this script
 reproduces CREMA-D's file naming, demographics table and crowd-vote table, filled with speech
-from `peft_ser.synthetic`. Output is deterministic: every random draw comes from a generator
+from `peft_ser.demo.synthetic`. Output is deterministic: every random draw comes from a generator
 seeded by `--seed` and the name of the actor or clip it belongs to, so a subset (fewer actors or
 sentences) yields byte-identical copies of the corresponding clips of the full corpus.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from peft_ser.synthetic import (
+from peft_ser.demo.synthetic import (
     EMOTION_PROSODY,
     VOICES,
     Prosody,
@@ -209,7 +209,7 @@ def write_readme(path: Path, args: argparse.Namespace, clips: int) -> None:
     path.write_text(
         "# Synthetic demo corpus in the CREMA-D layout\n\n"
         "This is **not** CREMA-D and contains no human speech. Every clip was synthesised by"
-        f" {made_by} through `peft_ser.synthetic`, with speaking rate, pitch, pitch range and"
+        f" {made_by} through `peft_ser.demo.synthetic`, with speaking rate, pitch, pitch range and"
         " loudness set by fixed rules per emotion plus seeded random jitter. It is a caricature"
         " for demos and tests, not a model of how people express emotion: results on it say"
         " nothing about real speech emotion recognition.\n\n"

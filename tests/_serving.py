@@ -23,8 +23,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from peft_ser.config import ModelConfig
-from peft_ser.inference import Prediction
-from peft_ser.model import SERModel, build_model
+from peft_ser.inference.predict import Prediction
+from peft_ser.models.ser_model import SERModel, build_model
 
 RATE = 16000
 

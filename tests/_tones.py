@@ -15,20 +15,20 @@ import numpy as np
 import soundfile as sf
 import torch
 
-import peft_ser.training.run as run_module
+import peft_ser.utils.precision as precision
 from peft_ser.config import RunConfig, load_run_config
-from peft_ser.data import FeatureCache
-from peft_ser.manifest import (
+from peft_ser.data.dataset import FeatureCache
+from peft_ser.data.manifest import (
     ATTRIBUTES,
     PAPER4,
     Fold,
     PreparedCorpus,
     Utterance,
-    load_prepared,
+    read_prepared,
     save_prepared,
 )
+from peft_ser.evaluation.results import BadAudioLog
 from peft_ser.training.loop import FoldRunner
-from peft_ser.training.results import BadAudioLog
 
 PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
 SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
@@ -170,8 +170,8 @@ def bf16_lora_step_setup(corpus: Path, out: Path) -> tuple[FoldRunner, Any, list
     training batch, and the list a backbone linear layer appends its output dtypes to: what a
     test needs to take one step and check what it computed in and what it changed."""
     config = tiny_run(corpus, out, **{"model.method": "lora", "mixed_precision": "bf16"})
-    prepared = load_prepared(corpus)
-    accelerator = run_module.accelerator_for("bf16")
+    prepared = read_prepared(corpus)
+    accelerator = precision.accelerator_for("bf16")
     runner = FoldRunner(
         config, accelerator, prepared, prepared.folds[0], out / "fold",
         FeatureCache(), BadAudioLog(out / "bad.csv"),

@@ -44,7 +44,7 @@ def _own_feature_store(
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved seeded tiny Whisper + LoRA model (random backbone weights, no download)."""
     from peft_ser.config import ModelConfig
-    from peft_ser.model import build_model
+    from peft_ser.models.ser_model import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))

@@ -14,12 +14,12 @@ import yaml
 from _tones import make_attribute_corpus, tiny_run
 
 from peft_ser.config import ModelConfig, load_run_config
-from peft_ser.inference import predict
-from peft_ser.manifest import load_prepared
-from peft_ser.metrics import concordance_cc, pearson, regression_metrics
-from peft_ser.model import CONFIG_FILE, SERModel, build_model
-from peft_ser.predict_io import format_predictions
-from peft_ser.tasks import TaskError, attribute_loss, concordance, resolve_task
+from peft_ser.data.manifest import read_prepared
+from peft_ser.evaluation.metrics import concordance_cc, pearson, regression_metrics
+from peft_ser.inference.files import format_predictions
+from peft_ser.inference.predict import predict
+from peft_ser.models.ser_model import CONFIG_FILE, SERModel, build_model
+from peft_ser.models.tasks import TaskError, attribute_loss, concordance, resolve_task
 from peft_ser.training.run import train
 
 CHANCE_BOUND = 0.7
@@ -52,7 +52,7 @@ def test_torch_ccc_loss_agrees_with_numpy_ccc():
 
 
 def test_task_follows_the_corpus_and_refuses_what_it_lacks(tmp_path):
-    prepared = load_prepared(make_attribute_corpus(tmp_path, "attributes"))
+    prepared = read_prepared(make_attribute_corpus(tmp_path, "attributes"))
     config = resolve_task(ModelConfig.model_validate({"backbone": "tiny-wavlm"}), prepared)
     assert (config.task, config.attributes) == ("attributes", ["arousal", "valence", "dominance"])
     categorical = ModelConfig.model_validate({"backbone": "tiny-wavlm", "task": "categorical"})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from peft_ser.audio import AudioCache, AudioError, load_audio, probe
+from peft_ser.data.audio import AudioCache, AudioError, load_audio, probe
 
 
 def write(path, rate=16000, channels=1, seconds=0.25, silent=False, fmt=None):

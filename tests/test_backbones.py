@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import WhisperFeatureExtractor
 
-from peft_ser.backbones import BACKBONES, build_backbone
-from peft_ser.backbones.whisper import LogMel, reflected_index
 from peft_ser.config import ModelConfig
-from peft_ser.model import build_model
+from peft_ser.models.backbones import BACKBONES, build_backbone
+from peft_ser.models.backbones.whisper import LogMel, reflected_index
+from peft_ser.models.ser_model import build_model
 
 TINY = ["tiny-whisper", "tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-wav2vec2-large"]
 LENGTHS = [16_000, 11_000, 4_321]

@@ -14,11 +14,11 @@ from test_export_onnx import clips, trained_model
 from typer.testing import CliRunner
 
 import peft_ser
-from peft_ser.backends import TorchModel, inference_model, load_inference_model
 from peft_ser.cli import app
 from peft_ser.export.onnx import export_onnx
-from peft_ser.export.runtime import OnnxModel, quantized_graph
-from peft_ser.loading import InvalidRequestError
+from peft_ser.inference.backends import TorchModel, inference_model, load_inference_model
+from peft_ser.inference.loading import InvalidRequestError
+from peft_ser.inference.onnx_model import OnnxModel, quantized_graph
 
 LENGTHS = (16_000, 9_000, 12_345, 4_000, 7_777, 14_000, 6_000, 10_500)
 BF16_PROBABILITY_BOUND = 0.05

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from peft_ser.audio import AudioError, AudioInfo, load_audio, probe
 from peft_ser.corpora import prepare_corpus
+from peft_ser.data.audio import AudioError, AudioInfo, load_audio, probe
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import torch
 from click.testing import Result
 from typer.testing import CliRunner
 
-from peft_ser.audio import AudioError
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.inference import (
+from peft_ser.data.audio import AudioError
+from peft_ser.inference.predict import (
     Failure,
     InvalidRequestError,
     Prediction,
@@ -33,7 +33,7 @@ from peft_ser.inference import (
     iter_predictions,
     predict,
 )
-from peft_ser.model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel, build_model
 
 SEARCHED = "(searched recursively for .wav, .flac, .ogg, .mp3)"
 
@@ -456,10 +456,10 @@ def test_malformed_calls_are_refused_before_the_model_loads(inputs: Any, message
         assert str(raised.value).startswith(message)
 
 
-def test_sermodel_predict_shares_the_checks(model: SERModel) -> None:
+def test_a_model_object_gets_the_same_checks(model: SERModel) -> None:
     with pytest.raises(InvalidRequestError, match=r"^array\[0\]: sample rate must be"):
-        model.predict((rows(), 0))
-    [prediction] = model.predict((np.round(rows() * 32767).astype(np.int16), 16000))
+        predict((rows(), 0), model=model)
+    [prediction] = predict((np.round(rows() * 32767).astype(np.int16), 16000), model=model)
     assert_valid(prediction)
 
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from peft_ser.backbones.registry import BACKBONES
 from peft_ser.config import ModelConfig
-from peft_ser.model import build_model
+from peft_ser.models.backbones.registry import BACKBONES
+from peft_ser.models.ser_model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "bench_gpu.py"

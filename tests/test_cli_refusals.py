@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from peft_ser.cli import app
 from peft_ser.cli.app import App
-from peft_ser.errors import environment_problem
+from peft_ser.utils.errors import environment_problem
 
 
 def _command_raising(error: BaseException) -> App:
@@ -75,8 +75,8 @@ def test_method_peft_without_a_tuner_config_is_one_line() -> None:
 
 def test_method_peft_with_a_malformed_tuner_config_names_the_key() -> None:
     from peft_ser.config import ModelConfig
-    from peft_ser.errors import InvalidRequestError
-    from peft_ser.model import build_model
+    from peft_ser.models.ser_model import build_model
+    from peft_ser.utils.errors import InvalidRequestError
 
     config = ModelConfig(backbone="tiny-whisper", method="peft", peft_config={"peft_type": "X"})
     with pytest.raises(InvalidRequestError, match=r"model\.peft_config: not a peft tuner config"):
@@ -107,9 +107,9 @@ def test_export_refuses_a_tolerance_that_checks_nothing(
 
 @pytest.mark.parametrize("wanted", [[1, 1], [1, "fold1"], ["fold2", 2]])
 def test_a_fold_chosen_twice_is_refused(wanted: list[int | str]) -> None:
-    from peft_ser.errors import UserError
-    from peft_ser.manifest import Fold
-    from peft_ser.training.corpus import select_folds
+    from peft_ser.data.manifest import Fold
+    from peft_ser.runs.corpus import select_folds
+    from peft_ser.utils.errors import UserError
 
     folds = [Fold(f"fold{i}", [], [], []) for i in (1, 2, 3)]
     with pytest.raises(UserError, match="is chosen twice"):

@@ -21,8 +21,8 @@ from peft_ser.config import (
     RunConfig,
     load_run_config,
 )
-from peft_ser.errors import UserError
-from peft_ser.model import _read_config
+from peft_ser.models.ser_model import _read_config
+from peft_ser.utils.errors import UserError
 
 NUMERIC_KEYS = [
     "model.lora_rank",

@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.errors import UserError
-from peft_ser.inference import predict
-from peft_ser.manifest import PreparedCorpus, load_prepared, save_prepared
-from peft_ser.metrics import uar
-from peft_ser.model import build_model
-from peft_ser.training.cross_corpus import cross_corpus
+from peft_ser.data.manifest import PreparedCorpus, read_prepared, save_prepared
+from peft_ser.evaluation.cross_corpus import cross_corpus
+from peft_ser.evaluation.metrics import uar
+from peft_ser.inference.predict import predict
+from peft_ser.models.ser_model import build_model
 from peft_ser.training.run import train
+from peft_ser.utils.errors import UserError
 
 B_LABELS = ["Angry", "Neutral", "Fearful"]
 
@@ -25,7 +25,7 @@ B_LABELS = ["Angry", "Neutral", "Fearful"]
 def corpus_b(a_dir, out):
     """Corpus A's clips relabelled: Sad becomes Fearful, Happy is dropped, and half of the
     Angry clips too, so it has Neutral 12, Angry 6, Fearful 12."""
-    a = load_prepared(a_dir)
+    a = read_prepared(a_dir)
     relabelled = [replace(u, label="Fearful") if u.label == "Sad" else u for u in a.manifest]
     angry = [u.key for u in relabelled if u.label == "Angry"]
     kept = [u for u in relabelled if u.label != "Happy" and u.key not in angry[::2]]
@@ -73,7 +73,7 @@ def test_matrix_over_runs_and_models(sources, tmp_path):
 def test_cell_agrees_with_predict_restricted_to_shared_classes(sources, tmp_path):
     a, model_b = sources["a"], sources["model_b"]
     document = cross_corpus([model_b], [a], tmp_path)
-    prepared = load_prepared(a)
+    prepared = read_prepared(a)
     shared = ["Angry", "Neutral"]
     clips = [u for u in prepared.manifest if u.label in shared]
     predictions = predict([u.path for u in clips], model=model_b)

@@ -17,7 +17,7 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from peft_ser.backbones.ct2 import (
+from peft_ser.models.backbones.ct2 import (
     CT2FormatError,
     find_bundled_whisper_tiny_en,
     is_ct2_whisper_dir,

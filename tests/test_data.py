@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from peft_ser.config import AugmentConfig
-from peft_ser.data import (
+from peft_ser.data.dataset import (
     Example,
     FeatureCache,
     LengthBucketSampler,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from peft_ser.backbones.ct2 import find_bundled_whisper_tiny_en
-from peft_ser.demo import DEMO_CONFIG, run_demo
+from peft_ser.demo.run import DEMO_CONFIG, run_demo
+from peft_ser.models.backbones.ct2 import find_bundled_whisper_tiny_en
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ from _tones import make_attribute_corpus, tiny_run
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.errors import UserError
-from peft_ser.training import evaluate
+from peft_ser.evaluation import evaluate
 from peft_ser.training.run import RunResult, train
+from peft_ser.utils.errors import UserError
 
 SCALARS = ("ccc", "ccc_arousal", "pearson_valence", "rmse_dominance")
 

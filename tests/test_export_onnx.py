@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
 from peft_ser.export.onnx import ExportError, export_onnx
-from peft_ser.export.runtime import METADATA_FILE, MODEL_FILE, OnnxModel, OnnxModelError
-from peft_ser.model import SERModel, build_model
+from peft_ser.inference.onnx_model import METADATA_FILE, MODEL_FILE, OnnxModel, OnnxModelError
+from peft_ser.models.ser_model import SERModel, build_model
 
 LENGTHS = (5_000, 11_111, 800, 16_000)
 """None of these is a length the export traced or checked with."""

@@ -17,13 +17,13 @@ import torch
 from _tones import make_corpus, tiny_run
 from typer.testing import CliRunner
 
-from peft_ser import fileio
 from peft_ser.cli import app
-from peft_ser.data import FeatureCache, states_crop
-from peft_ser.feature_store import FeatureStore
-from peft_ser.manifest import Fold, load_prepared, save_prepared
-from peft_ser.model import SERModel
+from peft_ser.data.dataset import FeatureCache, states_crop
+from peft_ser.data.feature_store import FeatureStore
+from peft_ser.data.manifest import Fold, read_prepared, save_prepared
+from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
+from peft_ser.utils import fileio
 
 TAKES = 5
 
@@ -32,7 +32,7 @@ TAKES = 5
 def five_folds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tone corpus with five takes per speaker and class, in five folds (one take each)."""
     prepared_dir = make_corpus(tmp_path_factory.mktemp("five"), clips=TAKES)
-    prepared = load_prepared(prepared_dir)
+    prepared = read_prepared(prepared_dir)
     speakers = {"dev": ("s1", "s2"), "test": ("s3", "s4")}
 
     def keys(take: int, split: str | None = None) -> list[str]:
@@ -77,7 +77,7 @@ def _frozen(corpus: Path, out: Path, store: Path, **overrides: object):
 def test_a_five_fold_run_encodes_each_utterance_once_and_a_second_run_none(
     five_folds: Path, tmp_path: Path, encoded: list[int]
 ) -> None:
-    prepared = load_prepared(five_folds)
+    prepared = read_prepared(five_folds)
     whole = {"data.crop_seconds": None}
     first = train(_frozen(five_folds, tmp_path / "a", tmp_path / "store", **whole))
     assert len(first.folds) == 5
@@ -92,7 +92,7 @@ def test_a_five_fold_run_encodes_each_utterance_once_and_a_second_run_none(
 def test_a_crop_makes_its_own_entries_only_for_clips_longer_than_it(
     corpus: Path, tmp_path: Path, encoded: list[int]
 ) -> None:
-    prepared = load_prepared(corpus)
+    prepared = read_prepared(corpus)
     by_key = {u.key: u for u in prepared.manifest}
     crop = 12_000  # tiny_run's 0.75 s
     needed = {
@@ -111,7 +111,7 @@ def test_eval_crop_encodes_dev_and_test_cropped(corpus: Path, tmp_path: Path) ->
     cache = FeatureCache()
     config = tiny_run(corpus, tmp_path / "run", **{"data.eval_max_seconds": 0.6, "optim.epochs": 1})
     train(config, cache=cache)
-    prepared = load_prepared(corpus)
+    prepared = read_prepared(corpus)
     dev = [u for u in prepared.manifest if u.key in set(prepared.folds[0].dev)]
     cropped = [u for u in dev if states_crop(u, 9_600) is not None]
     assert cropped

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from peft_ser import fileio
-from peft_ser.fileio import (
+from peft_ser.utils import fileio
+from peft_ser.utils.fileio import (
     FolderBusyError,
     FolderLock,
     StorageError,
@@ -194,7 +194,7 @@ def test_without_record_locks_a_live_holder_keeps_the_folder(tmp_path, no_flock)
 
 HOLD_AND_FORK = (
     "import os, sys, time\n"
-    "from peft_ser.fileio import FolderLock\n"
+    "from peft_ser.utils.fileio import FolderLock\n"
     "FolderLock(sys.argv[1]).acquire()\n"
     "child = os.fork()\n"  # as a data-loading worker is forked
     "if child == 0:\n"
@@ -235,7 +235,10 @@ def test_a_lock_whose_holder_record_cannot_be_written_is_not_kept(tmp_path, monk
     with pytest.raises(OSError):
         FolderLock(tmp_path).acquire()
     monkeypatch.setattr(os, "pwrite", write)
-    other = "from peft_ser.fileio import FolderLock; import sys; FolderLock(sys.argv[1]).acquire()"
+    other = (
+        "from peft_ser.utils.fileio import FolderLock; import sys; "
+        "FolderLock(sys.argv[1]).acquire()"
+    )
     taken = subprocess.run([sys.executable, "-c", other, str(tmp_path)], capture_output=True)
     assert taken.returncode == 0, taken.stderr.decode()  # the kernel released the record lock
     with FolderLock(tmp_path):  # and this process's own table does not hold it either

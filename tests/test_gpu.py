@@ -16,17 +16,17 @@ import pytest
 import torch
 from _tones import bf16_lora_step_setup, tiny_run
 
-from peft_ser.audio import load_audio
 from peft_ser.config import ModelConfig
-from peft_ser.data import states_crop
-from peft_ser.feature_store import FeatureStore, content_digest
-from peft_ser.inference import predict
-from peft_ser.loading import load_model
-from peft_ser.manifest import load_prepared, select
-from peft_ser.model import SERModel, build_model
-from peft_ser.precision import bf16_autocast
+from peft_ser.data.audio import load_audio
+from peft_ser.data.dataset import states_crop
+from peft_ser.data.feature_store import FeatureStore, content_digest
+from peft_ser.data.manifest import read_prepared, select
+from peft_ser.inference.loading import load_model
+from peft_ser.inference.predict import predict
+from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train
 from peft_ser.training.batches import _fingerprint
+from peft_ser.utils.precision import bf16_autocast
 
 pytestmark = [
     pytest.mark.gpu,
@@ -149,7 +149,7 @@ def test_predict_on_cuda_gives_the_cpus_answers(
     corpus: Path, tmp_path: Path, precision: str
 ) -> None:
     saved = _model("tiny-wavlm").save(tmp_path / "model")
-    files = [u.path for u in load_prepared(corpus).manifest[:6]]
+    files = [u.path for u in read_prepared(corpus).manifest[:6]]
     on_cpu = predict(files, model=load_model(saved, device="cpu"), batch_size=4)
     model = load_model(saved, device="cuda")
     assert next(model.parameters()).device.type == "cuda"
@@ -172,7 +172,7 @@ def test_states_computed_on_cuda_round_trip_through_the_feature_store(
     first = train(tiny_run(corpus, tmp_path / "a", **settings))
     config = tiny_run(corpus, tmp_path / "b", **settings)
     model = build_model(config.model).eval()
-    prepared = load_prepared(corpus)
+    prepared = read_prepared(corpus)
     fingerprint = _fingerprint(model, "no")
     checked = 0
     for utterance in select(prepared, prepared.folds[0].dev + prepared.folds[0].test):

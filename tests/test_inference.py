@@ -21,10 +21,11 @@ import torch
 from typer.testing import CliRunner
 
 import peft_ser
-from peft_ser.audio import AudioError
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.inference import (
+from peft_ser.data.audio import AudioError
+from peft_ser.inference.files import find_audio_inputs, format_predictions
+from peft_ser.inference.predict import (
     Failure,
     InvalidRequestError,
     Prediction,
@@ -33,8 +34,7 @@ from peft_ser.inference import (
     load_model,
     predict,
 )
-from peft_ser.model import ModelFileError, SERModel, build_model
-from peft_ser.predict_io import find_audio_inputs, format_predictions
+from peft_ser.models.ser_model import ModelFileError, SERModel, build_model
 
 RATE = 16000
 

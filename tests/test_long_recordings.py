@@ -23,13 +23,18 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from peft_ser.audio import stream_audio
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.inference import Failure, Prediction, iter_predictions, predict
-from peft_ser.model import SERModel, build_model
-from peft_ser.synthetic import espeak_available, write_long_recording
-from peft_ser.vad import MIN_SILENCE_SECONDS, MIN_SPEECH_SECONDS, SPEECH_PAD_SECONDS, detect_speech
+from peft_ser.data.audio import stream_audio
+from peft_ser.demo.synthetic import espeak_available, write_long_recording
+from peft_ser.inference.predict import Failure, Prediction, iter_predictions, predict
+from peft_ser.inference.vad import (
+    MIN_SILENCE_SECONDS,
+    MIN_SPEECH_SECONDS,
+    SPEECH_PAD_SECONDS,
+    detect_speech,
+)
+from peft_ser.models.ser_model import SERModel, build_model
 
 RATE = 16000
 TOLERANCE = 0.25
@@ -81,7 +86,7 @@ def test_vad_finds_the_known_sentences_and_not_the_tones(talk) -> None:
 def test_streamed_detection_equals_silero_on_the_whole_recording(talk) -> None:
     from silero_vad import get_speech_timestamps
 
-    from peft_ser.vad import _silero
+    from peft_ser.inference.vad import _silero
 
     path, _ = talk
     whole = torch.from_numpy(sf.read(path, dtype="float32")[0])
@@ -260,7 +265,7 @@ def test_cli_refuses_a_timeline_of_too_many_recordings(tmp_path: Path) -> None:
 
 
 def test_timeline_of_a_whole_clip_and_windows(model: SERModel, tmp_path: Path) -> None:
-    from peft_ser.timeline import save_timeline
+    from peft_ser.inference.timeline import save_timeline
 
     results: list[Prediction] = predict(
         [(tones(3.0, RATE), RATE), (tones(40.0, RATE), RATE)], model=model
@@ -274,9 +279,9 @@ _MEMORY_CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from peft_ser.audio import load_audio, stream_audio
-    from peft_ser.recordings import Recording, score_recordings
-    from peft_ser.segments import segment_plan
+    from peft_ser.data.audio import load_audio, stream_audio
+    from peft_ser.inference.recordings import Recording, score_recordings
+    from peft_ser.inference.segments import segment_plan
 
     def peak_mib():
         for line in open("/proc/self/status"):

@@ -7,19 +7,19 @@ import shlex
 
 import pytest
 
-from peft_ser.errors import UserError
-from peft_ser.manifest import (
+from peft_ser.corpora import load_prepared
+from peft_ser.data.manifest import (
     Fold,
     PreparedCorpus,
     PreparedCorpusError,
     Utterance,
-    load_prepared,
     read_manifest,
     save_prepared,
     select,
     write_folds,
     write_manifest,
 )
+from peft_ser.utils.errors import UserError
 
 UTTERANCES = [
     Utterance(

@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from peft_ser.metrics import (
+from peft_ser.evaluation.metrics import (
     classification_metrics,
     confusion_figure,
     learning_curves_figure,

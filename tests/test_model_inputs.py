@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from peft_ser.config import ModelConfig
-from peft_ser.errors import InvalidRequestError
-from peft_ser.model import SERModel, build_model
-from peft_ser.model_inputs import nonfinite_outputs_reported_by_caller
+from peft_ser.models.inputs import nonfinite_outputs_reported_by_caller
+from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.utils.errors import InvalidRequestError
 
 T = 16000
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from peft_ser.config import ModelConfig
-from peft_ser.model import (
+from peft_ser.models.ser_model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     ModelFileError,

@@ -22,12 +22,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from peft_ser.backbones import registry
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.errors import UserError
-from peft_ser.inference import load_model
-from peft_ser.model import (
+from peft_ser.inference.predict import load_model
+from peft_ser.models.backbones import registry
+from peft_ser.models.ser_model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     ModelFileError,
@@ -35,6 +34,7 @@ from peft_ser.model import (
     build_model,
     read_weights,
 )
+from peft_ser.utils.errors import UserError
 
 Damage = Callable[[Path], None]
 

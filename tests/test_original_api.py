@@ -30,10 +30,10 @@ from transformers import (
 from typer.testing import CliRunner
 
 import peft_ser
-from peft_ser.backbones import BackboneError
 from peft_ser.cli import app
-from peft_ser.inference import InvalidRequestError, resolve_dtype
-from peft_ser.model import ModelFileError, SERModel, build_model
+from peft_ser.inference.predict import InvalidRequestError, resolve_dtype
+from peft_ser.models.backbones import BackboneError
+from peft_ser.models.ser_model import ModelFileError, SERModel, build_model
 from peft_ser.zoo import ZOO, ZooError
 
 WHISPER = "whisper-base-lora-16-conv"

@@ -14,8 +14,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.inference import load_model
-from peft_ser.manifest import load_prepared
+from peft_ser.data.manifest import read_prepared
+from peft_ser.inference.predict import load_model
 
 runner = CliRunner()
 SPEAKERS = ("ana", "ben", "cat", "dan")
@@ -111,7 +111,7 @@ def test_segments_of_a_table_train_with_their_names(tmp_path):
     prepared = tmp_path / "prepared/turns"
     invoke(["prepare", "table", "--manifest", table, "--out", prepared,
             "--columns", "path=file,label=emotion,speaker=who", "--folds-k", "4"])  # fmt: skip
-    corpus = load_prepared(prepared)
+    corpus = read_prepared(prepared)
     assert corpus.labels == sorted(labels)
     assert len(corpus.manifest) == 12 and all(u.duration == 0.4 for u in corpus.manifest)
     assert {(u.start, u.end) for u in corpus.manifest} == {(0.0, 0.4), (0.4, 0.8), (0.8, 1.2)}

@@ -11,11 +11,11 @@ from click.testing import Result
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from peft_ser.backbones import BackboneError, registry, resolve_backbone
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.model import count_parameters
-from peft_ser.tuning.registry import MethodError, resolve_method
+from peft_ser.models.backbones import BackboneError, registry, resolve_backbone
+from peft_ser.models.ser_model import count_parameters
+from peft_ser.models.tuning.registry import MethodError, resolve_method
 
 
 def head(width: int, layers: int, classes: int = 4, hidden: int = 256) -> int:

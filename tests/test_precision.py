@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from peft_ser.precision import bf16_autocast, cpu_has_native_bf16, device_has_native_bf16
+from peft_ser.utils.precision import bf16_autocast, cpu_has_native_bf16, device_has_native_bf16
 
 
 def _cpu_flags() -> set[str]:

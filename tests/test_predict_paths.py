@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from peft_ser.cli import app
 from peft_ser.config import ModelConfig
-from peft_ser.model import build_model
-from peft_ser.predict_io import find_audio_inputs
+from peft_ser.inference.files import find_audio_inputs
+from peft_ser.models.ser_model import build_model
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peft_ser.errors import InvalidRequestError
-from peft_ser.frames import MIN_HOP_SAMPLES, MIN_SAMPLES
-from peft_ser.segments import (
+from peft_ser.data.frames import MIN_HOP_SAMPLES, MIN_SAMPLES
+from peft_ser.inference.segments import (
     MAX_OVERLAP,
     SEGMENT_MODES,
     Segmentation,
     SegmentPlan,
     segment_plan,
 )
+from peft_ser.utils.errors import InvalidRequestError
 
 S = 16000
 LIMIT = 30 * S

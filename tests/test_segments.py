@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from peft_ser.audio import AudioError, load_audio, stream_audio
-from peft_ser.frames import MIN_SAMPLES
-from peft_ser.inference import InvalidRequestError
-from peft_ser.recordings import Recording, Scored, cut_spans, score_recordings
-from peft_ser.segments import (
+from peft_ser.data.audio import AudioError, load_audio, stream_audio
+from peft_ser.data.frames import MIN_SAMPLES
+from peft_ser.inference.predict import InvalidRequestError
+from peft_ser.inference.recordings import Recording, Scored, cut_spans, score_recordings
+from peft_ser.inference.segments import (
     Segmentation,
     merge_short,
     segment_plan,

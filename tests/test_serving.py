@@ -24,13 +24,13 @@ from fastapi.testclient import TestClient
 
 import peft_ser
 from peft_ser.config import ModelConfig
-from peft_ser.errors import InvalidRequestError
-from peft_ser.inference import Failure, Prediction
-from peft_ser.model import build_model
+from peft_ser.demo.synthetic import espeak_available, write_long_recording
+from peft_ser.inference.predict import Failure, Prediction
+from peft_ser.models.ser_model import build_model
 from peft_ser.serving import BatchSettings, ModelPool, ModelSpec, ServeSettings, create_app
-from peft_ser.serving.adapters import ModelSpecError, parse_model_spec
 from peft_ser.serving.batching import Batcher, Segmentation
-from peft_ser.synthetic import espeak_available, write_long_recording
+from peft_ser.serving.pool import ModelSpecError, parse_model_spec
+from peft_ser.utils.errors import InvalidRequestError
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
@@ -69,7 +69,9 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def expected(saved: Path, clip: Path, **options: float | str) -> peft_ser.inference.Prediction:
+def expected(
+    saved: Path, clip: Path, **options: float | str
+) -> peft_ser.inference.predict.Prediction:
     [prediction] = peft_ser.predict(clip, model=saved, **options)
     return prediction
 
@@ -210,7 +212,7 @@ def test_recordings_predict_cannot_answer_are_422(client: TestClient, tmp_path: 
 @needs_espeak
 def test_different_segmentations_never_batched_together(pool: ModelPool, talk: Path) -> None:
     """One recording asked four ways at once: four calls, each answer the one asked alone."""
-    samples = peft_ser.audio.load_audio(talk)
+    samples = peft_ser.data.audio.load_audio(talk)
     settings = [
         Segmentation(),
         Segmentation(window=2.0),

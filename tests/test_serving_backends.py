@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import peft_ser
 import peft_ser.serving
 from peft_ser.cli import app
-from peft_ser.errors import InvalidRequestError
 from peft_ser.export.onnx import export_onnx
 from peft_ser.serving import ModelPool, ModelSpec, create_app
+from peft_ser.utils.errors import InvalidRequestError
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peft_ser.config import ModelConfig
-from peft_ser.errors import UserError
-from peft_ser.model import build_model
+from peft_ser.models.ser_model import build_model
 from peft_ser.serving import ModelPool, ModelSpec, ServeSettings, create_app
-from peft_ser.serving.adapters import ModelSpecError, parse_model_spec, public_source
+from peft_ser.serving.pool import ModelSpecError, parse_model_spec, public_source
 from peft_ser.serving.security import SECURITY_HEADERS, listening_settings
+from peft_ser.utils.errors import UserError
 
 STATIC = Path(__file__).parents[1] / "src" / "peft_ser" / "serving" / "static"
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from _serving import running, save_models, write_clip
 
+from peft_ser.demo.synthetic import espeak_available, write_long_recording
 from peft_ser.serving import ModelPool, ModelSpec, ServeSettings, create_app
-from peft_ser.synthetic import espeak_available, write_long_recording
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.experiments.executors import device_shares
-from peft_ser.experiments.grid import GridError, grid_from_document, load_grid
+from peft_ser.sweep.executors import device_shares
+from peft_ser.sweep.grid import GridError, grid_from_document, load_grid
 
 BASE = {"data": {"corpus": "prepared/tones", "folds": [1]}, "optim": {"epochs": 1}}
 

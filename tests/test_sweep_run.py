@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from _tones import tiny_run
 
-from peft_ser.experiments.executors import run_sweep
-from peft_ser.experiments.grid import Grid, GridError, grid_from_document
-from peft_ser.experiments.report import write_report
+from peft_ser.sweep.executors import run_sweep
+from peft_ser.sweep.grid import Grid, GridError, grid_from_document
+from peft_ser.sweep.report import write_report
 
 METHODS = ["frozen", "lora"]
 BACKBONES = ["tiny-whisper", "tiny-wavlm"]

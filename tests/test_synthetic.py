@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from peft_ser import synthetic
-from peft_ser.synthetic import EMOTION_PROSODY, VOICES, Backend, Prosody, Voice, synthesize
+from peft_ser.demo import synthetic
+from peft_ser.demo.synthetic import EMOTION_PROSODY, VOICES, Backend, Prosody, Voice, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "demo" / "CREMA-D"

@@ -19,9 +19,10 @@ import pytest
 from _tones import make_corpus, tiny_run
 
 from peft_ser.config import RunConfig
-from peft_ser.errors import UserError
-from peft_ser.training import evaluate, train
+from peft_ser.evaluation import evaluate
+from peft_ser.training import train
 from peft_ser.training.run import RunDirError
+from peft_ser.utils.errors import UserError
 
 
 def _history(result: dict[str, object]) -> list[dict[str, float]]:

@@ -24,10 +24,10 @@ from _tones import tiny_run
 
 import peft_ser.training.checkpoint as checkpoint_module
 from peft_ser.config import RunConfig
-from peft_ser.data import FeatureCache
-from peft_ser.errors import UserError
-from peft_ser.fileio import FolderBusyError, StorageError
+from peft_ser.data.dataset import FeatureCache
 from peft_ser.training import train
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import FolderBusyError, StorageError
 
 ONE_THREAD = {"threads": 1}
 FROZEN = {**ONE_THREAD, "optim.epochs": 4}
@@ -236,7 +236,7 @@ def _kept_epoch_2(run: Path) -> Path:
 
 HOLD_LOCK = (
     "import sys, time\n"
-    "from peft_ser.fileio import FolderLock\n"
+    "from peft_ser.utils.fileio import FolderLock\n"
     "FolderLock(sys.argv[1], 'training').acquire()\n"
     "print('held', flush=True)\n"
     "time.sleep(300)\n"

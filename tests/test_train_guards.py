@@ -15,14 +15,14 @@ import pytest
 import soundfile as sf
 from _tones import make_corpus, tiny_run
 
-import peft_ser.audio
-import peft_ser.data
-from peft_ser.data import FeatureCache
-from peft_ser.errors import UserError
-from peft_ser.manifest import load_prepared, save_prepared
+import peft_ser.data.audio
+import peft_ser.data.dataset
+from peft_ser.data.dataset import FeatureCache
+from peft_ser.data.manifest import read_prepared, save_prepared
 from peft_ser.training import train
 from peft_ser.training.guards import NonFiniteSteps, NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError
+from peft_ser.utils.errors import UserError
 
 TRAIN_CLIP = "s1_Angry_0"
 """A clip in fold1's training split."""
@@ -69,13 +69,16 @@ def test_a_clip_that_turns_nan_after_prepare_is_named_and_skipped(
 
 def _nan_for(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make decoding return NaN samples for one clip, as if it had slipped past every check."""
-    decode = peft_ser.audio.load_audio
+    decode = peft_ser.data.audio.load_audio
 
     def poisoned(path: str, *args: Any, **kwargs: Any) -> np.ndarray:
         wave = decode(path, *args, **kwargs)
         return np.full_like(wave, np.nan) if Path(path).stem == key else wave
 
-    for module in (peft_ser.audio, peft_ser.data):  # the run's decoded-audio cache, the dataset
+    for module in (
+        peft_ser.data.audio,
+        peft_ser.data.dataset,
+    ):  # the run's decoded-audio cache, the dataset
         monkeypatch.setattr(module, "load_audio", poisoned)
 
 
@@ -203,7 +206,7 @@ def test_stratified_buckets_keep_learning_where_length_follows_the_label(
 
 def test_folds_that_share_speakers_are_flagged_in_the_results(tmp_path: Path) -> None:
     prepared_dir = make_corpus(tmp_path / "corpus")
-    prepared = load_prepared(prepared_dir)
+    prepared = read_prepared(prepared_dir)
     note = "folds share speakers between train and test: results are speaker-dependent"
     save_prepared(prepared_dir, dataclasses.replace(prepared, speaker_leakage=note))
     result = train(tiny_run(prepared_dir, tmp_path / "run", **{"optim.epochs": 1}))

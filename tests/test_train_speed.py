@@ -10,15 +10,15 @@ import pytest
 import torch
 from _tones import bf16_lora_step_setup, tiny_run
 
-import peft_ser.audio as audio_module
-import peft_ser.training.run as run_module
-from peft_ser.audio import RunAudio
-from peft_ser.data import LengthBucketSampler, UtteranceDataset, padding_waste
-from peft_ser.manifest import load_prepared, select
-from peft_ser.model import SERModel, build_model
-from peft_ser.precision import bf16_autocast
+import peft_ser.data.audio as audio_module
+import peft_ser.utils.precision as precision
+from peft_ser.data.audio import RunAudio
+from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset, padding_waste
+from peft_ser.data.manifest import read_prepared, select
+from peft_ser.evaluation.scoring import loader_batches, to_device
+from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train
-from peft_ser.training.scoring import loader_batches, to_device
+from peft_ser.utils.precision import bf16_autocast
 
 BF16_LOGIT_TOLERANCE = 0.02
 """bf16 keeps 8 bits of mantissa (relative steps of 2**-8 = 0.4 %); through a few layers the
@@ -40,7 +40,7 @@ def _logits_by_index(
 @pytest.fixture
 def dev_and_model(corpus: Path) -> tuple[UtteranceDataset, torch.nn.Module]:
     """The first fold's dev set and a tiny LoRA model of random weights (seed 0), in eval mode."""
-    prepared = load_prepared(corpus)
+    prepared = read_prepared(corpus)
     dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
     config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
     torch.manual_seed(0)
@@ -72,7 +72,7 @@ logits are closer than this may flip on another CPU's kernels and is not compare
 def _near_ties(run: Path, corpus: Path, split: str) -> set[str]:
     """Keys of the split's clips whose best two logits under the fold's model are within
     `ROUNDING_MARGIN`: their predicted class is the kernels' choice, not the batch size's."""
-    prepared = load_prepared(corpus)
+    prepared = read_prepared(corpus)
     dataset = UtteranceDataset(select(prepared, getattr(prepared.folds[0], split)), prepared.labels)
     model = SERModel.load(run / "fold-fold1" / "model").eval()
     sampler = LengthBucketSampler(dataset.lengths(), 1, shuffle=False)
@@ -107,12 +107,12 @@ def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None
 def test_auto_precision_follows_the_devices_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for native, expected in ((True, "bf16"), (False, "fp16")):
-        monkeypatch.setattr(run_module, "device_has_native_bf16", lambda _, native=native: native)
-        assert run_module.resolve_mixed_precision("auto") == expected
+        monkeypatch.setattr(precision, "device_has_native_bf16", lambda _, native=native: native)
+        assert precision.resolve_mixed_precision("auto") == expected
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(run_module, "cpu_has_native_bf16", lambda: True)
-    assert run_module.resolve_mixed_precision("auto") == "no"  # measured: see docs/training.md
-    assert run_module.resolve_mixed_precision("bf16") == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_mixed_precision("auto") == "no"  # measured: see docs/training.md
+    assert precision.resolve_mixed_precision("bf16") == "bf16"
 
 
 def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(
@@ -168,7 +168,7 @@ def test_a_run_decodes_every_file_once_over_epochs_and_folds(
 ) -> None:
     settings = {"model.method": "lora", "optim.epochs": 2, "data.folds": "1,2"}
     train(tiny_run(corpus, tmp_path / "run", **settings))
-    paths = {u.path for u in load_prepared(corpus).manifest}
+    paths = {u.path for u in read_prepared(corpus).manifest}
     assert set(decodes) == paths
     assert set(decodes.values()) == {1}
 
@@ -176,7 +176,7 @@ def test_a_run_decodes_every_file_once_over_epochs_and_folds(
 def test_beyond_the_memory_budget_and_in_workers_clips_are_read_back_from_disk(
     corpus: Path, tmp_path: Path, decodes: Counter[str]
 ) -> None:
-    paths = [u.path for u in load_prepared(corpus).manifest[:3]]
+    paths = [u.path for u in read_prepared(corpus).manifest[:3]]
     first = RunAudio(0, tmp_path / "spill")
     waves = [first.load(path) for path in paths]
     fresh = RunAudio(0, tmp_path / "spill")  # a worker's copy: its memory is empty

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from peft_ser.config import ModelConfig
-from peft_ser.model import SERModel, build_model
-from peft_ser.tuning import METHODS
+from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.models.tuning import METHODS
 
 BACKBONES = ["tiny-whisper", "tiny-wavlm", "tiny-wav2vec2", "tiny-hubert", "tiny-wav2vec2-large"]
 PEFT_METHODS = ["frozen", "lora", "adapter", "adapter_l", "embedding_prompt", "combined"]

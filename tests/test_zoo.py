@@ -20,8 +20,8 @@ import torch
 
 from peft_ser import zoo
 from peft_ser.config import ModelConfig
-from peft_ser.manifest import PAPER4
-from peft_ser.model import build_model
+from peft_ser.data.manifest import PAPER4
+from peft_ser.models.ser_model import build_model
 from peft_ser.zoo import (
     ZOO,
     ZooError,
@@ -159,7 +159,7 @@ def test_any_depth_converts_and_loads(layers: int, states: int) -> None:
         "decoder_attention_heads": 2,
         "decoder_ffn_dim": ffn,
     }
-    from peft_ser.backbones.registry import BACKBONES, BackboneSpec
+    from peft_ser.models.backbones.registry import BACKBONES, BackboneSpec
 
     spec = BackboneSpec("tiny-whisper", "whisper", None, architecture)
     with pytest.MonkeyPatch.context() as patch:

@@ -6,27 +6,28 @@ The public API is imported on first use, so ``import peft_ser`` (and the command
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
-from .lazy import lazy_attributes
+from peft_ser.utils.lazy import lazy_attributes
 
-__version__ = "0.1.0"
+__version__ = version("peft-ser")
 
 EMOTIONS: dict[int, str] = {0: "Neutral", 1: "Angry", 2: "Sad", 3: "Happy"}
 
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "load_model": "loading",
-        "predict": "inference",
-        "Prediction": "inference",
-        "SERModel": "model",
+        "load_model": "inference.loading",
+        "predict": "inference.predict",
+        "Prediction": "inference.predict",
+        "SERModel": "models.ser_model",
     },
 )
 
 __all__ = ["EMOTIONS", "Prediction", "SERModel", "__version__", "load_model", "predict"]
 
 if TYPE_CHECKING:
-    from .inference import Prediction, predict
-    from .loading import load_model
-    from .model import SERModel
+    from peft_ser.inference.loading import load_model
+    from peft_ser.inference.predict import Prediction, predict
+    from peft_ser.models.ser_model import SERModel

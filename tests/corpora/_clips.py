@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from peft_ser.manifest import PreparedCorpus
+from peft_ser.data.manifest import PreparedCorpus
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 

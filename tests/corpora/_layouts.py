@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from peft_ser.manifest import PreparedCorpus
+from peft_ser.data.manifest import PreparedCorpus
 
 
 def tone(path: Path, rate: int = 16000, channels: int = 1, silent: bool = False) -> Path:

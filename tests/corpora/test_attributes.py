@@ -15,7 +15,7 @@ from _layouts import (
 )
 
 from peft_ser.corpora import CorpusError, load_prepared, prepare_corpus
-from peft_ser.manifest import (
+from peft_ser.data.manifest import (
     PreparedCorpusError,
     read_manifest,
     write_manifest,

@@ -18,7 +18,7 @@ from _layouts import (
 
 from peft_ser.corpora import CorpusError, prepare_corpus
 from peft_ser.corpora.folds import session_folds_speaker_dev, speaker_block_folds, usable_folds
-from peft_ser.manifest import Utterance
+from peft_ser.data.manifest import Utterance
 
 
 def keep_actors(root, actors):

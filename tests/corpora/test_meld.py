@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from _clips import junk, report, tone
 
-from peft_ser.audio import AudioError, load_audio
 from peft_ser.corpora import prepare_corpus
 from peft_ser.corpora.meld import decode_audio_track
+from peft_ser.data.audio import AudioError, load_audio
 
 av = pytest.importorskip("av")
 

@@ -24,7 +24,7 @@ from peft_ser.corpora.folds import (
     speaker_leakage,
     utterance_kfold,
 )
-from peft_ser.manifest import Fold, Utterance
+from peft_ser.data.manifest import Fold, Utterance
 
 
 def utterances(per_speaker: dict[str, dict[str, int]]) -> list[Utterance]:

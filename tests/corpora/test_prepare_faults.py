@@ -17,12 +17,12 @@ import pytest
 from _clips import tone, write_table
 from typer.testing import CliRunner
 
-import peft_ser.manifest
+import peft_ser.data.manifest
 from peft_ser.cli import app
 from peft_ser.corpora import prepare_table, preprocess_corpus
 from peft_ser.corpora.output import lock_path
-from peft_ser.errors import UserError
-from peft_ser.fileio import StorageError
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import StorageError
 
 runner = CliRunner()
 
@@ -124,7 +124,7 @@ def test_re_preparing_replaces_the_outputs_and_keeps_the_cache_and_other_files(t
 
 def failing_write(name: str):
     """A `write_atomic` that fills the disk when it comes to the file ``name``."""
-    real = peft_ser.manifest.write_atomic
+    real = peft_ser.data.manifest.write_atomic
 
     def write(path, data):
         if Path(path).name == name:
@@ -140,7 +140,7 @@ def test_a_full_disk_mid_way_leaves_the_old_folder_whole(tmp_path, monkeypatch, 
     prepare_table(clips_table(tmp_path), out)
     preprocess_corpus(out)
     before = snapshot(out)
-    monkeypatch.setattr(peft_ser.manifest, "write_atomic", failing_write(name))
+    monkeypatch.setattr(peft_ser.data.manifest, "write_atomic", failing_write(name))
     table = clips_table(tmp_path, labels=("angry", "calm", "sad"))
     message = one_line_error(["prepare", "table", "--manifest", str(table), "--out", str(out)])
     assert message.startswith(
@@ -152,7 +152,7 @@ def test_a_full_disk_mid_way_leaves_the_old_folder_whole(tmp_path, monkeypatch, 
 
 
 def test_a_full_disk_on_a_fresh_folder_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(peft_ser.manifest, "write_atomic", failing_write("manifest.csv"))
+    monkeypatch.setattr(peft_ser.data.manifest, "write_atomic", failing_write("manifest.csv"))
     out = tmp_path / "out"
     with pytest.raises(StorageError, match=r"no space left on the device.*; nothing was written$"):
         prepare_table(clips_table(tmp_path), out)
@@ -273,9 +273,9 @@ def test_a_read_only_file_system_keeps_the_old_folder(tmp_path, small_disk):
 def test_preprocess_on_a_full_disk_keeps_whole_entries(tmp_path, monkeypatch):
     out = tmp_path / "out"
     prepare_table(clips_table(tmp_path), out)
-    import peft_ser.audio
+    import peft_ser.data.audio
 
-    real, written = peft_ser.audio.write_atomic, []
+    real, written = peft_ser.data.audio.write_atomic, []
 
     def write(path, data):
         if len(written) == 5:
@@ -283,7 +283,7 @@ def test_preprocess_on_a_full_disk_keeps_whole_entries(tmp_path, monkeypatch):
         real(path, data)
         written.append(path)
 
-    monkeypatch.setattr(peft_ser.audio, "write_atomic", write)
+    monkeypatch.setattr(peft_ser.data.audio, "write_atomic", write)
     message = one_line_error(["preprocess", str(out)])
     assert message == (
         f"cannot write the audio cache {out / 'audio_cache'}: no space left on the device; "
@@ -362,7 +362,7 @@ def test_two_writers_at_once_leave_one_whole_folder(tmp_path, monkeypatch):
     assert len(errors) == 1 and str(errors[0]).startswith(
         f"{tmp_path} is in use by another prepare of out"
     )
-    assert peft_ser.manifest.load_prepared(out).labels == ["angry", "calm"]
+    assert peft_ser.data.manifest.read_prepared(out).labels == ["angry", "calm"]
     assert leftovers(out) == []
 
 

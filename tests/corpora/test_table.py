@@ -21,11 +21,11 @@ from _clips import (
 )
 from typer.testing import CliRunner
 
-from peft_ser.audio import AudioCache, load_audio
 from peft_ser.cli import app
 from peft_ser.corpora import CorpusError, OwnDataOptions, prepare_table, preprocess_corpus
 from peft_ser.corpora.table import parse_columns
-from peft_ser.manifest import load_prepared
+from peft_ser.data.audio import AudioCache, load_audio
+from peft_ser.data.manifest import read_prepared
 
 SPEAKERS = ("s1", "s2", "s3", "s4", "s5", "s6")
 LABELS = ("neutral", "angry", "sad")
@@ -153,7 +153,7 @@ def test_every_format_gives_the_same_corpus_and_report(tmp_path, fmt):
 def test_segments_of_a_longer_file_load_their_own_samples(tmp_path):
     table = write_table(tmp_path / "data/clips.csv", split_rows(tmp_path / "data"))
     prepare_table(table, tmp_path / "out")
-    prepared = load_prepared(tmp_path / "out")
+    prepared = read_prepared(tmp_path / "out")
     by_key = {u.key: u for u in prepared.manifest}
     turn1, turn2 = by_key["turn1"], by_key["turn2"]
     assert (turn1.start, turn1.end, turn1.duration, turn1.is_segment) == (0.0, 0.5, 0.5, True)
@@ -299,7 +299,7 @@ def test_no_speaker_needs_a_choice_and_utterance_folds_are_recorded_as_speaker_d
         "does on speakers it has never heard"
     )
     assert prepared.speaker_leakage == leakage
-    assert load_prepared(tmp_path / "out").speaker_leakage == leakage
+    assert read_prepared(tmp_path / "out").speaker_leakage == leakage
     assert json.loads((tmp_path / "out/folds.json").read_text())["speaker_leakage"] == leakage
     summary = json.loads((tmp_path / "out/summary.json").read_text())
     assert (summary["speaker_independent"], summary["warnings"]) == (False, [leakage])

@@ -17,9 +17,10 @@ from peft_ser.cli import app
 from peft_ser.config import ModelConfig
 from peft_ser.corpora import CorpusError, OwnDataOptions, prepare_folder, prepare_table
 from peft_ser.corpora.table import parse_columns
-from peft_ser.manifest import load_prepared
-from peft_ser.model import SERModel
-from peft_ser.training import evaluate, train
+from peft_ser.data.manifest import read_prepared
+from peft_ser.evaluation import evaluate
+from peft_ser.models.ser_model import SERModel
+from peft_ser.training import train
 
 SPLIT_OF = {"s1": "train", "s2": "train", "s3": "dev", "s4": "test"}
 runner = CliRunner()
@@ -64,7 +65,7 @@ def test_values_are_parsed_and_an_empty_cell_is_a_missing_value(tmp_path, fmt):
     assert report(tmp_path / "attr") == {
         "s1-calm-0": ("no_attribute_ratings", "needs ratings of arousal, valence")
     }
-    loaded = load_prepared(tmp_path / "attr")
+    loaded = read_prepared(tmp_path / "attr")
     assert ratings(loaded, "s3-tense-1") == (2.0, -0.5, None)
     summary = json.loads((tmp_path / "attr/summary.json").read_text())
     assert summary["headline_metric"] == "ccc"
@@ -161,7 +162,7 @@ def test_cli_prepares_a_table_for_attributes_and_refuses_them_for_a_folder(tmp_p
     result = runner.invoke(app, [*args, "--targets", "attributes"])
     assert result.exit_code == 0, result.output
     assert "attributes (attributes), scale as given in the table:" in result.stdout
-    assert load_prepared(out).attributes == ("arousal", "valence")
+    assert read_prepared(out).attributes == ("arousal", "valence")
     refusal = (
         "the folder layout has no attribute values (its labels are folder names); list the "
         "clips with arousal, valence or dominance columns in a table and run prepare table "

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from peft_ser.corpora import OwnDataOptions, prepare_table
 from peft_ser.corpora.cells import text_cell
-from peft_ser.errors import UserError
+from peft_ser.utils.errors import UserError
 
 CLIPS = 24
 CLASSES = ("calm", "angry", "sad")

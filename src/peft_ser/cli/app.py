@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from peft_ser.errors import UserError, environment_problem
+from peft_ser.utils.errors import UserError, environment_problem
 
 DEBUG_ENV = "PEFT_SER_DEBUG"
 """Set to 1 (or pass ``--debug``) to see the full traceback of an error, for bug reports."""

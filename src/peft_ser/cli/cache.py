@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from peft_ser.cli.app import App, app
-from peft_ser.feature_store import ENV_VAR, FeatureStore
+from peft_ser.data.feature_store import ENV_VAR, FeatureStore
 
 cache_app = App(help="The persistent feature cache of frozen backbones: show it, clear it.")
 app.add_typer(cache_app, name="cache")

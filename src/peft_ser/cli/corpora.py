@@ -10,7 +10,7 @@ import typer
 from peft_ser.cli.app import app
 from peft_ser.corpora.prepare import MIN_DURATION
 from peft_ser.corpora.registry import CORPORA, describe_corpora
-from peft_ser.errors import UserError
+from peft_ser.utils.errors import UserError
 
 _PREPARE_HELP = """Read an emotion corpus as its owners ship it, or your own labelled clips,
 into a prepared directory: manifest.csv, folds.json, labels.json, report.csv (every excluded

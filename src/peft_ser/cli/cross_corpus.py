@@ -28,7 +28,7 @@ def cross_corpus_command(
     seed: Annotated[int, typer.Option(help="seed of the balancing draw")] = 0,
 ) -> None:
     """Score each model on each corpus over the classes they share (matched by name)."""
-    from peft_ser.training.cross_corpus import cross_corpus
+    from peft_ser.evaluation.cross_corpus import cross_corpus
 
     trains = [item.strip() for item in train.split(",") if item.strip()]
     tests = [item.strip() for item in test.split(",") if item.strip()]

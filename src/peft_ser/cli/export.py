@@ -44,7 +44,7 @@ def export(
     Run it with: peft-ser predict FILES --model DIR --backend onnxruntime.
     """
     from peft_ser.export.onnx import export_onnx
-    from peft_ser.loading import load_model
+    from peft_ser.inference.loading import load_model
 
     loaded = load_model(model, "cpu", cache_folder=cache_folder, backbone=backbone)
     report = export_onnx(loaded, out, tolerance=tolerance)

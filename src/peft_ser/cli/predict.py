@@ -10,7 +10,7 @@ import typer
 
 from peft_ser.cli.app import app
 from peft_ser.cli.options import Backend, BatchSize, Device, Dtype, Precision
-from peft_ser.segments import DEFAULT_MAX_SEGMENTS
+from peft_ser.inference.segments import DEFAULT_MAX_SEGMENTS
 from peft_ser.zoo import ZOO
 
 
@@ -115,18 +115,18 @@ def predict(
     import sys
     from dataclasses import asdict
 
-    from peft_ser.backends import load_inference_model, resolve_backend, resolve_precision
-    from peft_ser.inference import Failure, iter_predictions, resolve_device, resolve_dtype
-    from peft_ser.predict_io import (
+    from peft_ser.inference.backends import load_inference_model, resolve_backend, resolve_precision
+    from peft_ser.inference.files import (
         check_not_an_input,
         check_output_path,
         find_audio_inputs,
         format_predictions,
         write_predictions,
     )
-    from peft_ser.progress import progress_bar
-    from peft_ser.segments import Segmentation
-    from peft_ser.timeline import check_plottable, save_timeline
+    from peft_ser.inference.predict import Failure, iter_predictions, resolve_device, resolve_dtype
+    from peft_ser.inference.segments import Segmentation
+    from peft_ser.inference.timeline import check_plottable, save_timeline
+    from peft_ser.utils.progress import progress_bar
 
     for path in (output, plot):
         if path is not None:

@@ -104,7 +104,7 @@ def serve(
     device, dtype, backend and precision apply to every model; an int8 model holds its own
     quantized copy, shared with no other.
     """
-    from peft_ser.inference import resolve_device, resolve_dtype
+    from peft_ser.inference.predict import resolve_device, resolve_dtype
     from peft_ser.serving import ModelPool, create_app, parse_model_spec, serve
 
     log_to_stderr()

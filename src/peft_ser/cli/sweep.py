@@ -24,10 +24,10 @@ def sweep_command(
     """Train every incomplete cell of a grid (complete ones are skipped, so rerunning a sweep
     continues it) on this machine or as a SLURM job array; --report writes the paper-style
     table (Markdown, CSV) and figure (PNG) into the grid's output_dir."""
-    from peft_ser.experiments import load_grid
-    from peft_ser.experiments.executors import run_sweep
-    from peft_ser.experiments.grid import GridError
-    from peft_ser.experiments.report import write_report
+    from peft_ser.sweep import load_grid
+    from peft_ser.sweep.executors import run_sweep
+    from peft_ser.sweep.grid import GridError
+    from peft_ser.sweep.report import write_report
 
     grid = load_grid(grid_file)
     if list_cells:

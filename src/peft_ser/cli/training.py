@@ -83,7 +83,7 @@ def evaluate_command(
     import json
 
     from peft_ser.config import DataConfig
-    from peft_ser.training import evaluate
+    from peft_ser.evaluation import evaluate
 
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
@@ -108,7 +108,7 @@ def params(
     from pydantic import ValidationError
 
     from peft_ser.config import ConfigError, ModelConfig, format_validation_error
-    from peft_ser.model import count_parameters, with_registry_names
+    from peft_ser.models.ser_model import count_parameters, with_registry_names
 
     settings = {
         "backbone": backbone,
@@ -145,7 +145,7 @@ def demo(
     """Prepare the synthetic demo corpus, train Whisper tiny.en + LoRA on one fold, print the
     dev and test UAR, and predict one test clip with the trained model. Offline, a few
     minutes on CPU."""
-    from peft_ser.demo import run_demo
+    from peft_ser.demo.run import run_demo
 
     log_to_stderr()
     result = run_demo(config, corpus, output_dir, epochs, seed)

@@ -5,15 +5,19 @@ expanding past `MAX_VALUES` refused, and validation errors formatted one line pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from peft_ser.config.schema import MAX_DEPTH, MAX_VALUES, ConfigError, RunConfig
-from peft_ser.errors import UserError
+from peft_ser.config.schema import RunConfig
+from peft_ser.utils.settings import (
+    TOO_DEEP,
+    ConfigError,
+    document_problem,
+    format_validation_error,
+)
 
 CLI_ALIASES: dict[str, str] = {
     "backbone": "model.backbone",
@@ -89,30 +93,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return loaded or {}
 
 
-TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; no config needs that many"
-
-
-def document_problem(document: object) -> str | None:
-    """Why a parsed config document is no config (nested deeper than `MAX_DEPTH`, or expanding
-    to more than `MAX_VALUES` values), or None. Walks with its own stack and stops at the first
-    excess, so neither a deep document nor an alias bomb (or an alias to itself) can exhaust
-    Python's stack or run for long, and validation never meets them."""
-    stack: list[tuple[object, int]] = [(document, 1)]
-    count = 0
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > MAX_VALUES:
-            return f"expands to more than {MAX_VALUES} values (YAML aliases?); no config needs that"
-        if not isinstance(node, (dict, list, tuple)):
-            continue
-        if depth > MAX_DEPTH:
-            return TOO_DEEP
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children)
-    return None
-
-
 def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = document
@@ -122,43 +102,3 @@ def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"{dotted}: {part} is not a section")
         node = child
     node[leaf] = value
-
-
-def format_validation_error(
-    error: ValidationError,
-    root: type[BaseModel],
-    source: Callable[[str], str] = lambda location: "",
-) -> str:
-    """One line per problem: ``key: message (got value)``; unknown keys list the known ones.
-
-    ``source(key)`` prefixes each line with where the key's value came from.
-    """
-    lines = []
-    for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"])
-        prefix = source(location)
-        if problem["type"] == "extra_forbidden":
-            allowed = ", ".join(_fields_at(root, problem["loc"][:-1]))
-            lines.append(f"{prefix}{location}: unknown key; allowed keys: {allowed}")
-        elif problem["type"] == "missing":
-            lines.append(f"{prefix}{location}: required key is missing")
-        elif isinstance(problem.get("ctx", {}).get("error"), UserError):
-            lines.append(f"{prefix}{location}: {problem['ctx']['error']}")  # names the value
-        else:
-            lines.append(f"{prefix}{location}: {problem['msg']} (got {problem.get('input')!r})")
-    if len(lines) == 1:
-        return f"invalid configuration: {lines[0]}"
-    return "invalid configuration\n  " + "\n  ".join(lines)
-
-
-def _fields_at(root: type[BaseModel], location: tuple[int | str, ...]) -> list[str]:
-    """The field names of the section at ``location`` (list indices are skipped)."""
-    model: type[BaseModel] = root
-    for part in location:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)

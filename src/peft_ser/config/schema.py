@@ -12,157 +12,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from peft_ser.errors import UserError
-from peft_ser.frames import MIN_SAMPLES
-from peft_ser.manifest import PAPER4
+from peft_ser.data.augment import AugmentConfig
+from peft_ser.data.frames import MIN_SAMPLES
+from peft_ser.models.config import ModelConfig
+from peft_ser.utils.settings import ConfigError, StrictModel
 
-MAX_SIZE = 8192
-"""Largest ``lora_rank``, ``adapter_dim``, ``head_dim``, ``prompt_length`` and ``lora_alpha``.
-The widest layer of any registry backbone is 5120 (whisper-large-v3's feed-forward); a rank,
-bottleneck or head wider than that adds weights but no capacity, and 10^9 asks for terabytes."""
 MAX_LR = 10.0
 """Largest learning rate. Adam-type optimisers move each weight by about ``lr`` per step; at 10
 a single step already dwarfs every trained weight (the paper uses 5e-4), and 1e30 overflows."""
-MAX_DEPTH = 32
-"""Deepest nesting of a config document: a run config is 3 levels deep, a ``peft_config`` a few
-more. A deeper document is a mistake or an attack (200,000 levels overflow Python's stack)."""
-MAX_VALUES = 100_000
-"""Most values a config document may expand to: YAML aliases can make a short file expand
-without end ("billion laughs"); real configs hold a few hundred."""
 MIN_CLIP_SECONDS = MIN_SAMPLES / 16000
 """0.025 s: one analysis frame, the shortest clip a model can score."""
-
-
-class StrictModel(BaseModel):
-    """Base for all configs: unknown keys are rejected, values are validated on assignment,
-    and no float is NaN or infinite (no setting means "infinite"; None means "none")."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class ModelConfig(StrictModel):
-    """What to build: a backbone, a PEFT method with its options, and the head's label set."""
-
-    backbone: str = Field(
-        "whisper-tiny",
-        description="registry name, Hugging Face hub id, local directory, or ct2:<dir>",
-    )
-    method: str = Field(
-        "lora",
-        description="frozen (alias finetune), full, lora, adapter, adapter_l, "
-        "embedding_prompt, combined, or peft (any peft tuner via peft_config)",
-    )
-    lora_rank: int = Field(16, ge=1, le=MAX_SIZE)
-    lora_alpha: float = Field(
-        1.0, gt=0, le=MAX_SIZE, description="scaling = alpha / rank; 1 = the paper"
-    )
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_targets: list[str] | None = Field(
-        None, description="module names for LoRA; default: the two feed-forward projections"
-    )
-    peft_config: dict[str, Any] | None = Field(
-        None, description="a peft config as a dict with peft_type, for method 'peft'"
-    )
-    adapter_dim: int = Field(128, ge=1, le=MAX_SIZE, description="bottleneck width of adapters")
-    prompt_length: int = Field(
-        5, ge=1, le=MAX_SIZE, description="learnable prompt vectors per layer"
-    )
-    head_dim: int = Field(256, ge=1, le=MAX_SIZE)
-    labels: list[str] = Field(
-        default_factory=lambda: list(PAPER4),
-        min_length=1,
-        description="class names, filled from the prepared corpus; at least 2 unless the task "
-        "is attributes (a corpus without class labels has one, none)",
-    )
-    task: Literal["categorical", "attributes", "multitask"] | None = Field(
-        None,
-        description="what the head predicts: class labels, attribute values (arousal, "
-        "valence, dominance) or both; None: what the prepared corpus was prepared for",
-    )
-    attributes: list[str] = Field(
-        default_factory=list, description="attribute outputs, filled from the prepared corpus"
-    )
-    whisper_window: Literal["crop", "pad30"] = Field(
-        "crop",
-        description="crop: encode only the clip's frames (fast, the paper's choice); "
-        "pad30: pad to Whisper's 30-s training window",
-    )
-
-    @model_validator(mode="after")
-    def _classes_to_tell_apart(self) -> ModelConfig:
-        if self.task != "attributes" and len(self.labels) < 2:
-            raise ValueError(
-                f"model.labels {self.labels}: a classifier needs at least 2 classes (one is "
-                "enough only for model.task attributes)"
-            )
-        return self
-
-    @field_validator("labels", "attributes")
-    @classmethod
-    def _distinct_names(cls, names: list[str]) -> list[str]:
-        """Two outputs of one name would split its probability (they would not sum to 1 by
-        name); names that differ only in case or surrounding spaces are one class too."""
-        seen: dict[str, str] = {}
-        for name in names:
-            if not name.strip():
-                raise ConfigError(f"{names}: an empty name")
-            key = name.strip().casefold()
-            if key in seen:
-                if seen[key] == name:
-                    raise ConfigError(f"{names}: {name!r} is listed twice; give each name once")
-                raise ConfigError(
-                    f"{names}: {seen[key]!r} and {name!r} differ only in case or spaces, so "
-                    "they are one class; give each name once"
-                )
-            seen[key] = name
-        return names
-
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, value: str) -> str:
-        """The registry's spelling of a named backbone; a misspelt name is refused here, with
-        the closest name, before anything is built or fetched (no weights, no network)."""
-        from peft_ser.backbones import resolve_backbone
-
-        resolved = resolve_backbone(value)
-        _check_backbone_folder(resolved)
-        return resolved
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        from peft_ser.tuning.registry import resolve_method
-
-        return resolve_method(value)
-
-
-def _check_backbone_folder(source: str) -> None:
-    """A backbone given as a folder must hold a model: a Hugging Face checkpoint
-    (``config.json``) or a CTranslate2 one (``model.bin``). Any other folder (``../../etc``)
-    would fail deep inside transformers without naming the setting."""
-    from peft_ser.backbones import BACKBONES, BackboneError
-
-    folder = Path(source)
-    if source in BACKBONES or not folder.is_dir():
-        return
-    if (folder / "config.json").is_file() or (folder / "model.bin").is_file():
-        return
-    hint = (
-        " (it is a peft-ser model: give the backbone it was trained on)"
-        if (folder / "peft_ser_config.json").is_file()
-        else ""
-    )
-    raise BackboneError(
-        f"backbone {source!r}: the folder holds no model (no config.json or model.bin){hint}; "
-        "give a registry name, a hub id (org/name), a checkpoint folder or ct2:<dir>"
-    )
 
 
 FoldSelector = int | str
@@ -259,27 +123,6 @@ class DataConfig(StrictModel):
             if not folds:
                 raise ConfigError("an empty list; leave folds out to run them all")
         return folds
-
-
-class AugmentConfig(StrictModel):
-    """Training-only waveform augmentation (the paper used audiomentations' equivalents)."""
-
-    enabled: bool = True
-    noise_p: float = Field(0.5, ge=0, le=1, description="probability of additive Gaussian noise")
-    snr_db: tuple[float, float] = Field((10.0, 30.0), description="SNR range of the noise (dB)")
-    time_mask_p: float = Field(0.5, ge=0, le=1, description="probability of one time mask")
-    time_mask_fraction: tuple[float, float] = Field(
-        (0.10, 0.15), description="masked share of the clip, drawn uniformly from this range"
-    )
-
-    @model_validator(mode="after")
-    def _ordered_ranges(self) -> AugmentConfig:
-        if self.snr_db[0] > self.snr_db[1]:
-            raise ValueError(f"snr_db: low {self.snr_db[0]} exceeds high {self.snr_db[1]}")
-        low, high = self.time_mask_fraction
-        if not 0 <= low <= high < 1:
-            raise ValueError(f"time_mask_fraction: need 0 <= low <= high < 1, got {low}, {high}")
-        return self
 
 
 class OptimConfig(StrictModel):
@@ -379,7 +222,3 @@ class RunConfig(StrictModel):
         "core). Float sums are split differently over another thread count, so a run repeats "
         "exactly only with the same count: set it where a result must reproduce",
     )
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration that failed validation; the message names each bad key."""

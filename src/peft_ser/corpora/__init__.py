@@ -7,9 +7,9 @@ from peft_ser.corpora.folder import prepare_folder
 from peft_ser.corpora.own import OwnDataOptions
 from peft_ser.corpora.prepare import prepare_corpus
 from peft_ser.corpora.preprocess import PreprocessResult, preprocess_corpus
-from peft_ser.corpora.registry import CORPORA, get_corpus
+from peft_ser.corpora.registry import CORPORA, get_corpus, load_prepared
 from peft_ser.corpora.table import prepare_table
-from peft_ser.manifest import PreparedCorpus, load_prepared
+from peft_ser.data.manifest import PreparedCorpus
 
 __all__ = [
     "CORPORA",

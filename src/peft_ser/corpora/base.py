@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peft_ser.errors import UserError
-from peft_ser.manifest import PAPER4, Fold, Utterance
+from peft_ser.data.manifest import PAPER4, Fold, Utterance
+from peft_ser.utils.errors import UserError
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 

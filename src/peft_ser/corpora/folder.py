@@ -31,7 +31,7 @@ from peft_ser.corpora.base import (
     is_audio_file,
 )
 from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
-from peft_ser.manifest import PreparedCorpus
+from peft_ser.data.manifest import PreparedCorpus
 
 
 def prepare_folder(

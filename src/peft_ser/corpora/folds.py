@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, Protocol, natural_key
-from peft_ser.manifest import SPLITS, Fold, Utterance
+from peft_ser.data.manifest import SPLITS, Fold, Utterance
 
 MIN_SPEAKERS = 3
 """A fold needs a speaker each for train, dev (where training picks its epoch) and test."""

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
-from peft_ser.audio import SAMPLE_RATE, AudioError
 from peft_ser.corpora.base import (
     MALFORMED_ROW,
     Corpus,
@@ -46,8 +45,9 @@ from peft_ser.corpora.base import (
     stem,
 )
 from peft_ser.corpora.folds import official_split
-from peft_ser.fileio import write_atomic_with
-from peft_ser.progress import progress_bar
+from peft_ser.data.audio import SAMPLE_RATE, AudioError
+from peft_ser.utils.fileio import write_atomic_with
+from peft_ser.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from av.container import InputContainer

@@ -39,7 +39,7 @@ from peft_ser.corpora.base import (
     stem,
 )
 from peft_ser.corpora.folds import official_split
-from peft_ser.manifest import Utterance
+from peft_ser.data.manifest import Utterance
 
 _LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
 _COLUMNS = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")

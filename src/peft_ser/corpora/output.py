@@ -9,7 +9,7 @@ files), then swaps it in: the old folder is renamed aside (``.<name>.old-*``), t
 renamed in, the old one removed. Until the first rename the old folder is untouched; a
 failure before it removes the temporary sibling and moves back what was carried.
 
-One folder, one writer: `peft_ser.fileio.FolderLock` on a lock file ``.<name>.lock`` beside
+One folder, one writer: `peft_ser.utils.fileio.FolderLock` on a lock file ``.<name>.lock`` beside
 the folder (the folder itself is what gets swapped); a second `prepare` into the same folder
 is refused with a line naming the holder's process and host, and a dead holder's lock is
 taken over. The new holder first repairs what a killed writer left: a folder renamed aside
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from peft_ser.corpora.base import CorpusError
 from peft_ser.corpora.summary import REPORT_FILE, SUMMARY_JSON, SUMMARY_TXT
-from peft_ser.errors import ENVIRONMENT_ERRNOS
-from peft_ser.fileio import FolderLock, StorageError
-from peft_ser.manifest import FOLDS_FILE, LABELS_FILE, MANIFEST_FILE, TARGETS_FILE
+from peft_ser.data.manifest import FOLDS_FILE, LABELS_FILE, MANIFEST_FILE, TARGETS_FILE
+from peft_ser.utils.errors import ENVIRONMENT_ERRNOS
+from peft_ser.utils.fileio import FolderLock, StorageError
 
 OUTPUTS = (MANIFEST_FILE, FOLDS_FILE, LABELS_FILE, TARGETS_FILE, REPORT_FILE, SUMMARY_JSON,
            SUMMARY_TXT)  # fmt: skip

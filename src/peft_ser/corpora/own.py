@@ -36,8 +36,8 @@ from peft_ser.corpora.prepare import (
     check_min_duration,
     prepare_source,
 )
-from peft_ser.errors import match_name
-from peft_ser.manifest import PreparedCorpus
+from peft_ser.data.manifest import PreparedCorpus
+from peft_ser.utils.errors import match_name
 
 SplitBy = Literal["speaker", "utterance"]
 MAX_FOLDS = 1000

@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from peft_ser.audio import AudioError, AudioInfo, probe
 from peft_ser.corpora import base
 from peft_ser.corpora.base import (
     Corpus,
@@ -59,10 +58,11 @@ from peft_ser.corpora.targets import (
     unmapped_label,
     uses_labels,
 )
-from peft_ser.errors import suggest
-from peft_ser.fileio import write_atomic
-from peft_ser.manifest import ATTRIBUTES, PreparedCorpus, Utterance, save_prepared
-from peft_ser.progress import progress_bar
+from peft_ser.data.audio import AudioError, AudioInfo, probe
+from peft_ser.data.manifest import ATTRIBUTES, PreparedCorpus, Utterance, save_prepared
+from peft_ser.utils.errors import suggest
+from peft_ser.utils.fileio import write_atomic
+from peft_ser.utils.progress import progress_bar
 
 MIN_DURATION = 0.1
 """Seconds; shorter clips or segments are excluded as too short (no emotion to hear in them,

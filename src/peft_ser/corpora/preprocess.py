@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from peft_ser.audio import MAX_RATE, MIN_RATE, AudioCache, AudioError
 from peft_ser.corpora import base
 from peft_ser.corpora.base import CorpusError, Problem
 from peft_ser.corpora.output import disk_errors
-from peft_ser.manifest import load_prepared
-from peft_ser.progress import progress_bar
+from peft_ser.corpora.registry import load_prepared
+from peft_ser.data.audio import MAX_RATE, MIN_RATE, AudioCache, AudioError
+from peft_ser.utils.progress import progress_bar
 
 """Cache rates outside these bounds (Hz) are refused: no speech model uses them."""
 

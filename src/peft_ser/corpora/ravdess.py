@@ -24,7 +24,7 @@ from peft_ser.corpora.base import (
     stem,
 )
 from peft_ser.corpora.folds import speaker_block_folds
-from peft_ser.manifest import PAPER4
+from peft_ser.data.manifest import PAPER4
 
 _NAME = re.compile(r"^\d\d-(\d\d)-(\d\d)-\d\d-\d\d-\d\d-(\d\d)$")
 _PAPER4 = {"01": "Neutral", "05": "Angry", "04": "Sad", "03": "Happy"}

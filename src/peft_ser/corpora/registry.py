@@ -9,7 +9,13 @@ from pathlib import Path
 
 from peft_ser.corpora import crema_d, emodb, iemocap, meld, msp_improv, msp_podcast, ravdess
 from peft_ser.corpora.base import Corpus, CorpusError, is_audio_file
-from peft_ser.errors import suggest
+from peft_ser.data.manifest import (
+    NotPreparedError,
+    PreparedCorpus,
+    PreparedCorpusError,
+    read_prepared,
+)
+from peft_ser.utils.errors import suggest
 
 CORPORA: dict[str, Corpus] = {
     module.CORPUS.name: module.CORPUS
@@ -92,3 +98,12 @@ def describe_corpora() -> str:
             f"Label sets: {label_sets}. Protocols: {protocols}."
         )
     return "\n\n".join(paragraphs)
+
+
+def load_prepared(directory: str | Path) -> PreparedCorpus:
+    """A prepared corpus directory, read by `read_prepared`; a folder that holds none is
+    refused with the ``peft-ser prepare`` command that makes one (naming a raw corpus)."""
+    try:
+        return read_prepared(directory)
+    except NotPreparedError as error:
+        raise PreparedCorpusError(f"{error}; {prepare_hint(error.folder)}") from None

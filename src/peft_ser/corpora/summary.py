@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from peft_ser.corpora import base
 from peft_ser.corpora.base import Problem
 from peft_ser.corpora.targets import attribute_summary, summary_lines, uses_labels
-from peft_ser.manifest import SPLITS, Fold, PreparedCorpus, Utterance, csv_text
+from peft_ser.data.manifest import SPLITS, Fold, PreparedCorpus, Utterance, csv_text
 
 REPORT_FILE = "report.csv"
 SUMMARY_JSON = "summary.json"

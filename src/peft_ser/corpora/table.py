@@ -41,8 +41,8 @@ from peft_ser.corpora.base import (
 from peft_ser.corpora.cells import identifier
 from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
 from peft_ser.corpora.targets import check_choice, uses_labels
-from peft_ser.errors import suggest
-from peft_ser.manifest import ATTRIBUTES, PreparedCorpus
+from peft_ser.data.manifest import ATTRIBUTES, PreparedCorpus
+from peft_ser.utils.errors import suggest
 
 COLUMNS = (
     "path", "label", "speaker", "gender", "session", "key", "split", "fold", "start", "end",

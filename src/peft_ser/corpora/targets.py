@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from peft_ser.corpora.base import CorpusError, Entry
-from peft_ser.manifest import ATTRIBUTES, TARGETS, Utterance
+from peft_ser.data.manifest import ATTRIBUTES, TARGETS, Utterance
 
 
 def check_choice(targets: str) -> None:

@@ -1,2 +1,2 @@
-"""Deployment formats of a trained model: ONNX export (`onnx`) and its onnxruntime backend
-(`runtime`, which needs no PyTorch)."""
+"""Deployment formats of a trained model: ONNX export (`onnx`); its onnxruntime backend is
+`peft_ser.inference.onnx_model`, which needs no PyTorch."""

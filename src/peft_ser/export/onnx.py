@@ -32,13 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..audio import SAMPLE_RATE
-from ..backbones.whisper import HOP_LENGTH, N_FFT, LogMel, WhisperBackbone
-from ..errors import UserError
-from ..fileio import output_folder, write_atomic_with
-from ..model import SERModel
-from ..tuning.merge import MergeError, merge_tuners
-from .runtime import (
+from peft_ser.data.audio import SAMPLE_RATE
+from peft_ser.inference.onnx_model import (
     FORMAT,
     INPUT_NAMES,
     METADATA_FILE,
@@ -46,6 +41,11 @@ from .runtime import (
     OUTPUT_NAME,
     OnnxModel,
 )
+from peft_ser.models.backbones.whisper import HOP_LENGTH, N_FFT, LogMel, WhisperBackbone
+from peft_ser.models.ser_model import SERModel
+from peft_ser.models.tuning.merge import MergeError, merge_tuners
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import output_folder, write_atomic_with
 
 OPSET = 17
 """ONNX opset of the exported graph (onnxruntime 1.14 and later run it)."""

@@ -1,6 +1,6 @@
 """``peft-ser serve``: an HTTP API and a web page for any number of models on shared backbones.
 
-`adapters` loads the models, each backbone held once; `batching` batches concurrent requests;
+`pool` loads the models, each backbone held once; `batching` batches concurrent requests;
 `uploads` turns a request body into samples within the limits; `limits` caps bodies, their
 time and the work of a request; `security` checks the Host and the API key and sets the
 browser's security headers; `responses` turns every refusal into one line; `settings` holds the
@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..lazy import lazy_attributes
-from .settings import API_KEY_ENV, BatchSettings, ServeSettings
+from peft_ser.serving.settings import API_KEY_ENV, BatchSettings, ServeSettings
+from peft_ser.utils.lazy import lazy_attributes
 
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "ModelPool": "adapters",
-        "ModelSpec": "adapters",
-        "ServedModel": "adapters",
-        "UnknownModelError": "adapters",
-        "parse_model_spec": "adapters",
+        "ModelPool": "pool",
+        "ModelSpec": "pool",
+        "ServedModel": "pool",
+        "UnknownModelError": "pool",
+        "parse_model_spec": "pool",
         "create_app": "app",
     },
 )
@@ -42,8 +42,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .adapters import ModelPool, ModelSpec, ServedModel, UnknownModelError, parse_model_spec
-    from .app import create_app
+    from peft_ser.serving.app import create_app
+    from peft_ser.serving.pool import (
+        ModelPool,
+        ModelSpec,
+        ServedModel,
+        UnknownModelError,
+        parse_model_spec,
+    )
 
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -54,7 +60,7 @@ def serve(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
     """
     import uvicorn
 
-    from .security import listening_settings
+    from peft_ser.serving.security import listening_settings
 
     app.state.settings = listening_settings(app.state.settings, host)
     uvicorn.run(app, host=host, port=port, log_level="info")

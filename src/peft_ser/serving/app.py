@@ -19,7 +19,7 @@ own limits. Every refusal is a JSON ``{"detail": "<one line>"}`` with the status
 * 500: a bug; the detail names only the exception's type, the traceback goes to the log.
 
 Answers are strict JSON: a non-finite number is an error, never ``NaN`` in the output. The
-segmentation options are checked (`peft_ser.segments`) before the body is read, and the
+segmentation options are checked (`peft_ser.inference.segments`) before the body is read, and the
 number of windows once the recording's length is known, before it waits in the queue.
 """
 
@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,23 +38,29 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
-from .. import __version__
-from ..errors import InvalidRequestError
-from ..inference import Failure, Prediction
-from ..segments import SEGMENT_MODES, Segmentation, SegmentPlan
-from .adapters import ModelPool
-from .batching import Batcher, RequestTimeoutError
-from .limits import BodySizeLimit, Deadline
-from .responses import StrictJSONResponse, add_error_handlers
-from .security import (
+from peft_ser.inference.predict import Failure, Prediction
+from peft_ser.inference.segments import SEGMENT_MODES, Segmentation, SegmentPlan
+from peft_ser.serving.batching import Batcher, RequestTimeoutError
+from peft_ser.serving.limits import BodySizeLimit, Deadline
+from peft_ser.serving.pool import ModelPool
+from peft_ser.serving.responses import StrictJSONResponse, add_error_handlers
+from peft_ser.serving.security import (
     API_KEY_HEADER,
     LIVENESS_PATH,
     ApiKeyGate,
     HostAllowList,
     SecurityHeaders,
 )
-from .settings import ServeSettings
-from .uploads import SUPPORTED, AudioLimits, Clip, UploadError, display_name, read_clip
+from peft_ser.serving.settings import ServeSettings
+from peft_ser.serving.uploads import (
+    SUPPORTED,
+    AudioLimits,
+    Clip,
+    UploadError,
+    display_name,
+    read_clip,
+)
+from peft_ser.utils.errors import InvalidRequestError
 
 _CHUNK = 1 << 16
 
@@ -97,7 +104,7 @@ _AUDIO_BODY: dict[str, Any] = {
 
 
 def _seconds(description: str) -> Any:
-    """A query parameter in seconds; `peft_ser.segments` checks it (finite, in range), with
+    """A query parameter in seconds; `inference.segments` checks it (finite, in range), with
     the messages `peft_ser.predict` gives."""
     return Query(description=description)
 
@@ -241,7 +248,7 @@ def create_app(pool: ModelPool, settings: ServeSettings | None = None) -> FastAP
 
     app = FastAPI(
         title="peft-ser",
-        version=__version__,
+        version=version("peft-ser"),
         summary="Speech emotion recognition with parameter-efficient models",
         description=f"With an API key set, every route but {LIVENESS_PATH} needs it, in the "
         f"{API_KEY_HEADER} header or as the password of HTTP Basic authentication.",

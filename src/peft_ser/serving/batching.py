@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, AudioError
-from ..inference import Failure, Prediction, iter_predictions
-from ..segments import Segmentation
-from .adapters import ModelPool
-from .settings import BatchSettings
+from peft_ser.data.audio import SAMPLE_RATE, AudioError
+from peft_ser.inference.predict import Failure, Prediction, iter_predictions
+from peft_ser.inference.segments import Segmentation
+from peft_ser.serving.pool import ModelPool
+from peft_ser.serving.settings import BatchSettings
 
 
 class QueueFullError(Exception):

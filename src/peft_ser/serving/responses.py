@@ -19,12 +19,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import UserError
-from .adapters import UnknownModelError
-from .batching import QueueFullError, RequestTimeoutError
-from .limits import CLOSE, BodyTimeoutError, BodyTooLargeError
-from .security import SECURITY_HEADERS
-from .uploads import UploadError
+from peft_ser.serving.batching import QueueFullError, RequestTimeoutError
+from peft_ser.serving.limits import CLOSE, BodyTimeoutError, BodyTooLargeError
+from peft_ser.serving.pool import UnknownModelError
+from peft_ser.serving.security import SECURITY_HEADERS
+from peft_ser.serving.uploads import UploadError
+from peft_ser.utils.errors import UserError
 
 RETRY_AFTER_SECONDS = 1
 _SHOWN_INPUT = 40

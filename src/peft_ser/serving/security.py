@@ -29,8 +29,8 @@ from dataclasses import replace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .limits import send_refusal
-from .settings import API_KEY_ENV, LOCAL_HOSTS, ServeSettings
+from peft_ser.serving.limits import send_refusal
+from peft_ser.serving.settings import API_KEY_ENV, LOCAL_HOSTS, ServeSettings
 
 log = logging.getLogger(__name__)
 

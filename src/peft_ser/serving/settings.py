@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from peft_ser.utils.errors import UserError
 
 API_KEY_ENV = "PEFT_SER_API_KEY"
 """The environment variable ``peft-ser serve`` reads the API key from (or ``--api-key``)."""

@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from ..audio import AudioError, AudioInfo, probe, stream_audio
+from peft_ser.data.audio import AudioError, AudioInfo, probe, stream_audio
 
 SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3 and the other formats of libsndfile"
 

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from peft_ser.config import RunConfig
-from peft_ser.data import (
+from peft_ser.data.dataset import (
     Batch,
     FeatureBatch,
     FeatureCache,
@@ -26,11 +26,11 @@ from peft_ser.data import (
     stack_states,
     states_crop,
 )
-from peft_ser.feature_store import content_digest
-from peft_ser.manifest import Utterance
-from peft_ser.model import SERModel
-from peft_ser.progress import progress_bar
-from peft_ser.training.scoring import loader_batches, to_device
+from peft_ser.data.feature_store import content_digest
+from peft_ser.data.manifest import Utterance
+from peft_ser.evaluation.scoring import loader_batches, to_device
+from peft_ser.models.ser_model import SERModel
+from peft_ser.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch.optim import Optimizer
 
-from peft_ser.errors import UserError
-from peft_ser.fileio import storage_errors, write_atomic
-from peft_ser.model import WEIGHTS_FILE, SERModel, read_weights
+from peft_ser.models.ser_model import WEIGHTS_FILE, SERModel, read_weights
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import storage_errors, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from peft_ser.errors import UserError
+from peft_ser.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 
-from peft_ser.audio import RunAudio
 from peft_ser.config import ModelConfig, OptimConfig, RunConfig
-from peft_ser.data import (
+from peft_ser.data.audio import RunAudio
+from peft_ser.data.dataset import (
     Batch,
     FeatureBatch,
     FeatureCache,
@@ -36,24 +36,25 @@ from peft_ser.data import (
     padding_waste,
     seconds_to_samples,
 )
-from peft_ser.errors import UserError
-from peft_ser.fileio import write_atomic
-from peft_ser.manifest import Fold, PreparedCorpus, csv_text, select
-from peft_ser.metrics import learning_curves_figure
-from peft_ser.model import WEIGHTS_FILE, SERModel, build_model, read_weights
-from peft_ser.progress import progress_bar
-from peft_ser.training.batches import BatchSource
-from peft_ser.training.checkpoint import FoldCheckpoints, Progress
-from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
-from peft_ser.training.objectives import Objective, Outputs
-from peft_ser.training.results import (
+from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
+from peft_ser.evaluation.metrics import learning_curves_figure
+from peft_ser.evaluation.objectives import Objective, Outputs
+from peft_ser.evaluation.results import (
     FOLD_RESULTS,
     BadAudioLog,
     json_text,
     replace_dir,
     save_figure,
 )
-from peft_ser.training.scoring import forward, to_device
+from peft_ser.evaluation.scoring import forward, to_device
+from peft_ser.models.ser_model import WEIGHTS_FILE, SERModel, build_model, read_weights
+from peft_ser.training.batches import BatchSource
+from peft_ser.training.checkpoint import FoldCheckpoints, Progress
+from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
+from peft_ser.training.tracker import EpochTracker
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import write_atomic
+from peft_ser.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class FoldRunner:
             desc=f"fold {self.fold.name} epoch {epoch}",
             leave=False,
         )
-        tracker = self.objective.tracker()
+        tracker = EpochTracker(self.objective)
         for batch in self.source.batches("train", sampler):
             bar.update()
             logits = self._step(batch, epoch)
@@ -361,7 +362,7 @@ def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]
     (a `DataLoader` draws a seed from it whenever an iterator is created, as filling the feature
     cache does once per split, and only when the cache misses). Seeding per epoch makes the
     epoch's numbers a function of ``(seed, epoch)``, so a checkpoint needs no generator state.
-    Batch order and augmentation have their own generators (`peft_ser.data`).
+    Batch order and augmentation have their own generators (`peft_ser.data.dataset`).
     """
     derived = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
     devices = [device.index or 0] if device.type == "cuda" else []

@@ -19,7 +19,7 @@ instant resumes from its last completed epoch. A run that failed before its firs
 holds nothing worth keeping: the same command simply starts it again.
 
 Randomness comes from three places, each a function of the seed and the epoch alone: batch order
-and augmentation (their own generators, see `peft_ser.data`) and dropout (torch's generators,
+and augmentation (their own generators, see `data.dataset`) and dropout (torch's generators,
 seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`). A resumed run, or one
 whose feature cache was already filled, therefore draws exactly what an uninterrupted cold run
 draws.
@@ -44,21 +44,13 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState
 
-from peft_ser.audio import RunAudio
 from peft_ser.config import ConfigError, RunConfig, read_config_file
-from peft_ser.data import FeatureCache
-from peft_ser.errors import UserError
-from peft_ser.feature_store import FeatureStore
-from peft_ser.fileio import FolderLock, output_folder, storage_errors, write_atomic
-from peft_ser.manifest import Fold, PreparedCorpus
-from peft_ser.precision import cpu_has_native_bf16, device_has_native_bf16
-from peft_ser.tasks import resolve_task
-from peft_ser.training.checkpoint import has_checkpoint
-from peft_ser.training.corpus import fold_directory, resolve_corpus, select_folds
-from peft_ser.training.loop import FoldRunner
-from peft_ser.training.results import (
+from peft_ser.data.audio import RunAudio
+from peft_ser.data.dataset import FeatureCache
+from peft_ser.data.feature_store import FeatureStore
+from peft_ser.data.manifest import Fold, PreparedCorpus
+from peft_ser.evaluation.results import (
     BAD_AUDIO,
     FOLD_RESULTS,
     BadAudioLog,
@@ -66,10 +58,17 @@ from peft_ser.training.results import (
     summary_text,
     write_run_results,
 )
+from peft_ser.models.tasks import resolve_task
+from peft_ser.runs.corpus import fold_directory, resolve_corpus, select_folds
+from peft_ser.runs.layout import RUN_CONFIG
+from peft_ser.training.checkpoint import has_checkpoint
+from peft_ser.training.loop import FoldRunner
+from peft_ser.utils.errors import UserError
+from peft_ser.utils.fileio import FolderLock, output_folder, storage_errors, write_atomic
+from peft_ser.utils.precision import accelerator_for
 
 log = logging.getLogger(__name__)
 
-RUN_CONFIG = "config.yaml"
 NO_COMPARE = {
     "progress",
     "num_workers",
@@ -186,39 +185,6 @@ def feature_store_for(config: RunConfig) -> FeatureStore | None:
     if not config.feature_cache_persist:
         return None
     return FeatureStore(config.feature_cache_dir, config.feature_cache_budget_gb)
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """The precision ``setting`` means here: ``auto`` is bf16 on GPUs that compute it natively,
-    fp16 on other GPUs, and fp32 (``no``) on the CPU.
-
-    bf16 on a CPU with AVX512-BF16 or AMX is Accelerate's autocast (matrix products in bf16;
-    weights, gradients, optimiser state and loss in fp32) and about twice as fast, but ``auto``
-    does not choose it there: on the demo corpus over seeds 0-5 its dev UAR was lower at five
-    seeds and equal at one, and its test UAR, equal on average, twice as spread
-    (docs/training.md). Ask for it with ``mixed_precision: bf16``.
-    """
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16" if device_has_native_bf16("cuda") else "fp16"
-    return "no"
-
-
-def accelerator_for(mixed_precision: str) -> Accelerator:
-    """An Accelerator with ``mixed_precision`` resolved (see `resolve_mixed_precision`).
-
-    Accelerate keeps one precision per process and refuses another; a single process that runs
-    one configuration after another (a grid, a test session) gets a fresh state for each.
-    Under ``accelerate launch`` the launcher's state is kept as it is.
-    """
-    chosen = resolve_mixed_precision(mixed_precision)
-    if chosen == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
-        log.warning("bf16 on a CPU without native bf16 is emulated: slower than fp32")
-    shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision") != chosen and PartialState().num_processes == 1:
-        AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=chosen)
 
 
 def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:

@@ -9,7 +9,7 @@ them atomically, checks their sha256 once pinned, renames their keys into this p
 trainable-weight names and keeps the result as safetensors (see ``docs/zoo.md``).
 """
 
-from .cache import (
+from peft_ser.zoo.cache import (
     CACHE_ENV,
     DEFAULT_CACHE,
     cache_root,
@@ -20,9 +20,9 @@ from .cache import (
     search_folders,
     sha256_of,
 )
-from .convert import convert_original_checkpoint, load_original_file
-from .load import cached_backbone, load_zoo_model, load_zoo_state
-from .table import ZOO, ZooEntry, ZooError, ZooFile, zoo_entry
+from peft_ser.zoo.convert import convert_original_checkpoint, load_original_file
+from peft_ser.zoo.load import cached_backbone, load_zoo_model, load_zoo_state
+from peft_ser.zoo.table import ZOO, ZooEntry, ZooError, ZooFile, zoo_entry
 
 __all__ = [
     "CACHE_ENV",

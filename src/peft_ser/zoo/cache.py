@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fileio import write_atomic, write_atomic_with
-from .table import ZooEntry, ZooError, ZooFile, zoo_entry
+from peft_ser.utils.fileio import write_atomic, write_atomic_with
+from peft_ser.zoo.table import ZooEntry, ZooError, ZooFile, zoo_entry
 
 if TYPE_CHECKING:
     import torch

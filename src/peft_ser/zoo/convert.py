@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .table import ZooError
+from peft_ser.zoo.table import ZooError
 
 if TYPE_CHECKING:  # torch is imported where weights are read, so the name table loads fast
     import torch

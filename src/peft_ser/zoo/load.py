@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..backbones.registry import hub_snapshot
-from .cache import (
+from peft_ser.models.backbones.registry import hub_snapshot
+from peft_ser.zoo.cache import (
     CachedModel,
     cache_root,
     candidates,
@@ -22,13 +22,13 @@ from .cache import (
     warn_unpinned_once,
     write_converted,
 )
-from .convert import convert_original_checkpoint, load_original_file
-from .table import ZooEntry, ZooError, zoo_entry
+from peft_ser.zoo.convert import convert_original_checkpoint, load_original_file
+from peft_ser.zoo.table import ZooEntry, ZooError, zoo_entry
 
 if TYPE_CHECKING:
     import torch
 
-    from ..model import SERModel
+    from peft_ser.models.ser_model import SERModel
 
 logger = logging.getLogger("peft_ser.zoo")
 
@@ -103,7 +103,7 @@ def load_zoo_model(
     """
     import torch
 
-    from ..model import WeightsError, build_model
+    from peft_ser.models.ser_model import WeightsError, build_model
 
     entry = zoo_entry(name)
     state = load_zoo_state(name, cache_dir)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..backbones.registry import BACKBONES
-from ..config import ModelConfig
-from ..errors import UserError, suggest
-from ..manifest import PAPER4
+from peft_ser.data.manifest import PAPER4
+from peft_ser.models.backbones.registry import BACKBONES
+from peft_ser.models.config import ModelConfig
+from peft_ser.utils.errors import UserError, suggest
 
 _DROPBOX = "https://www.dropbox.com/scl/fi/"
 
@@ -42,7 +42,7 @@ class ZooEntry:
     """A released model: our backbone name, its layout facts and its files (head, then LoRA)."""
 
     name: str
-    backbone: str  # name in peft_ser.backbones.registry
+    backbone: str  # name in peft_ser.models.backbones.registry
     family: str  # transformers model type: selects the LoRA key layout in conversion
     num_layers: int  # encoder layers L of the backbone the files were trained on
     files: tuple[ZooFile, ...]

@@ -1,0 +1,1 @@
+"""The built-in demo: a synthetic emotional-speech corpus (`synthetic`) and the demo run (`run`)."""

@@ -1,0 +1,3 @@
+"""A run folder's layout: the names of the files a run writes."""
+
+RUN_CONFIG = "config.yaml"
