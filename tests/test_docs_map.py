@@ -8,6 +8,7 @@ the public API it lists is what ``peft_ser`` exports.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -87,3 +88,32 @@ def test_the_error_list_is_complete() -> None:
 def test_the_public_api_is_what_the_package_exports() -> None:
     listed = set(re.findall(r"`(\w+)`", section("Public API").split("\n\n")[1]))
     assert listed == set(peft_ser.__all__)
+
+
+def dotted_references() -> set[str]:
+    """Every ``peft_ser.…`` name the README and the docs mention."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pattern = re.compile(r"\bpeft_ser(?:\.\w+)+")
+    return {name for path in texts for name in pattern.findall(path.read_text(encoding="utf-8"))}
+
+
+def resolves(dotted: str) -> bool:
+    """True when ``dotted`` is a module of the package or a name in one."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(target, attribute):
+                return False
+            target = getattr(target, attribute)
+        return True
+    return False
+
+
+def test_every_dotted_name_in_the_docs_exists() -> None:
+    references = dotted_references()
+    assert len(references) > 20  # the check sees the docs
+    assert sorted(name for name in references if not resolves(name)) == []
