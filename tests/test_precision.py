@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from peft_ser.cli import app
 from peft_ser.utils.errors import InvalidRequestError
 from peft_ser.utils.precision import (
     bf16_autocast,
@@ -51,6 +53,19 @@ def test_a_word_a_setting_does_not_take_is_refused_in_one_line() -> None:
         check_float32_weights("int8", "bf16")
     check_float32_weights("fp32", "bf16")  # a dtype alone
     check_float32_weights("bf16", "fp32")
+
+
+def test_the_command_line_refuses_a_precision_on_cast_weights_before_loading() -> None:
+    """The model does not exist: the options are checked first."""
+    result = CliRunner().invoke(
+        app,
+        ["predict", "x.wav", "--model", "no-such-model", "--dtype", "bf16", "--precision", "int8"],
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "error: precision int8 starts from fp32 weights; these are bf16 (give dtype fp32 with a "
+        "precision, or a dtype alone)"
+    )
 
 
 def _cpu_flags() -> set[str]:
