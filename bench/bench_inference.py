@@ -39,9 +39,10 @@ from compare_original import ensure_original_environment, run_original, write_in
 from peft_ser.data.audio import SAMPLE_RATE, load_audio
 from peft_ser.data.manifest import read_prepared
 from peft_ser.export.onnx import export_onnx
-from peft_ser.inference.backends import InferenceModel, TorchModel
+from peft_ser.inference.backends import InferenceModel
 from peft_ser.inference.loading import load_model
 from peft_ser.inference.onnx_model import OnnxModel
+from peft_ser.inference.torch_model import TorchModel
 from peft_ser.utils.precision import cpu_has_native_bf16
 
 PEER = "original peft_ser 0.0.5 (Whisper tiny, fp32)"

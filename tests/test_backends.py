@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 import peft_ser
 from peft_ser.cli import app
 from peft_ser.export.onnx import export_onnx
-from peft_ser.inference.backends import TorchModel, inference_model, load_inference_model
+from peft_ser.inference.backends import inference_model
 from peft_ser.inference.loading import InvalidRequestError
 from peft_ser.inference.onnx_model import OnnxModel, quantized_graph
+from peft_ser.inference.torch_model import TorchModel
 
 LENGTHS = (16_000, 9_000, 12_345, 4_000, 7_777, 14_000, 6_000, 10_500)
 BF16_PROBABILITY_BOUND = 0.05
@@ -106,7 +107,7 @@ def test_bad_options_fail_in_one_line(exported: tuple[Path, Path]) -> None:
     for options, message in cases:
         with pytest.raises(InvalidRequestError, match=message):
             peft_ser.predict((np.zeros(8000), 16_000), **options)  # type: ignore[arg-type]
-    loaded = load_inference_model(onnx_dir)
+    loaded = inference_model(onnx_dir)
     with pytest.raises(InvalidRequestError, match="runs at fp32"):
         peft_ser.predict((np.zeros(8000), 16_000), model=loaded, precision="int8")
     result = CliRunner().invoke(
@@ -125,3 +126,16 @@ def test_cli_predicts_with_onnxruntime_at_int8(exported: tuple[Path, Path], tmp_
     )
     assert result.exit_code == 0, result.output
     assert "clip.wav" in result.output and "predicted 1 of 1" in result.output
+
+
+def test_one_loader_and_one_wrapper(exported: tuple[Path, Path]) -> None:
+    """`load_model` reads PyTorch models and refuses an export in one line; `inference_model`
+    opens either for its backend, the precision in any spelling."""
+    saved, onnx_dir = exported
+    expected = f"{onnx_dir}: an exported ONNX model; run it with backend onnxruntime"
+    with pytest.raises(InvalidRequestError) as raised:
+        peft_ser.load_model(onnx_dir)
+    assert str(raised.value) == expected
+    assert isinstance(inference_model(onnx_dir, precision="float32"), OnnxModel)
+    runner = inference_model(saved, precision="BFloat16", device="cpu")
+    assert isinstance(runner, TorchModel) and runner.precision == "bf16"

@@ -97,7 +97,7 @@ def predict(
             "working directory)"
         ),
     ] = None,
-    dtype: Dtype = "float32",
+    dtype: Dtype = "fp32",
     backend: Backend = None,
     precision: Precision = "fp32",
 ) -> None:
@@ -106,8 +106,8 @@ def predict(
 
     Inputs that cannot be predicted (unreadable, empty, NaN samples, a folder without audio,
     a pattern matching nothing, a broken link in a folder) are reported on stderr and skipped.
-    The output path (never one of the inputs), the device and the dtype are checked before the
-    model is loaded.
+    The output path (never one of the inputs), the device, dtype, backend and precision are
+    checked before the model is loaded. An exported folder on onnxruntime runs without PyTorch.
 
     Exit status: 0 all predicted; 1 some failed (the others are written); 2 none predicted,
     or a wrong option or model (one error line).
@@ -115,7 +115,7 @@ def predict(
     import sys
     from dataclasses import asdict
 
-    from peft_ser.inference.backends import load_inference_model, resolve_backend, resolve_precision
+    from peft_ser.inference.backends import choose_backend, inference_model
     from peft_ser.inference.files import (
         check_not_an_input,
         check_output_path,
@@ -123,7 +123,7 @@ def predict(
         format_predictions,
         write_predictions,
     )
-    from peft_ser.inference.predict import Failure, iter_predictions, resolve_device, resolve_dtype
+    from peft_ser.inference.predict import Failure, iter_predictions
     from peft_ser.inference.segments import Segmentation
     from peft_ser.inference.timeline import check_plottable, save_timeline
     from peft_ser.utils.progress import progress_bar
@@ -133,9 +133,7 @@ def predict(
             check_output_path(path)
     # checked before the model is loaded
     segmentation = Segmentation(segment, window, hop, min_segment, max_segment, max_segments)
-    resolve_device(device)
-    compute_dtype = resolve_dtype(dtype)
-    chosen_backend, chosen_precision = resolve_backend(backend), resolve_precision(precision)
+    chosen_backend = choose_backend(model, backend, precision, device=device, dtype=dtype)
     found = find_audio_inputs(inputs)
     for path in (output, plot):
         if path is not None:
@@ -148,14 +146,14 @@ def predict(
     if found.paths:
         results = iter_predictions(
             found.paths,
-            model=load_inference_model(
+            model=inference_model(
                 model,
                 backend=chosen_backend,
-                precision=chosen_precision,
+                precision=precision,
                 device=device,
                 cache_folder=cache_folder,
                 backbone=backbone,
-                dtype=compute_dtype,
+                dtype=dtype,
             ),
             batch_size=batch_size,
             **asdict(segmentation),

@@ -94,7 +94,7 @@ def serve(
     ] = _BATCH.window_ms,
     batch_size: BatchSize = _BATCH.batch_size,
     device: Device = None,
-    dtype: Dtype = "float32",
+    dtype: Dtype = "fp32",
     backend: Backend = None,
     precision: Precision = "fp32",
 ) -> None:
@@ -104,7 +104,7 @@ def serve(
     device, dtype, backend and precision apply to every model; an int8 model holds its own
     quantized copy, shared with no other.
     """
-    from peft_ser.inference.predict import resolve_device, resolve_dtype
+    from peft_ser.inference.loading import resolve_device
     from peft_ser.serving import ModelPool, create_app, parse_model_spec, serve
 
     log_to_stderr()
@@ -119,7 +119,6 @@ def serve(
     )  # checked (an empty key) before any model loads
     specs = [parse_model_spec(text) for text in models]
     device_type = resolve_device(device).type
-    resolve_dtype(dtype)
     pool = ModelPool.load(
         specs,
         device=device,

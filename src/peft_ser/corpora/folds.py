@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, Protocol, natural_key
 from peft_ser.data.manifest import SPLITS, Fold, Utterance
@@ -274,7 +273,12 @@ def _group_splits(
     labels: np.ndarray, groups: np.ndarray, count: int, seed: int, by_speaker: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(rest, held-out)`` index pairs of a ``count``-fold split keeping speakers whole (or
-    of utterances), stratified by label unless every class has fewer members than folds."""
+    of utterances), stratified by label unless every class has fewer members than folds.
+
+    scikit-learn is imported here, so the command line's help and ``import peft_ser.corpora``
+    do not load it."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     _, class_sizes = np.unique(labels, return_counts=True)
     strata = labels if np.any(class_sizes >= count) else np.zeros(len(labels))
     with warnings.catch_warnings():

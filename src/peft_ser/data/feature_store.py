@@ -34,13 +34,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as serialize
+from typing import TYPE_CHECKING
 
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ ENV_VAR = "PEFT_SER_FEATURE_CACHE"
 DEFAULT_BUDGET_GB = 20.0
 SUFFIX = ".safetensors"
 _CHUNK = 1 << 20
-DTYPE = torch.float16
+DTYPE = "float16"
+"""The states' torch dtype, by name: torch is imported where tensors are read or written, so
+``peft-ser cache`` (which only lists and deletes files) and its ``--help`` do not load it."""
 
 
 class FeatureStoreError(UserError):
@@ -131,7 +133,10 @@ class FeatureStore:
     def save(self, path: Path, states: torch.Tensor) -> None:
         """Store ``states`` (as float16) with their checksum; an `OSError` of the disk passes on
         (a full or read-only store is the caller's to work around)."""
-        tensor = states.detach().to("cpu", DTYPE).contiguous()
+        import torch
+        from safetensors.torch import save as serialize
+
+        tensor = states.detach().to("cpu", getattr(torch, DTYPE)).contiguous()
         payload = serialize({"states": tensor}, metadata={"checksum": checksum(path.name, tensor)})
         write_atomic(path, payload)
 
@@ -178,6 +183,9 @@ class FeatureStore:
 
 def _read_entry(path: Path) -> tuple[torch.Tensor | None, str]:
     """An entry's states, or None and what is wrong with them (empty: no checksum)."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
     try:
         with safe_open(path, "pt") as handle:  # type: ignore[no-untyped-call]
             metadata = handle.metadata() or {}
@@ -186,8 +194,8 @@ def _read_entry(path: Path) -> tuple[torch.Tensor | None, str]:
         raise
     except (SafetensorError, OSError, KeyError) as error:
         return None, f"unreadable: {error}"
-    if states.dtype != DTYPE or states.dim() != 3:
-        return None, f"{states.dtype} {tuple(states.shape)}, not {DTYPE} [L+1, F, D]"
+    if states.dtype != getattr(torch, DTYPE) or states.dim() != 3:
+        return None, f"{states.dtype} {tuple(states.shape)}, not torch.{DTYPE} [L+1, F, D]"
     if "checksum" not in metadata:
         return None, ""
     if metadata["checksum"] != checksum(path.name, states):
@@ -198,6 +206,8 @@ def _read_entry(path: Path) -> tuple[torch.Tensor | None, str]:
 def checksum(name: str, states: torch.Tensor) -> str:
     """A digest of an entry's file name, its states' dtype and shape, and their bytes: another
     entry's file, or other numbers of any shape, do not match it."""
+    import torch
+
     digest = hashlib.blake2b(f"{name}\0{states.dtype}\0{tuple(states.shape)}".encode())
     digest.update(states.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -1,30 +1,40 @@
-"""Loading a model for inference: a saved folder or a zoo name, on a device, in a dtype.
+"""`load_model`, the one public loader: a saved model folder or a zoo name, on a device, in a dtype.
 
-`load_model` keeps the original PEFT-SER package's call, ``load_model(name,
-cache_folder=...)``, and adds where the backbone is (``backbone=``) and the compute dtype.
+It keeps the original PEFT-SER package's call, ``load_model(name, cache_folder=...)``, and adds
+where the backbone is (``backbone=``) and the weights' dtype. It only decides what the name is
+and where the model goes; the work is done by the loaders each source has, which it does not
+repeat: `SERModel.load` reads (and checks) a saved folder, `peft_ser.zoo.load_zoo_model`
+fetches, checks and converts a released model. To run a model on onnxruntime or at a reduced
+precision, `peft_ser.inference.backends.inference_model` wraps what this returns.
+
+Devices and dtypes are checked here by name, before anything loads; torch is imported only by
+the functions that need it, so ``import peft_ser`` and onnxruntime's path stay without it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from peft_ser.models.ser_model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SERModel
+from peft_ser.inference.onnx_model import refuse_export_on_torch
 from peft_ser.utils.errors import InvalidRequestError, suggest
+from peft_ser.utils.precision import resolve_dtype
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
-"""Compute dtypes by name (``fp32``, ``fp16``, ``bf16`` and ``half`` are accepted too)."""
-_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+if TYPE_CHECKING:
+    import torch
+
+    from peft_ser.models.ser_model import SERModel
+
+__all__ = ["InvalidRequestError", "available_devices", "load_model", "resolve_device"]
+
+_WANTED = "give a folder written by SERModel.save or a zoo name"
 
 
 def available_devices() -> list[str]:
     """The devices this machine can run a model on: ``cpu``, then CUDA GPUs, then ``mps``."""
+    import torch
+
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
@@ -39,6 +49,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Checked up front, so ``cuda`` on a machine without a GPU fails in one line listing what is
     available, instead of deep inside the first forward pass.
     """
+    import torch
+
     available = available_devices()
     if device is None:
         return torch.device("cuda" if "cuda" in available else "cpu")
@@ -66,21 +78,6 @@ def _folder_hint(device: object) -> str:
     return ""
 
 
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """The compute dtype asked for by name or as a torch dtype; None is float32."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    name = str(dtype).removeprefix("torch.").lower()
-    name = _DTYPE_ALIASES.get(name, name)
-    if name not in DTYPES:
-        raise InvalidRequestError(
-            f"unknown dtype {str(dtype)!r}{suggest(name, DTYPES)}; give one of {', '.join(DTYPES)}"
-        )
-    return DTYPES[name]
-
-
 def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = None,
@@ -95,38 +92,36 @@ def load_model(
     the original package) is where the released files are looked for and downloaded to; by
     default the peft-ser cache and then the working directory are searched. ``backbone`` is
     where the pre-trained backbone is when not at its usual place: a local folder (a hub
-    mirror, a moved checkpoint), a hub id or a CTranslate2 directory. ``dtype`` is the compute
-    dtype (``float32`` by default, or ``float16``, ``bfloat16``): every weight is cast to it
-    before the trained weights are loaded, whatever dtype the backbone was stored in. Raises a
+    mirror, a moved checkpoint), a hub id or a CTranslate2 directory. ``dtype`` is what the
+    weights are stored and computed in: ``fp32`` (the default), ``fp16`` or ``bf16`` (torch's
+    names and dtypes too, see `peft_ser.utils.precision`); every weight is cast to it before the
+    trained weights are loaded, whatever dtype the backbone was stored in. Raises a
     `UserError` (one line: the model, the file and the problem) for an unavailable device or
-    dtype, a damaged model folder, or a name that is neither a folder nor a zoo name.
+    dtype, a damaged model folder, an exported ONNX folder (that runs on onnxruntime:
+    `peft_ser.predict`), or a name that is neither a folder nor a zoo name.
     """
-    if not os.fspath(name_or_path).strip():
-        raise InvalidRequestError("model name is empty; give a saved model folder or a zoo name")
+    name = os.fspath(name_or_path)
+    if not name.strip():
+        raise InvalidRequestError(f"model name is empty; {_WANTED}")
     target = resolve_device(device)
     compute_dtype = resolve_dtype(dtype)
     source = None if backbone is None else os.fspath(backbone)
-    if Path(name_or_path).is_dir():
-        return SERModel.load(
-            name_or_path, map_location=target, backbone=source, dtype=compute_dtype
-        )
-    name = os.fspath(name_or_path)
-    from peft_ser import zoo
+    from peft_ser.models.ser_model import ModelFileError, SERModel
+    from peft_ser.zoo import ZOO, load_zoo_model
 
-    if name not in zoo.ZOO:
-        raise ModelFileError(_not_a_model(name, list(zoo.ZOO)))
-    folder = None if cache_folder is None else Path(cache_folder)
-    model = zoo.load_zoo_model(name, folder, backbone=source, dtype=compute_dtype)
-    return model.to(target).eval()
+    if not Path(name).is_dir() and name in ZOO:
+        folder = None if cache_folder is None else Path(cache_folder)
+        model = load_zoo_model(name, folder, backbone=source, dtype=compute_dtype)
+        return model.to(target).eval()
+    if not Path(name).exists():
+        raise ModelFileError(_not_a_model(name, list(ZOO)))
+    refuse_export_on_torch(name)
+    return SERModel.load(name, map_location=target, backbone=source, dtype=compute_dtype)
 
 
 def _not_a_model(name: str, zoo_names: list[str]) -> str:
-    """Why ``name`` (no directory, no zoo name) names no model, and what would."""
-    wanted = f"give a folder written by SERModel.save or a zoo name: {', '.join(zoo_names)}"
-    if Path(name).exists():
-        return (
-            f"{name}: is a file, not a model folder (which holds {CONFIG_FILE} and {WEIGHTS_FILE})"
-        )
+    """Why ``name`` (no file, no zoo name) names no model, and what would."""
+    wanted = f"{_WANTED}: {', '.join(zoo_names)}"
     if "/" in name or os.sep in name or name.startswith((".", "~")):
         return f"{name}: no such model folder; {wanted}"
     return f"unknown model {name!r}{suggest(name, zoo_names)}; {wanted}"

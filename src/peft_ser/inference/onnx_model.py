@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from peft_ser.utils.errors import UserError
+from peft_ser.utils.errors import InvalidRequestError, UserError
+from peft_ser.utils.precision import resolve_precision
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "peft_ser_onnx.json"
@@ -36,6 +37,25 @@ def is_onnx_model_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
+def refuse_export_on_torch(path: str | os.PathLike[str]) -> None:
+    """Refuse to read an exported folder as a PyTorch model: it holds a graph, no weights."""
+    if is_onnx_model_dir(path):
+        raise InvalidRequestError(
+            f"{path}: an exported ONNX model; run it with backend onnxruntime"
+        )
+
+
+def onnx_precision(precision: str | None) -> str:
+    """The precision (any spelling, None: fp32) if onnxruntime runs it; refused otherwise."""
+    wanted = resolve_precision(precision)
+    if wanted not in ONNX_PRECISIONS:
+        raise InvalidRequestError(
+            f"backend onnxruntime runs precision {' or '.join(ONNX_PRECISIONS)}; {wanted} is a "
+            "torch precision"
+        )
+    return wanted
+
+
 class OnnxModel:
     """``forward(waveforms[B, T], lengths[B])`` → logits ``[B, C]`` over ``labels``, in numpy."""
 
@@ -46,13 +66,9 @@ class OnnxModel:
         precision: str = "fp32",
         threads: int | None = None,
     ) -> None:
+        self.precision = onnx_precision(precision)
         onnxruntime = _import_onnxruntime()
         self.directory = Path(directory)
-        if precision not in ONNX_PRECISIONS:
-            raise OnnxModelError(
-                f"onnxruntime runs precision {' or '.join(ONNX_PRECISIONS)}, not {precision!r}"
-            )
-        self.precision = precision
         self.facts = _read_facts(self.directory)
         options = onnxruntime.SessionOptions()
         if threads is not None:

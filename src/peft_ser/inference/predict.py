@@ -22,10 +22,9 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 import numpy as np
-import torch
 
 from peft_ser.data.audio import (
     MAX_RATE,
@@ -41,12 +40,13 @@ from peft_ser.inference.loading import (
     available_devices,
     load_model,
     resolve_device,
-    resolve_dtype,
 )
 from peft_ser.inference.recordings import Recording, Scored, score_recordings
 from peft_ser.inference.segments import DEFAULT_MAX_SEGMENTS, Segmentation, SegmentPlan
-from peft_ser.models.inputs import nonfinite_outputs_reported_by_caller
-from peft_ser.models.ser_model import SERModel
+from peft_ser.utils.precision import resolve_dtype
+
+if TYPE_CHECKING:
+    from peft_ser.models.ser_model import SERModel
 
 _CHUNK_BATCHES = 8
 """Segments wait in a pool of this many batches, sorted by length before batching (little
@@ -346,20 +346,28 @@ def _classify(segments: list[np.ndarray], model: InferenceModel, batch_size: int
     order = sorted(range(len(segments)), key=lambda i: len(segments[i]), reverse=True)
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
-        with nonfinite_outputs_reported_by_caller():  # a Failure of its input says so
-            scores = model.forward(*_pad([segments[i] for i in batch]))
-        rows = torch.from_numpy(scores).double()
-        rows[:, :classes] = torch.softmax(rows[:, :classes], dim=-1)
-        outputs[batch] = rows.numpy()
+        rows = np.asarray(model.forward(*_pad([segments[i] for i in batch])), dtype=np.float64)
+        if classes:  # a non-finite row stays non-finite: its input's Failure says so
+            rows[:, :classes] = _softmax(rows[:, :classes])
+        outputs[batch] = rows
     return outputs
 
 
-def _pad(segments: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded ``[B, T]`` waveforms and their lengths in samples."""
-    lengths = torch.tensor([len(segment) for segment in segments])
-    waveforms = torch.zeros(len(segments), int(lengths.max()))
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities per row, as `torch.softmax` gives them: a row holding NaN or +inf (or only
+    -inf) gives NaN, which `_predictions` reports as that input's `Failure`, so numpy's warning
+    about it is not shown."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        exponents = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exponents / exponents.sum(axis=-1, keepdims=True)
+
+
+def _pad(segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded ``[B, T]`` float32 waveforms and their lengths in samples."""
+    lengths = np.array([len(segment) for segment in segments], dtype=np.int64)
+    waveforms = np.zeros((len(segments), int(lengths.max())), dtype=np.float32)
     for row, segment in enumerate(segments):
-        waveforms[row, : len(segment)] = torch.from_numpy(segment)
+        waveforms[row, : len(segment)] = segment
     return waveforms, lengths
 
 

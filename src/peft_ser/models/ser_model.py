@@ -176,7 +176,8 @@ class SERModel(nn.Module):
         backbone: str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> SERModel:
-        """Rebuild from ``save``'s output, in eval mode.
+        """Rebuild from ``save``'s output, in eval mode: the folder reader of
+        `peft_ser.load_model`, which also takes zoo names and devices and dtypes by name.
 
         ``backbone`` says where the pre-trained backbone is now (a local directory, a hub id,
         a CTranslate2 directory) when it is not where the saved config says: a hub mirror,

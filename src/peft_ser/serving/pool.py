@@ -33,16 +33,13 @@ from pathlib import Path, PurePath, PureWindowsPath
 import torch
 from torch import nn
 
-from peft_ser.inference.backends import (
-    InferenceModel,
-    TorchModel,
-    choose_backend,
-    resolve_precision,
-)
+from peft_ser.inference.backends import InferenceModel, choose_backend
 from peft_ser.inference.loading import load_model
 from peft_ser.inference.onnx_model import OnnxModel
+from peft_ser.inference.torch_model import TorchModel
 from peft_ser.models.ser_model import SERModel, parameter_count
 from peft_ser.utils.errors import UserError, suggest
+from peft_ser.utils.precision import resolve_precision
 
 
 class UnknownModelError(UserError, LookupError):

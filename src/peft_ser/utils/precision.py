@@ -1,31 +1,120 @@
-"""Which reduced precision a device computes natively, and the autocast context for it.
+"""The words for numeric precision, and which reduced precision a device computes natively.
+
+One vocabulary for every knob: ``fp32``, ``bf16``, ``fp16`` and ``int8`` (``auto`` where a
+choice is made per device). torch's names (``float32``, ``bfloat16``, ``float16``, ``half``, a
+``torch.dtype``) and ``qint8`` are accepted as other spellings of the same words, so calls and
+files written with them keep working. The knobs differ in what they set:
+
+* ``precision`` (`predict`, ``peft-ser predict``/``serve --precision``): how a float32 model
+  computes at inference, `PRECISIONS`: fp32, bf16 autocast, or int8 dynamic quantization;
+* ``dtype`` (`load_model`, ``--dtype``): what a loaded PyTorch model's weights are stored and
+  computed in, `DTYPES`;
+* ``mixed_precision`` (a run config's key): training's autocast, ``auto``, ``no`` (fp32),
+  ``bf16`` or ``fp16`` (Accelerate's words, which a run config keeps).
 
 bfloat16 pays only where the hardware multiplies it natively: CPUs with AVX512-BF16 or AMX
 multiply bf16 matrices at several times their fp32 rate, while elsewhere PyTorch emulates bf16
 on the CPU and runs slower than fp32. Training and inference ask here, so ``auto`` means the
-same on both paths.
+same on both paths. torch and Accelerate are imported by the functions that need them: the
+names alone (``import peft_ser``, the command line's ``--help``, onnxruntime) load neither.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
-import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState
+from peft_ser.utils.errors import InvalidRequestError, suggest
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+"""How a float32 model computes at inference (``precision``)."""
+DTYPES = ("fp32", "fp16", "bf16")
+"""What a loaded PyTorch model's weights are stored and computed in (``dtype``)."""
+_SPELLINGS = {
+    "float32": "fp32",
+    "float": "fp32",
+    "float16": "fp16",
+    "half": "fp16",
+    "bfloat16": "bf16",
+    "qint8": "int8",
+}
+"""Other spellings of the words: torch's names of the dtypes, and of int8 weights."""
+_TORCH_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def precision_word(value: object) -> str:
+    """``value`` as this package's word: ``torch.bfloat16``, ``BFloat16`` and ``bf16`` are all
+    ``bf16``; a word it does not know is returned lowered, for the caller to refuse."""
+    name = str(value).strip().lower().removeprefix("torch.")
+    return _SPELLINGS.get(name, name)
+
+
+def resolve_precision(precision: str | None) -> str:
+    """One of `PRECISIONS` (any spelling); None is fp32."""
+    if precision is None:
+        return "fp32"
+    name = precision_word(precision)
+    if name not in PRECISIONS:
+        raise InvalidRequestError(
+            f"unknown precision {precision!r}{suggest(name, PRECISIONS)}; give one of "
+            f"{', '.join(PRECISIONS)}"
+        )
+    return name
+
+
+def dtype_word(dtype: object) -> str:
+    """One of `DTYPES` for a dtype given by name (any spelling) or as a torch dtype; None is
+    fp32. Checked without torch, so a wrong name is refused before anything loads."""
+    if dtype is None:
+        return "fp32"
+    name = precision_word(dtype)
+    if name not in DTYPES:
+        spellings = [*DTYPES, *(key for key, word in _SPELLINGS.items() if word in DTYPES)]
+        raise InvalidRequestError(
+            f"unknown dtype {str(dtype)!r}{suggest(name, spellings)}; give one of "
+            f"{', '.join(DTYPES)}"
+        )
+    return name
+
+
+def resolve_dtype(dtype: object) -> torch.dtype:
+    """The torch dtype of `dtype_word` (float32 for None)."""
+    import torch
+
+    dtype_of: torch.dtype = getattr(torch, _TORCH_NAMES[dtype_word(dtype)])
+    return dtype_of
+
+
+def check_float32_weights(precision: str, weights: str) -> None:
+    """Refuse a reduced ``precision`` on weights that are not fp32: bf16 autocast and int8
+    quantization start from a float32 model, and a model cast to another dtype already
+    computes in it."""
+    if precision != "fp32" and weights != "fp32":
+        raise InvalidRequestError(
+            f"precision {precision} starts from fp32 weights; these are {weights} (give dtype "
+            "fp32 with a precision, or a dtype alone)"
+        )
 
 
 def cpu_has_native_bf16() -> bool:
     """True where this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX)."""
+    import torch
+
     cpu = torch.cpu
     return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
 
 
 def device_has_native_bf16(device: torch.device | str) -> bool:
     """True where ``device`` computes bfloat16 natively: such a CPU, or a CUDA GPU with bf16."""
+    import torch
+
     kind = torch.device(device).type
     if kind == "cpu":
         return cpu_has_native_bf16()
@@ -39,6 +128,8 @@ def bf16_autocast(device: torch.device | str, enabled: bool = True) -> AbstractC
     in fp32 by autocast's own lists), or nothing when ``enabled`` is false."""
     if not enabled:
         return nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
@@ -54,6 +145,8 @@ def resolve_mixed_precision(setting: str) -> str:
     """
     if setting != "auto":
         return setting
+    import torch
+
     if torch.cuda.is_available():
         return "bf16" if device_has_native_bf16("cuda") else "fp16"
     return "no"
@@ -66,6 +159,10 @@ def accelerator_for(mixed_precision: str) -> Accelerator:
     one configuration after another (a grid, a test session) gets a fresh state for each.
     Under ``accelerate launch`` the launcher's state is kept as it is.
     """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
     chosen = resolve_mixed_precision(mixed_precision)
     if chosen == "bf16" and not torch.cuda.is_available() and not cpu_has_native_bf16():
         log.warning("bf16 on a CPU without native bf16 is emulated: slower than fp32")

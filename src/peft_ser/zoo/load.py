@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from peft_ser.models.backbones.registry import hub_snapshot
 from peft_ser.zoo.cache import (
     CachedModel,
     cache_root,
@@ -79,6 +78,8 @@ def cached_backbone(entry: ZooEntry, cache_dir: str | Path | None = None) -> str
     The original called ``from_pretrained(hub_id, cache_dir=cache_folder)``, so a folder it
     used holds the backbone as a hub-cache snapshot, which loads without network.
     """
+    from peft_ser.models.backbones.registry import hub_snapshot
+
     for folder in search_folders(cache_dir):
         snapshot = hub_snapshot(folder, entry.hub_id)
         if snapshot is not None:

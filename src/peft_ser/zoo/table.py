@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from peft_ser.data.manifest import PAPER4
-from peft_ser.models.backbones.registry import BACKBONES
-from peft_ser.models.config import ModelConfig
 from peft_ser.utils.errors import UserError, suggest
+
+if TYPE_CHECKING:
+    from peft_ser.models.config import ModelConfig
 
 _DROPBOX = "https://www.dropbox.com/scl/fi/"
 
@@ -50,7 +52,12 @@ class ZooEntry:
 
     @property
     def hub_id(self) -> str:
-        """The hub id of the pre-trained backbone the released weights were trained on."""
+        """The hub id of the pre-trained backbone the released weights were trained on.
+
+        The registries (torch, transformers) are imported here and in `config`, not with the
+        table, so the zoo's names are known to the command line's help without them."""
+        from peft_ser.models.backbones.registry import BACKBONES
+
         source = BACKBONES[self.backbone].source
         assert source is not None, f"{self.backbone} has no pre-trained checkpoint"
         return source
@@ -62,6 +69,8 @@ class ZooEntry:
         LoRA alpha 1 gives loralib's default scaling 1/rank; ``crop`` matches the authors'
         Whisper front end, which encoded only the clip's frames.
         """
+        from peft_ser.models.config import ModelConfig
+
         return ModelConfig.model_validate(
             {
                 "backbone": self.backbone,
