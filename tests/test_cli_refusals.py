@@ -74,13 +74,18 @@ def test_method_peft_without_a_tuner_config_is_one_line() -> None:
 
 
 def test_method_peft_with_a_malformed_tuner_config_names_the_key() -> None:
-    from peft_ser.config import ModelConfig
-    from peft_ser.models.ser_model import build_model
-    from peft_ser.utils.errors import InvalidRequestError
+    """Refused when the config is validated (issue 21: methods own their settings), not when
+    the model is built."""
+    from peft_ser.config import ConfigError, load_run_config
 
-    config = ModelConfig(backbone="tiny-whisper", method="peft", peft_config={"peft_type": "X"})
-    with pytest.raises(InvalidRequestError, match=r"model\.peft_config: not a peft tuner config"):
-        build_model(config)
+    with pytest.raises(ConfigError, match=r"model\.peft_config: not a peft tuner config"):
+        load_run_config(
+            overrides={
+                "data.corpus": "x",
+                "model.method": "peft",
+                "model.peft_config": {"peft_type": "X"},
+            }
+        )
 
 
 def test_export_refuses_a_file_as_its_folder(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from peft_ser.cli.app import app, log_to_stderr
+
+PEFT_CONFIG_HELP = (
+    "model.peft_config, the tuner of --method peft: a JSON or YAML mapping, or a file holding "
+    """one, e.g. '{"peft_type": "IA3", "feedforward_modules": ["fc2"]}'"""
+)
 
 
 @app.command("train")
@@ -16,6 +21,7 @@ def train_command(
     backbone: Annotated[str | None, typer.Option(help="model.backbone")] = None,
     method: Annotated[str | None, typer.Option(help="model.method")] = None,
     rank: Annotated[int | None, typer.Option(help="model.lora_rank")] = None,
+    peft_config: Annotated[str | None, typer.Option(help=PEFT_CONFIG_HELP)] = None,
     corpus: Annotated[str | None, typer.Option(help="data.corpus: name or prepared dir")] = None,
     folds: Annotated[str | None, typer.Option(help="data.folds, e.g. 1,2")] = None,
     epochs: Annotated[int | None, typer.Option(help="optim.epochs")] = None,
@@ -41,9 +47,10 @@ def train_command(
     from peft_ser.config import CLI_ALIASES, ConfigError, load_run_config
     from peft_ser.training import train
 
+    tuner = read_peft_config(peft_config) if peft_config is not None else None
     given = {
-        "backbone": backbone, "method": method, "rank": rank, "corpus": corpus,
-        "folds": folds, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "backbone": backbone, "method": method, "rank": rank, "peft_config": tuner,
+        "corpus": corpus, "folds": folds, "epochs": epochs, "batch_size": batch_size, "lr": lr,
         "num_workers": num_workers, "seed": seed, "output_dir": output_dir,
     }  # fmt: skip
     overrides = {CLI_ALIASES[k]: v for k, v in given.items() if v is not None}
@@ -101,16 +108,20 @@ def params(
     rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
     adapter_dim: Annotated[int, typer.Option(help="adapter bottleneck width")] = 128,
     prompt_length: Annotated[int, typer.Option(help="prompt vectors per layer")] = 5,
+    peft_config: Annotated[str | None, typer.Option(help=PEFT_CONFIG_HELP)] = None,
     num_classes: Annotated[int, typer.Option(help="number of emotion classes")] = 4,
 ) -> None:
     """Print trainable and total parameters, computed from configs alone (no weights, no network
-    for named backbones)."""
+    for named backbones). An option of another method than --method must keep its default."""
     from pydantic import ValidationError
 
     from peft_ser.config import ConfigError, ModelConfig, format_validation_error
     from peft_ser.models.ser_model import count_parameters, with_registry_names
+    from peft_ser.models.tuning import METHODS
+    from peft_ser.models.tuning.lora import NEEDS_A_TUNER
+    from peft_ser.utils.errors import match_name
 
-    settings = {
+    settings: dict[str, Any] = {
         "backbone": backbone,
         "method": method,
         "lora_rank": rank,
@@ -118,6 +129,10 @@ def params(
         "prompt_length": prompt_length,
         "labels": [f"class{i}" for i in range(num_classes)],
     }
+    if peft_config is not None:
+        settings["peft_config"] = read_peft_config(peft_config)
+    elif match_name(method, METHODS) == "peft":
+        raise ConfigError(f"model.peft_config: {NEEDS_A_TUNER}; give it with --peft-config")
     try:
         config = with_registry_names(ModelConfig.model_validate(settings))
     except ValidationError as error:
@@ -126,6 +141,41 @@ def params(
     typer.echo(f"backbone   {config.backbone}\nmethod     {config.method}")
     typer.echo(f"trainable  {count.trainable:,}\ntotal      {count.total:,}")
     typer.echo(f"share      {count.percent:.3f} %")
+
+
+def read_peft_config(value: str) -> dict[str, Any]:
+    """The tuner config ``--peft-config`` gives: a mapping written inline (JSON or YAML, it
+    starts with ``{``) or the path of a JSON or YAML file holding one. What it holds is checked
+    with the model config (`peft_ser.models.tuning.lora.PeftOptions`)."""
+    import reprlib
+
+    import yaml
+
+    from peft_ser.config import TOO_DEEP, ConfigError, document_problem
+    from peft_ser.models.tuning.lora import TUNER_EXAMPLE
+
+    inline = value.lstrip().startswith("{")
+    if not inline and not Path(value).is_file():
+        raise ConfigError(
+            f"--peft-config {value}: neither a mapping (e.g. {TUNER_EXAMPLE}) nor a file"
+        )
+    where = "--peft-config" if inline else f"--peft-config {value}"
+    try:
+        document = yaml.safe_load(value if inline else Path(value).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{where}: {TOO_DEEP}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError(f"{where}: not a JSON or YAML mapping ({reason})") from None
+    problem = document_problem(document)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{where}: a peft tuner config is a mapping with peft_type, e.g. {TUNER_EXAMPLE}; "
+            f"got {reprlib.repr(document)}"
+        )
+    return document
 
 
 @app.command()

@@ -23,6 +23,7 @@ CLI_ALIASES: dict[str, str] = {
     "backbone": "model.backbone",
     "method": "model.method",
     "rank": "model.lora_rank",
+    "peft_config": "model.peft_config",
     "corpus": "data.corpus",
     "folds": "data.folds",
     "batch_size": "data.batch_size",

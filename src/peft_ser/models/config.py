@@ -1,45 +1,73 @@
-"""What model to build: a backbone, a PEFT method with its options, the head and its outputs."""
+"""What model to build: a backbone, a PEFT method with its options, the head and its outputs.
+
+The option keys are the methods' own (`peft_ser.models.tuning`): each method declares them in
+its options model and `ModelConfig` takes them as flat keys (``lora_rank``, ``adapter_dim``, ...),
+the spelling configs, ``--set model.<key>`` and saved models have always used. A key given with
+a value other than its default must be an option of the configured method; `method_options`
+hands the method its options, validated by its own model.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from peft_ser.data.manifest import PAPER4
 from peft_ser.models.backbones.registry import BACKBONES, BackboneError, resolve_backbone
-from peft_ser.models.tuning.registry import resolve_method
+from peft_ser.models.tuning.registry import (
+    METHODS,
+    SPECS,
+    methods_taking,
+    option_fields,
+    resolve_method,
+)
+from peft_ser.utils.errors import match_name
 from peft_ser.utils.settings import MAX_SIZE, ConfigError, StrictModel
 
+OPTION_KEYS = tuple(option_fields())
+"""Every method's option keys, in the order configs list them."""
 
-class ModelConfig(StrictModel):
-    """What to build: a backbone, a PEFT method with its options, and the head's label set."""
+SAVED_OPTION_KEYS = frozenset(
+    ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "peft_config", "adapter_dim",
+     "prompt_length")
+)  # fmt: skip
+"""The option keys every saved config holds: `SERModel.save` and a run's ``config.yaml`` write
+every key, these seven since before methods owned their options. Older versions accepted another
+method's options and ignored them, so a document holding all seven is read with the keys that
+are not its method's options left out (they had no effect), and loads as it always did."""
 
+
+def _method_names() -> str:
+    return ", ".join(
+        f"{spec.name} (alias {', '.join(spec.names[1:])})" if spec.names[1:] else spec.name
+        for spec in SPECS
+    )
+
+
+class _BackboneAndMethod(StrictModel):
     backbone: str = Field(
         "whisper-tiny",
         description="registry name, Hugging Face hub id, local directory, or ct2:<dir>",
     )
-    method: str = Field(
-        "lora",
-        description="frozen (alias finetune), full, lora, adapter, adapter_l, "
-        "embedding_prompt, combined, or peft (any peft tuner via peft_config)",
+    method: str = Field("lora", description=_method_names())
+
+
+if TYPE_CHECKING:
+    _WithMethodOptions = _BackboneAndMethod
+else:
+    _WithMethodOptions = create_model(
+        "_WithMethodOptions",
+        __base__=_BackboneAndMethod,
+        __module__=__name__,
+        **{key: (field.annotation, field) for key, field in option_fields().items()},
     )
-    lora_rank: int = Field(16, ge=1, le=MAX_SIZE)
-    lora_alpha: float = Field(
-        1.0, gt=0, le=MAX_SIZE, description="scaling = alpha / rank; 1 = the paper"
-    )
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_targets: list[str] | None = Field(
-        None, description="module names for LoRA; default: the two feed-forward projections"
-    )
-    peft_config: dict[str, Any] | None = Field(
-        None, description="a peft config as a dict with peft_type, for method 'peft'"
-    )
-    adapter_dim: int = Field(128, ge=1, le=MAX_SIZE, description="bottleneck width of adapters")
-    prompt_length: int = Field(
-        5, ge=1, le=MAX_SIZE, description="learnable prompt vectors per layer"
-    )
+
+
+class ModelConfig(_WithMethodOptions):
+    """What to build: a backbone, a PEFT method with its options, and the head's label set."""
+
     head_dim: int = Field(256, ge=1, le=MAX_SIZE)
     labels: list[str] = Field(
         default_factory=lambda: list(PAPER4),
@@ -103,6 +131,59 @@ class ModelConfig(StrictModel):
     @classmethod
     def _known_method(cls, value: str) -> str:
         return resolve_method(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_options_of_other_methods(cls, document: Any) -> Any:
+        """A saved config without the keys that are not its method's options (see
+        `SAVED_OPTION_KEYS`)."""
+        if not isinstance(document, dict) or not document.keys() >= SAVED_OPTION_KEYS:
+            return document
+        method = match_name(
+            str(document.get("method", cls.model_fields["method"].default)), METHODS
+        )
+        if method is None:
+            return document  # the method's own error says what is wrong
+        own = METHODS[method].options.model_fields
+        return {
+            key: value for key, value in document.items() if key in own or key not in OPTION_KEYS
+        }
+
+    @field_validator(*OPTION_KEYS)
+    @classmethod
+    def _an_option_of_the_method(cls, value: Any, info: ValidationInfo) -> Any:
+        """The method's own options are checked by its options model; another method's option
+        is refused unless it keeps its default (``adapter_dim: 64`` under ``method: lora`` was
+        once ignored in silence: the run's config named a setting its model never had)."""
+        method = info.data.get("method")
+        key = info.field_name
+        if method is None or key is None:
+            return value  # the method was refused: that error is the one to read
+        spec = METHODS[method]
+        if key in spec.options.model_fields:
+            return spec.check_option(key, value)
+        if value != cls.model_fields[key].default:
+            raise ConfigError(
+                f"not an option of method {method!r} ({spec.describe_options()}); {key} is an "
+                f"option of {', '.join(methods_taking(key))}"
+            )
+        return value
+
+    @property
+    def method_options(self) -> StrictModel:
+        """The method's options, validated by its own model: what its function receives."""
+        spec = METHODS[resolve_method(self.method)]
+        values = {key: getattr(self, key) for key in spec.options.model_fields}
+        return spec.options.model_validate(values)
+
+
+def saved_keys(method: object) -> list[str]:
+    """The keys a complete saved config of ``method`` holds: every setting but the options of
+    other methods (an option that came with a newer method is absent from models saved before,
+    and means nothing to them); every option key when ``method`` names no method."""
+    name = match_name(str(method), METHODS)
+    own = METHODS[name].options.model_fields if name is not None else OPTION_KEYS
+    return [key for key in ModelConfig.model_fields if key in own or key not in OPTION_KEYS]
 
 
 def _check_backbone_folder(source: str) -> None:

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from peft_ser.models.backbones import BACKBONES, Backbone, build_backbone, resolve_backbone
-from peft_ser.models.config import ModelConfig
+from peft_ser.models.config import ModelConfig, saved_keys
 from peft_ser.models.head import SERHead
 from peft_ser.models.inputs import checked_batch, warn_nonfinite
 from peft_ser.models.tasks import layout_of
@@ -246,7 +246,9 @@ def _read_config(path: Path, backbone: str | None = None) -> tuple[ModelConfig, 
             f"expected a JSON object of model settings, found {type(document).__name__}"
         )
     missing = [
-        key for key in ModelConfig.model_fields if key not in document and key not in _ADDED_KEYS
+        key
+        for key in saved_keys(document.get("method"))
+        if key not in document and key not in _ADDED_KEYS
     ]
     if missing:
         raise UserError(f"incomplete model config: missing keys {', '.join(missing)}")

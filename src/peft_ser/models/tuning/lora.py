@@ -1,65 +1,142 @@
-"""LoRA and every other injectable tuner of the ``peft`` library.
+"""LoRA (``lora``) and every other injectable tuner of the ``peft`` library (``peft``).
 
 ``lora`` puts low-rank updates on the two feed-forward projections of every encoder layer, as the
 paper did. Its default ``lora_alpha = 1`` gives the scaling ``1 / r`` of loralib's defaults, which
-the paper used. ``peft`` runs any tuner given as a config dict (``peft_type`` plus its options):
-DoRA (``use_dora``), IA3, LoHa, LoKr, ... Tuners that keep state shared across layers (VeRA) or
+the paper used. ``peft`` runs any tuner given as ``peft_config``, a config dict (``peft_type``
+plus its options) checked with peft's own config classes when the config is validated: DoRA
+(``use_dora``), IA3, LoHa, LoKr, ... Tuners that keep state shared across layers (VeRA) or
 schedule ranks during training (AdaLoRA) need peft's own model wrapper and are not injectable.
+peft (and with it torch) is imported only to check a ``peft_config`` or to build a model.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from peft import LoraConfig, get_peft_config, inject_adapter_in_model
-from peft.config import PeftConfig
+from pydantic import Field, field_validator
 
-from peft_ser.models.backbones import Backbone
-from peft_ser.models.tuning.registry import register
-from peft_ser.utils.errors import InvalidRequestError
+from peft_ser.models.tuning.spec import MethodSpec
+from peft_ser.utils.errors import match_name, suggest
+from peft_ser.utils.settings import MAX_SIZE, ConfigError, StrictModel
 
 if TYPE_CHECKING:
-    from peft_ser.models.config import ModelConfig
+    from peft import LoraConfig
+    from peft.config import PeftConfig
+
+    from peft_ser.models.backbones import Backbone
+
+TUNER_EXAMPLE = "{peft_type: IA3, target_modules: [fc1, fc2], feedforward_modules: [fc2]}"
+NEEDS_A_TUNER = f"method 'peft' needs a peft tuner config, e.g. {TUNER_EXAMPLE}"
 
 
-def lora_config(backbone: Backbone, config: ModelConfig) -> LoraConfig:
+class LoraOptions(StrictModel):
+    lora_rank: int = Field(16, ge=1, le=MAX_SIZE)
+    lora_alpha: float = Field(
+        1.0, gt=0, le=MAX_SIZE, description="scaling = alpha / rank; 1 = the paper"
+    )
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] | None = Field(
+        None, description="module names for LoRA; default: the two feed-forward projections"
+    )
+
+
+class PeftOptions(StrictModel):
+    peft_config: dict[str, Any] | None = Field(
+        None,
+        validate_default=True,  # method 'peft' without one is refused, not built
+        description="a peft tuner config as a dict with peft_type, for method 'peft' (peft's "
+        "target_modules default: the backbone's LoRA targets)",
+    )
+
+    @field_validator("peft_config")
+    @classmethod
+    def _a_peft_tuner(cls, value: dict[str, Any] | None) -> dict[str, Any]:
+        """The tuner config with peft_type as peft spells it, checked now rather than when the
+        model is built (a typo would otherwise surface minutes into a run, or in a sweep)."""
+        if value is None:
+            raise ConfigError(NEEDS_A_TUNER)
+        kind = tuner_config(value).peft_type
+        return {**value, "peft_type": getattr(kind, "value", kind)}  # the enum's text, for YAML
+
+
+def tuner_config(options: Mapping[str, Any]) -> PeftConfig:
+    """peft's config object for ``options``; a `ConfigError` naming the problem otherwise.
+
+    ``peft_type`` is matched ignoring case (``ia3``) and an unknown option is named with the
+    closest of the tuner's options. Prompt-learning tuners (prompt tuning, prefix tuning, ...)
+    are refused: they prepend tokens to a language model's input, which speech encoders lack.
+    """
+    import dataclasses
+
+    from peft import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    classes = {
+        kind.value: config_class for kind, config_class in PEFT_TYPE_TO_CONFIG_MAPPING.items()
+    }
+    known = ", ".join(sorted(classes))
+    if "peft_type" not in options:
+        raise ConfigError(
+            f"not a peft tuner config: no peft_type among its keys {sorted(map(str, options))} "
+            f"(peft_type: one of {known})"
+        )
+    given = str(options["peft_type"])
+    kind = match_name(given, classes)
+    if kind is None:
+        raise ConfigError(
+            f"not a peft tuner config: unknown peft_type {given!r}{suggest(given, classes)}; "
+            f"known: {known}"
+        )
+    config_class = classes[kind]
+    fields = [field.name for field in dataclasses.fields(config_class)]
+    for key in options:
+        if key not in fields:
+            raise ConfigError(
+                f"not a peft tuner config: {kind} has no option {key!r}{suggest(key, fields)}"
+            )
+    try:
+        config = config_class(**{**options, "peft_type": kind})
+    except (TypeError, ValueError, KeyError) as error:
+        raise ConfigError(
+            f"not a peft tuner config ({kind}: {type(error).__name__}: {error})"
+        ) from None
+    if config.is_prompt_learning:
+        raise ConfigError(
+            f"peft tuner {kind} is a prompt-learning method for token inputs; use method "
+            "'embedding_prompt' for speech encoders"
+        )
+    return config
+
+
+def lora_config(backbone: Backbone, options: LoraOptions) -> LoraConfig:
+    from peft import LoraConfig
+
     return LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,  # type: ignore[arg-type]  # peft scales by any number
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_targets or backbone.lora_targets),
+        r=options.lora_rank,
+        lora_alpha=options.lora_alpha,  # type: ignore[arg-type]  # peft scales by any number
+        lora_dropout=options.lora_dropout,
+        target_modules=list(options.lora_targets or backbone.lora_targets),
     )
 
 
 def inject(backbone: Backbone, peft_config: PeftConfig) -> None:
     """Insert the tuner's modules into the pre-trained model; only they become trainable."""
-    if getattr(peft_config, "is_prompt_learning", False):
-        raise ValueError(
-            f"peft tuner {peft_config.peft_type} is a prompt-learning method for token inputs; "
-            "use method 'embedding_prompt' for speech encoders"
-        )
+    from peft import inject_adapter_in_model
+
     inject_adapter_in_model(peft_config, backbone.model)
 
 
-@register("lora")
-def lora(backbone: Backbone, config: ModelConfig) -> None:
-    inject(backbone, lora_config(backbone, config))
+def lora(backbone: Backbone, options: LoraOptions) -> None:
+    inject(backbone, lora_config(backbone, options))
 
 
-@register("peft")
-def any_peft_tuner(backbone: Backbone, config: ModelConfig) -> None:
-    if not config.peft_config:
-        raise InvalidRequestError(
-            "model.peft_config: method 'peft' needs a peft tuner config, e.g. "
-            "{peft_type: IA3, target_modules: [fc1, fc2], feedforward_modules: [fc2]}"
-        )
-    options = dict(config.peft_config)
-    try:
-        peft_config = get_peft_config(options)
-    except (KeyError, TypeError, ValueError) as error:
-        raise InvalidRequestError(
-            f"model.peft_config: not a peft tuner config ({type(error).__name__}: {error})"
-        ) from None
+def any_peft_tuner(backbone: Backbone, options: PeftOptions) -> None:
+    assert options.peft_config is not None, "PeftOptions refuses a missing peft_config"
+    peft_config = tuner_config(options.peft_config)
     if getattr(peft_config, "target_modules", "absent") is None:
         peft_config.target_modules = set(backbone.lora_targets)  # type: ignore[attr-defined]
     inject(backbone, peft_config)
+
+
+LORA = MethodSpec(("lora",), LoraOptions, lora)
+PEFT = MethodSpec(("peft",), PeftOptions, any_peft_tuner)

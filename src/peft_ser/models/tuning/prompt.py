@@ -1,4 +1,5 @@
-"""Embedding prompts: ``P`` learnable vectors prepended to every encoder layer's input.
+"""Embedding prompts (``embedding_prompt``): ``prompt_length`` learnable vectors prepended to
+every encoder layer's input.
 
 The backbone's layer loop prepends them, marks them valid in the attention mask (so every frame can
 attend to them), and drops them from the layer's output; WavLM's relative position bias is computed
@@ -9,17 +10,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from pydantic import Field
 
-from peft_ser.models.backbones import Backbone
-from peft_ser.models.tuning.registry import register
+from peft_ser.models.tuning.spec import MethodSpec
+from peft_ser.utils.settings import MAX_SIZE, StrictModel
 
 if TYPE_CHECKING:
-    from peft_ser.models.config import ModelConfig
+    from peft_ser.models.backbones import Backbone
+
+
+class PromptOptions(StrictModel):
+    prompt_length: int = Field(
+        5, ge=1, le=MAX_SIZE, description="learnable prompt vectors per layer"
+    )
 
 
 def add_prompts(backbone: Backbone, length: int) -> None:
+    import torch
+    from torch import nn
+
     prompts = nn.ParameterList()
     for _ in range(backbone.num_layers):
         prompt = torch.empty(length, backbone.hidden_size)
@@ -28,6 +37,8 @@ def add_prompts(backbone: Backbone, length: int) -> None:
     backbone.prompts = prompts
 
 
-@register("embedding_prompt")
-def embedding_prompt(backbone: Backbone, config: ModelConfig) -> None:
-    add_prompts(backbone, config.prompt_length)
+def embedding_prompt(backbone: Backbone, options: PromptOptions) -> None:
+    add_prompts(backbone, options.prompt_length)
+
+
+EMBEDDING_PROMPT = MethodSpec(("embedding_prompt",), PromptOptions, embedding_prompt)

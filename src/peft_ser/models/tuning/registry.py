@@ -1,37 +1,67 @@
-"""PEFT methods by name. A method is a function that modifies a frozen backbone in place.
+"""PEFT methods by name, each with the model of its options (`MethodSpec`).
 
 Before a method runs, every backbone weight is frozen; the method adds its own parameters (which
-are trainable) or unfreezes what it trains. Adding a method means one module with a function
-decorated by ``@register("name")`` and one import line in ``tuning/__init__.py``.
+are trainable) or unfreezes what it trains. Adding a method means one module, ``<method>.py``,
+with its options model (a `StrictModel` whose fields all have defaults), its function and a
+`MethodSpec` joining them, and one line in `SPECS` below. Nothing else changes: `ModelConfig`
+takes its option keys from `option_fields` (two methods that share a key, as ``combined`` shares
+LoRA's, share its field), so a config, a saved model and ``--set model.<key>`` reach them.
+
+This module loads without torch or peft: the methods' modules import them in their functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from peft_ser.models.backbones import Backbone
+from pydantic.fields import FieldInfo
+
+from peft_ser.models.tuning import adapter, combined, frozen, lora, prompt
+from peft_ser.models.tuning.spec import MethodSpec
 from peft_ser.utils.errors import UserError, match_name, suggest
 
 if TYPE_CHECKING:
+    from peft_ser.models.backbones import Backbone
     from peft_ser.models.config import ModelConfig
 
-Method = Callable[[Backbone, "ModelConfig"], None]
+SPECS: tuple[MethodSpec[Any], ...] = (
+    frozen.FROZEN,
+    frozen.FULL,
+    lora.LORA,
+    lora.PEFT,
+    adapter.PARALLEL,
+    adapter.SEQUENTIAL,
+    prompt.EMBEDDING_PROMPT,
+    combined.COMBINED,
+)
+"""Every method, in the order `ModelConfig` lists their option keys."""
 
-METHODS: dict[str, Method] = {}
+METHODS: dict[str, MethodSpec[Any]] = {name: spec for spec in SPECS for name in spec.names}
+"""Every name a config may give, aliases included, to its method."""
 
 
 class MethodError(UserError, ValueError):
     """A PEFT method name that is not registered; the message lists the registered ones."""
 
 
-def register(*names: str) -> Callable[[Method], Method]:
-    def decorate(method: Method) -> Method:
-        for name in names:
-            METHODS[name] = method
-        return method
+def option_fields() -> dict[str, FieldInfo]:
+    """Every method's option keys with their fields, in `SPECS` order.
 
-    return decorate
+    Raises `TypeError` (a programming error) when two methods declare one key differently:
+    a config's key has one meaning whatever the method.
+    """
+    fields: dict[str, FieldInfo] = {}
+    for spec in SPECS:
+        for key, field in spec.options.model_fields.items():
+            known = fields.setdefault(key, field)
+            if (known.annotation, known.default) != (field.annotation, field.default):
+                raise TypeError(f"option {key!r} of method {spec.name!r} differs from another's")
+    return fields
+
+
+def methods_taking(key: str) -> list[str]:
+    """The methods (by their stored names) whose options include ``key``."""
+    return [spec.name for spec in SPECS if key in spec.options.model_fields]
 
 
 def resolve_method(name: str) -> str:
@@ -50,6 +80,7 @@ def resolve_method(name: str) -> str:
 
 def apply_method(backbone: Backbone, config: ModelConfig) -> None:
     """Freeze the backbone, then let the configured method add or unfreeze what it trains."""
-    method = METHODS[resolve_method(config.method)]
+    spec = METHODS[resolve_method(config.method)]
+    options = config.method_options
     backbone.requires_grad_(False)
-    method(backbone, config)
+    spec.apply(backbone, options)
