@@ -126,12 +126,12 @@ def cross_corpus(
     _require_distinct([_name(t) for t in test], "--test")
     _require_distinct([_name(t) for t in train], "--train")
     out = output_folder(output_dir, "--output-dir")
+    sources = {_name(source): train_models(source) for source in train}
     corpora = {
         _name(t): resolve_corpus(DataConfig.model_validate({"corpus": str(t)})) for t in test
     }
     rows: dict[str, dict[str, Any]] = {}
-    for source in train:
-        models = train_models(source)
+    for source, models in sources.items():
         row = {}
         for name, prepared in corpora.items():
             cells = [score_model(m, prepared, split, balance, seed) for m in models]
@@ -142,7 +142,7 @@ def cross_corpus(
                 "n": cells[0].n,
                 "per_class": cells[0].per_class,
             }
-        rows[_name(source)] = row
+        rows[source] = row
     document = {"split": split, "balanced": balance, "seed": seed, "matrix": rows}
     names = list(corpora)
     table = [[name, *(f"{row[n]['uar']:.4f}" for n in names)] for name, row in rows.items()]
