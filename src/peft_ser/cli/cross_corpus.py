@@ -1,4 +1,4 @@
-"""`peft-ser cross-corpus`: a train × test UAR matrix over saved models or runs."""
+"""`peft-ser cross-corpus`: a train × test UAR matrix over saved models, zoo models or runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ from peft_ser.cli.app import app
 @app.command("cross-corpus")
 def cross_corpus_command(
     train: Annotated[
-        str, typer.Option(help="comma-separated saved model folders or run directories")
+        str,
+        typer.Option(
+            help="comma-separated saved model folders, zoo names or run directories (each "
+            "completed fold's model, UARs averaged)"
+        ),
     ],
     test: Annotated[str, typer.Option(help="comma-separated prepared corpora (folders or names)")],
     out: Annotated[Path, typer.Option(help="where matrix.csv, .png and .json go")] = Path(

@@ -70,18 +70,37 @@ def train_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    source: Annotated[Path, typer.Argument(help="a run directory or a saved model directory")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="a run directory (each completed fold's model), a saved model directory or a "
+            "zoo name"
+        ),
+    ],
     corpus: Annotated[
-        str | None, typer.Option(help="prepared corpus (required for a model directory)")
+        str | None,
+        typer.Option(help="prepared corpus (default: a run's own; required for one model)"),
     ] = None,
-    folds: Annotated[str | None, typer.Option(help="folds, e.g. 1,2 (default: all)")] = None,
+    folds: Annotated[
+        str | None,
+        typer.Option(help="folds, e.g. 1,2 (default: a run's, or all for one model)"),
+    ] = None,
     split: Annotated[str, typer.Option(help="train, dev or test")] = "test",
     output_dir: Annotated[
-        Path | None, typer.Option(help="where metrics and plots go (default: SOURCE/evaluation)")
+        Path | None,
+        typer.Option(
+            help="where metrics and plots go (default: SOURCE/evaluation; evaluation/NAME for "
+            "a zoo name)"
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
-    """Score trained models on a prepared corpus fold: metrics (JSON, CSV) and plots.
+    """Score trained models on a prepared corpus's folds: metrics (JSON, CSV) and plots.
+
+    A run is scored fold by fold, each fold's model on its own fold. One model (a saved
+    directory or a zoo name) is scored on SPLIT of every selected fold of --corpus: on the
+    corpus it was trained on, choose the fold it was trained for with --folds (the other
+    folds' test speakers were in its training data).
 
     Categorical models: UAR, accuracy, macro-F1 and confusion plots; attribute models: CCC,
     Pearson and RMSE per attribute, predictions.csv and attributes.png per fold; multitask

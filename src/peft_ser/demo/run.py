@@ -15,7 +15,7 @@ from peft_ser.config import load_run_config
 from peft_ser.corpora import prepare_corpus
 from peft_ser.data.manifest import select
 from peft_ser.inference.predict import Prediction, predict
-from peft_ser.runs.corpus import fold_directory
+from peft_ser.runs.layout import RunDir
 from peft_ser.training import train
 
 DEMO_CONFIG = Path("configs/demo.yaml")
@@ -65,9 +65,9 @@ def run_demo(
     result = train(config, resume=True)
     fold_result = result.folds[0]
     fold = next(f for f in prepared.folds if f.name == fold_result["fold"])
-    fold_dir = fold_directory(result.run_dir, fold.name)
+    fold_dir = RunDir(result.run_dir).fold(fold.name)
     clip = select(prepared, fold.test[:1])[0]
-    prediction = predict(clip.path, model=str(fold_dir / "model"))[0]
+    prediction = predict(clip.path, model=str(fold_dir.model))[0]
     return DemoResult(
         run_dir=result.run_dir,
         test_uar=float(fold_result["test"]["uar"]),
@@ -76,8 +76,8 @@ def run_demo(
         dev_uar=float(fold_result["dev_uar"]),
         dev_clips=len(fold.dev),
         tested_epoch=int(fold_result["best_epoch"]),
-        confusion_png=fold_dir / "confusion.png",
-        model_dir=fold_dir / "model",
+        confusion_png=fold_dir.confusion,
+        model_dir=fold_dir.model,
         clip=Path(clip.path),
         true_label=clip.label,
         prediction=prediction,

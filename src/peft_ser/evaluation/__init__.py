@@ -1,5 +1,5 @@
-"""Scoring models on utterances: metrics, the one scoring path, results files, `evaluate` and
-cross-corpus tests."""
+"""Scoring models on utterances: metrics, the one scoring path (`objectives`), results files,
+`evaluate` and cross-corpus tests over runs, saved models and zoo models (`sources`)."""
 
 from peft_ser.evaluation.evaluate import evaluate
 

@@ -1,7 +1,8 @@
 """Cross-corpus evaluation: models trained on some corpora, scored on others, as a matrix.
 
-Each train source is a saved model folder or a run directory (every completed fold's model,
-their UARs averaged); each test corpus a prepared corpus. Label sets are matched by name: a
+Each train source is a saved model folder, a zoo name or a run directory (every completed
+fold's model, their UARs averaged); each test corpus a prepared corpus. Models are scored
+through the one scoring path (`score_utterances`). Label sets are matched by name: a
 cell scores only the classes the model and the test corpus share, on the test utterances of
 those classes, with the model's choice restricted to them (argmax over the shared classes'
 logits). With ``balance``, every shared class keeps as many test utterances as the rarest one
@@ -18,19 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 
-from peft_ser.config import DataConfig, RunConfig
-from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset
+from peft_ser.config import DataConfig
 from peft_ser.data.manifest import PreparedCorpus, Utterance, csv_text, select
-from peft_ser.evaluation.metrics import uar
-from peft_ser.evaluation.objectives import gather_outputs
+from peft_ser.evaluation.objectives import score_utterances
 from peft_ser.evaluation.results import json_text, save_figure
-from peft_ser.evaluation.scoring import loader_batches
-from peft_ser.models.ser_model import CONFIG_FILE, WEIGHTS_FILE, SERModel
-from peft_ser.runs.corpus import fold_directory, resolve_corpus
-from peft_ser.runs.layout import RUN_CONFIG
+from peft_ser.evaluation.sources import model_source, run_models
+from peft_ser.inference.loading import load_model
+from peft_ser.runs.corpus import resolve_corpus
+from peft_ser.runs.layout import MODEL, RunDir
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import output_folder, write_atomic
 from peft_ser.utils.precision import accelerator_for
@@ -49,19 +47,14 @@ class Cell:
     per_class: dict[str, int]
 
 
-def model_dirs(source: Path) -> list[Path]:
-    """The saved models of a train source: the folder itself, or a run's completed folds."""
-    if (source / CONFIG_FILE).is_file():
-        return [source]
-    if (source / RUN_CONFIG).is_file():
-        run = RunConfig.model_validate(yaml.safe_load((source / RUN_CONFIG).read_text()))
-        prepared = resolve_corpus(run.data)
-        found = [fold_directory(source, fold.name) / "model" for fold in prepared.folds]
-        found = [path for path in found if (path / WEIGHTS_FILE).is_file()]
-        if found:
-            return found
-        raise UserError(f"{source}: no completed fold with a saved model")
-    raise UserError(f"{source}: neither a saved model folder nor a run directory")
+def train_models(source: str | Path) -> list[str]:
+    """The models of a train source, as `load_model` takes them: a saved model folder or a zoo
+    name itself, or a run's completed folds' models (in its corpus's fold order)."""
+    found = model_source(source, "neither a saved model folder nor a run directory")
+    if not isinstance(found, RunDir):
+        return [found]
+    prepared = resolve_corpus(found.read_config().data)
+    return [str(path) for _, path in run_models(found, prepared.folds)]
 
 
 def test_utterances(
@@ -89,36 +82,33 @@ def test_utterances(
 
 
 def score_model(
-    model_dir: Path,
+    model_ref: str,
     prepared: PreparedCorpus,
     split: str = "all",
     balance: bool = False,
     seed: int = 0,
     batch_size: int = 16,
 ) -> Cell:
-    """UAR of one saved model on the classes it shares with ``prepared``."""
+    """UAR of one model (a saved folder or a zoo name) on the classes it shares with
+    ``prepared``, choosing among those classes only."""
     accelerator = accelerator_for("auto")
-    model = SERModel.load(model_dir)
+    model = load_model(model_ref, device=accelerator.device)
     if not model.layout.logits_width:
-        raise UserError(f"{model_dir}: an attribute-only model has no classes to score")
+        raise UserError(f"{model_ref}: an attribute-only model has no classes to score")
     shared = [name for name in model.labels if name in prepared.labels]
     if not shared:
         raise UserError(
-            f"{model_dir}: no class in common with the test corpus (model {model.labels}, "
+            f"{model_ref}: no class in common with the test corpus (model {model.labels}, "
             f"corpus {prepared.labels})"
         )
     utterances = test_utterances(prepared, shared, split, balance, seed)
-    dataset = UtteranceDataset(utterances, shared)
-    sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=False)
-    outputs = gather_outputs(
-        accelerator, accelerator.prepare(model).eval(), loader_batches(dataset, sampler, 0),
-        len(dataset),
+    _, metrics = score_utterances(
+        accelerator, accelerator.prepare(model).eval(), model.layout, utterances, split,
+        batch_size, shared, attributes=[], columns=[model.labels.index(n) for n in shared],
+        interval=False,
     )  # fmt: skip
-    columns = [model.labels.index(name) for name in shared]
-    predicted = outputs.values[:, columns].argmax(axis=1) if len(outputs.indices) else []
-    truth = [dataset.label_of(i) for i in outputs.indices]
     counts = {name: sum(u.label == name for u in utterances) for name in shared}
-    return Cell(uar(truth, predicted), shared, len(truth), counts)
+    return Cell(metrics["uar"], shared, metrics["n"], counts)
 
 
 def cross_corpus(
@@ -136,12 +126,12 @@ def cross_corpus(
     _require_distinct([_name(t) for t in test], "--test")
     _require_distinct([_name(t) for t in train], "--train")
     out = output_folder(output_dir, "--output-dir")
+    sources = {_name(source): train_models(source) for source in train}
     corpora = {
         _name(t): resolve_corpus(DataConfig.model_validate({"corpus": str(t)})) for t in test
     }
     rows: dict[str, dict[str, Any]] = {}
-    for source in train:
-        models = model_dirs(Path(source))
+    for source, models in sources.items():
         row = {}
         for name, prepared in corpora.items():
             cells = [score_model(m, prepared, split, balance, seed) for m in models]
@@ -152,7 +142,7 @@ def cross_corpus(
                 "n": cells[0].n,
                 "per_class": cells[0].per_class,
             }
-        rows[_name(source)] = row
+        rows[source] = row
     document = {"split": split, "balanced": balance, "seed": seed, "matrix": rows}
     names = list(corpora)
     table = [[name, *(f"{row[n]['uar']:.4f}" for n in names)] for name, row in rows.items()]
@@ -173,9 +163,10 @@ def _require_distinct(names: Sequence[str], option: str) -> None:
 
 def _name(source: str | Path) -> str:
     """A row or column name: the folder's name (``prepared/iemocap`` → ``iemocap``), its
-    parent's for folders named ``prepared`` or ``model`` (``runs/a/prepared`` → ``a``)."""
+    parent's for folders named ``prepared`` or ``model`` (``runs/a/prepared`` → ``a``); a zoo
+    model's name."""
     path = Path(source).resolve()
-    return path.parent.name if path.name in ("prepared", "model") else path.name
+    return path.parent.name if path.name in ("prepared", MODEL) else path.name
 
 
 def matrix_figure(rows: dict[str, dict[str, Any]], tests: Sequence[str], balance: bool) -> Figure:

@@ -1,24 +1,30 @@
-"""Scoring trained models on a prepared corpus: a whole run's folds, or one saved model.
+"""Scoring trained models on a prepared corpus: a whole run's folds, one saved model, or a
+model of the zoo.
 
-Categorical models are scored by their predicted classes; attribute and multitask models by
-the `Objective` their training tested them with, so their metrics (CCC, Pearson, RMSE per
-attribute) and fold files are the ones of a run's test split.
+Every model is scored through the one scoring path (`Objective.score`, via
+`score_utterances`), with the metrics and files a run's test split gets: classes by UAR,
+accuracy, macro-F1 and fairness, attributes by CCC, Pearson's r and RMSE per attribute.
+
+What a single model (a saved folder or a zoo name) is scored on: ``split`` of every selected
+fold of ``corpus`` (default: all of them), each fold a row, as a run's fold models are. A model
+knows nothing of which fold it was trained for, so on the corpus it was trained on only the
+fold it was trained for (``folds``) gives a held-out score: another fold's test speakers were
+among its training speakers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
+from torch import nn
 
-from peft_ser.config import DataConfig, FoldSelector, ModelConfig, OptimConfig, RunConfig
-from peft_ser.data.dataset import Batch, LengthBucketSampler, UtteranceDataset
+from peft_ser.config import DataConfig, FoldSelector, ModelConfig
 from peft_ser.data.manifest import Fold, PreparedCorpus, select
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
@@ -27,16 +33,19 @@ from peft_ser.evaluation.metrics import (
     regression_metrics,
     summarize,
 )
-from peft_ser.evaluation.objectives import Objective, Outputs
+from peft_ser.evaluation.objectives import score_utterances
 from peft_ser.evaluation.results import json_text, metrics_csv, save_figure
-from peft_ser.evaluation.scoring import loader_batches, predict
-from peft_ser.models.ser_model import CONFIG_FILE, WEIGHTS_FILE, SERModel
+from peft_ser.evaluation.scoring import Outputs
+from peft_ser.evaluation.sources import ModelSource, model_source, run_models
+from peft_ser.inference.loading import load_model
 from peft_ser.models.tasks import OutputLayout
-from peft_ser.runs.corpus import fold_directory, resolve_corpus, safe_name, select_folds
-from peft_ser.runs.layout import RUN_CONFIG
+from peft_ser.runs.corpus import resolve_corpus, select_folds
+from peft_ser.runs.layout import EVALUATION, RunDir, fold_folder, safe_name
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import output_folder, write_atomic
 from peft_ser.utils.precision import accelerator_for
+
+NOT_A_SOURCE = "neither a run directory nor a saved model"
 
 
 def evaluate(
@@ -47,25 +56,36 @@ def evaluate(
     output_dir: str | Path | None = None,
     batch_size: int = 32,
 ) -> dict[str, Any]:
-    """Score a trained run directory, or one saved model directory, on a prepared corpus.
+    """Score a trained run directory, a saved model directory or a zoo model on a prepared
+    corpus.
 
     For a run directory, each completed fold's model is scored on that fold's ``split`` of the
-    run's corpus (or of ``corpus``). For a model directory (``model.save`` output), ``corpus``
-    is required and the model is scored on ``split`` of each selected fold (default: all).
-    Metrics (JSON, CSV) go to ``output_dir`` (default ``<source>/evaluation``) with the
-    plots of the pooled predictions: ``confusion.png`` for classes, ``attributes.png`` for
-    attributes. A categorical model adds ``confusion-<fold>.png`` per fold; an attribute or
-    multitask model writes what training writes for its test split into ``fold-<name>/``
+    run's corpus (or of ``corpus``). For a model directory (``model.save`` output) or a zoo
+    name, ``corpus`` is required and the model is scored on ``split`` of each selected fold
+    (default: all; see the module's docstring). Metrics (JSON, CSV) go to ``output_dir``
+    (default ``<source>/evaluation``, ``evaluation/<name>`` for a zoo name) with the plots of
+    the pooled predictions: ``confusion.png`` for classes, ``attributes.png`` for attributes.
+    A categorical model adds ``confusion-<fold>.png`` per fold; an attribute or multitask
+    model writes what training writes for its test split into ``fold-<name>/``
     (``predictions.csv``, ``attributes.png``, and ``confusion.png`` with classes). The
     metrics are also returned.
     """
-    source = Path(source)
     accelerator = accelerator_for("auto")
-    out = output_folder(source / "evaluation" if output_dir is None else output_dir, "--output-dir")
-    jobs = evaluation_jobs(source, corpus, folds)
-    scores = [_score_fold(accelerator, job, split, batch_size, out) for job in jobs]
+    out = output_folder(output_dir or _default_output(source), "--output-dir")
+    prepared, plan = evaluation_plan(model_source(source, NOT_A_SOURCE), corpus, folds)
+    scores, attributes = [], []
+    for model_ref, model_folds in plan:
+        model = load_model(model_ref, device=accelerator.device)
+        check_fits(model.config, prepared, model_ref)
+        attributes = list(model.config.attributes)
+        module = accelerator.prepare(model).eval()
+        scores += [
+            _score_fold(accelerator, module, model.layout, attributes, prepared, fold, split,
+                        batch_size, out)
+            for fold in model_folds
+        ]  # fmt: skip
     per_fold = [score.metrics for score in scores]
-    labels, attributes = jobs[0].prepared.labels, jobs[0].model_config.attributes
+    labels = prepared.labels
     pooled: dict[str, Any] = {}
     if scores[0].classes:
         truth = [item for score in scores for item in score.truth]
@@ -86,6 +106,13 @@ def evaluate(
     return result
 
 
+def _default_output(source: str | Path) -> Path:
+    """``<source>/evaluation`` for a folder (a run's, or a saved model's), else (a zoo name)
+    ``evaluation/<name>`` in the working directory."""
+    path = Path(source)
+    return RunDir(path).evaluation if path.is_dir() else Path(EVALUATION) / path.name
+
+
 @dataclass
 class FoldScore:
     """One fold's metrics, and the predictions that pooling over folds needs: class ids with
@@ -101,56 +128,36 @@ class FoldScore:
 
 
 def _score_fold(
-    accelerator: Accelerator, job: EvaluationJob, split: str, batch_size: int, out: Path
-) -> FoldScore:
-    """Score ``job``'s model on ``split`` of its fold and write the fold's plots."""
-    loaded = SERModel.load(job.model_dir)
-    model = accelerator.prepare(loaded).eval()
-    utterances = select(job.prepared, getattr(job.fold, split))
-    dataset = UtteranceDataset(utterances, job.prepared.labels)
-    sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=False)
-    batches = loader_batches(dataset, sampler, num_workers=0)
-    title = f"{split}: {job.fold.name}"
-    if loaded.layout.task == "categorical":
-        predictions = predict(accelerator, model, batches, None, len(dataset))
-        truth = [dataset.label_of(i) for i in predictions.indices]
-        genders = [utterances[i].gender for i in predictions.indices]
-        metrics = classification_metrics(
-            truth, predictions.predicted, job.prepared.labels, genders, interval=True
-        )
-        save_figure(
-            out / f"confusion-{safe_name(job.fold.name)}.png",
-            confusion_figure(metrics["confusion"], job.prepared.labels, title),
-        )
-        metrics["fold"] = job.fold.name
-        return FoldScore(metrics, True, truth, predictions.predicted, genders)
-    return _score_task(accelerator, model, loaded.layout, job, split, dataset, batches, out, title)
-
-
-def _score_task(
     accelerator: Accelerator,
-    model: torch.nn.Module,
+    module: nn.Module,
     layout: OutputLayout,
-    job: EvaluationJob,
+    attributes: list[str],
+    prepared: PreparedCorpus,
+    fold: Fold,
     split: str,
-    dataset: UtteranceDataset,
-    batches: Iterator[Batch],
+    batch_size: int,
     out: Path,
-    title: str,
 ) -> FoldScore:
-    """Score an attribute or multitask model on ``split`` as training scores its test split
-    (the same `Objective`, metrics and files); the loss is left out, as for categorical models: its
-    class weights and attribute loss are the training run's, not the model's."""
-    labels, attributes = job.prepared.labels, job.model_config.attributes
-    unweighted = torch.ones(len(labels))
-    objective = Objective(layout, labels, attributes, OptimConfig(), unweighted, {split: dataset})
-    metrics = objective.score(accelerator, model, batches, split, interval=True)
+    """Score a model on ``split`` of ``fold`` as training scores its test split, and write the
+    fold's files: ``confusion-<fold>.png`` for a categorical model, the test split's files
+    (`Objective.write_split_files`) in ``fold-<name>/`` for an attribute or multitask one."""
+    title = f"{split}: {fold.name}"
+    utterances = select(prepared, getattr(fold, split))
+    objective, metrics = score_utterances(
+        accelerator, module, layout, utterances, split, batch_size, prepared.labels, attributes
+    )
     outputs: Outputs = metrics.pop("predictions")
-    del metrics["loss"]
-    objective.write_split_files(fold_directory(out, job.fold.name), split, metrics, outputs, title)
+    if layout.task == "categorical":
+        save_figure(
+            out / f"confusion-{safe_name(fold.name)}.png",
+            confusion_figure(metrics["confusion"], prepared.labels, title),
+        )
+    else:
+        objective.write_split_files(fold_folder(out, fold.name), split, metrics, outputs, title)
+    dataset = objective.splits[split]
     rows = torch.from_numpy(outputs.values).float().reshape(-1, layout.width)
-    logits, values = layout.logits(rows), layout.values(rows)
-    score = FoldScore({**metrics, "fold": job.fold.name}, logits is not None)
+    logits, values = objective.outputs(rows)
+    score = FoldScore({**metrics, "fold": fold.name}, logits is not None)
     if logits is not None:
         score.truth = [dataset.label_of(i) for i in outputs.indices]
         score.predicted = logits.argmax(dim=-1).tolist()
@@ -161,48 +168,31 @@ def _score_task(
     return score
 
 
-@dataclass
-class EvaluationJob:
-    model_dir: Path
-    model_config: ModelConfig
-    prepared: PreparedCorpus
-    fold: Fold
-
-
-def evaluation_jobs(
-    source: Path,
+def evaluation_plan(
+    source: ModelSource,
     corpus: str | Path | None,
     folds: Sequence[FoldSelector] | None,
-) -> list[EvaluationJob]:
-    """What to score: each completed fold of a run, or one model on the selected folds."""
-    if (source / RUN_CONFIG).is_file():
-        run = RunConfig.model_validate(yaml.safe_load((source / RUN_CONFIG).read_text()))
+) -> tuple[PreparedCorpus, list[tuple[str, list[Fold]]]]:
+    """The corpus to score on, and each model to load (a saved folder or a zoo name) with the
+    folds to score it on: a run's completed folds, each by its own model, or one model on the
+    selected folds."""
+    if isinstance(source, RunDir):
+        run = source.read_config()
         data = run.data if corpus is None else run.data.model_copy(update={"corpus": str(corpus)})
         prepared = resolve_corpus(data)
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
-        jobs = [
-            EvaluationJob(fold_directory(source, f.name) / "model", run.model, prepared, f)
-            for f in chosen
-            if (fold_directory(source, f.name) / "model" / WEIGHTS_FILE).is_file()
-        ]
-        if not jobs:
-            raise UserError(f"{source}: no completed fold with a saved model")
-        check_fits(run.model, prepared, source)
-        return jobs
-    if not (source / CONFIG_FILE).is_file():
-        raise UserError(f"{source}: neither a run directory nor a saved model")
+        models = run_models(source, chosen)
+        check_fits(run.model, prepared, source.path)
+        return prepared, [(str(path), [fold]) for fold, path in models]
     if corpus is None:
-        raise UserError("evaluating a model directory needs a prepared corpus (--corpus)")
-    model_config = ModelConfig.model_validate_json((source / CONFIG_FILE).read_text())
+        raise UserError(
+            f"{source}: evaluating a saved model or a zoo model needs a prepared corpus (--corpus)"
+        )
     prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)}))
-    check_fits(model_config, prepared, source)
-    return [
-        EvaluationJob(source, model_config, prepared, f)
-        for f in select_folds(prepared.folds, folds)
-    ]
+    return prepared, [(source, select_folds(prepared.folds, folds))]
 
 
-def check_fits(config: ModelConfig, prepared: PreparedCorpus, source: Path) -> None:
+def check_fits(config: ModelConfig, prepared: PreparedCorpus, source: str | Path) -> None:
     """`UserError` unless the corpus has what the model at ``source`` predicts: its classes,
     in its order (unless it predicts attributes alone), and a rating of every attribute it
     predicts on every utterance (a corpus prepared with ``--targets attributes`` or ``both``

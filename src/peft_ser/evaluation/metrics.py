@@ -21,7 +21,8 @@ attribute by the concordance correlation coefficient (CCC, the challenge metric:
 any difference of correlation, mean or spread), Pearson's r and the root mean squared error;
 ``ccc`` is the mean CCC over the attributes.
 
-The module is pure: plots come back as matplotlib `Figure` objects (no pyplot state, rendered
+The module is pure (CCC is the attribute loss's own formula, `peft_ser.models.tasks`, computed
+in float64): plots come back as matplotlib `Figure` objects (no pyplot state, rendered
 with Agg when saved) and the caller decides where they go.
 """
 
@@ -31,8 +32,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, f1_score
+
+from peft_ser.models.tasks import concordance
 
 SCALARS: tuple[str, ...] = (
     "uar",
@@ -163,14 +167,12 @@ def fairness_metrics(
 def concordance_cc(
     truth: Sequence[float] | np.ndarray, pred: Sequence[float] | np.ndarray
 ) -> float:
-    """Lin's CCC: 2·cov / (var_t + var_p + (mean_t − mean_p)²), population moments; 0.0 when
-    both are constant and equal (nothing to agree on) or there is no item."""
-    t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    if t.size == 0:
-        return 0.0
-    covariance = np.mean((t - t.mean()) * (p - p.mean()))
-    denominator = t.var() + p.var() + (t.mean() - p.mean()) ** 2
-    return float(2 * covariance / denominator) if denominator > 0 else 0.0
+    """Lin's CCC: 2·cov / (var_t + var_p + (mean_t − mean_p)²), population moments, in float64
+    through the loss's own definition (`peft_ser.models.tasks.concordance`, which owns the edge
+    cases): 0.0 when there is no item, or when both sides are constant."""
+    t = torch.as_tensor(np.asarray(truth, dtype=np.float64)).reshape(-1, 1)
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64)).reshape(-1, 1)
+    return float(concordance(p, t)[0])
 
 
 def pearson(truth: Sequence[float] | np.ndarray, pred: Sequence[float] | np.ndarray) -> float:

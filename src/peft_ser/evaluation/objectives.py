@@ -12,24 +12,27 @@ scores of a whole split, the columns of its history and the files of its test pr
 
 Attribute targets are looked up by the batch's dataset indices, so batches, samplers and the
 feature cache carry class labels only and work unchanged for every task.
+
+`Objective.score` is the one way a model is scored on utterances: the fold loop scores its dev
+and test splits with it, and `score_utterances` (a saved model on any utterances, for
+`evaluate` and the cross-corpus matrix) calls it too, so every path reports the same metrics
+from the same outputs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import nn
 
 from peft_ser.config import OptimConfig
-from peft_ser.data.dataset import Batch, FeatureBatch, UtteranceDataset
-from peft_ser.data.manifest import csv_text
+from peft_ser.data.dataset import Batch, FeatureBatch, LengthBucketSampler, UtteranceDataset
+from peft_ser.data.manifest import Utterance, csv_text
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,
@@ -37,40 +40,23 @@ from peft_ser.evaluation.metrics import (
     regression_metrics,
 )
 from peft_ser.evaluation.results import save_figure
-from peft_ser.evaluation.scoring import gather_rows
-from peft_ser.models.tasks import OutputLayout, attribute_loss
+from peft_ser.evaluation.scoring import Outputs, gather_outputs, loader_batches
+from peft_ser.models.tasks import OutputLayout, attribute_loss, weighted_cross_entropy
+from peft_ser.runs.layout import ATTRIBUTES_PLOT, CONFUSION, PREDICTIONS
 from peft_ser.utils.fileio import write_atomic
 
 _SELECTION = {"categorical": "uar", "attributes": "ccc", "multitask": "score"}
 
 
-@dataclass
-class Outputs:
-    """Gathered outputs of one split in dataset index order; rows that are not finite are
-    left out of ``indices`` and ``values`` and listed in ``nonfinite``."""
-
-    indices: list[int]
-    values: np.ndarray
-    nonfinite: list[int]
-
-
-def gather_outputs(
-    accelerator: Accelerator,
-    module: nn.Module,
-    batches: Iterable[Batch | FeatureBatch | None],
-    size: int,
-) -> Outputs:
-    """Every batch's output rows on every process, gathered, one per item (`gather_rows`)."""
-    rows = gather_rows(accelerator, module, batches, size, lambda out, _: out.cpu().tolist())
-    finite = [i for i, row in rows.items() if all(math.isfinite(v) for v in row)]
-    width = len(next(iter(rows.values()))) if rows else 0
-    values = np.array([rows[i] for i in finite], dtype=np.float64).reshape(len(finite), width)
-    kept = set(finite)
-    return Outputs(finite, values, [i for i in rows if i not in kept])
-
-
 class Objective:
-    """Loss, statistics and scores of one task over a fold's splits."""
+    """Loss, statistics and scores of one task over a fold's splits.
+
+    ``labels`` name the class ids of the splits' datasets; ``columns`` are the model's logit
+    columns of those classes, in their order (default: every column, the model's classes being
+    ``labels``), so a model can be scored on a subset of its classes, choosing among them only.
+    Attribute values are scored for ``attributes``; with none, only the classes are (as the
+    cross-corpus matrix scores a multitask model).
+    """
 
     def __init__(
         self,
@@ -80,12 +66,22 @@ class Objective:
         optim: OptimConfig,
         class_weights: torch.Tensor,
         splits: dict[str, UtteranceDataset],
+        columns: list[int] | None = None,
     ) -> None:
         self.layout, self.labels, self.attributes = layout, labels, attributes
         self.kind, self.weight = optim.attribute_loss, optim.attribute_weight
         self.class_weights = class_weights
         self.splits = splits
+        self.columns = columns
         self.targets = {name: self._ratings(dataset) for name, dataset in splits.items()}
+
+    def outputs(self, rows: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The class logits ``[B, C]`` (of ``labels``) and attribute values ``[B, A]`` in a
+        model's output rows; None for what this objective does not score."""
+        logits = self.layout.logits(rows)
+        if logits is not None and self.columns is not None:
+            logits = logits[:, self.columns]
+        return logits, self.layout.values(rows) if self.attributes else None
 
     @property
     def selection(self) -> str:
@@ -93,18 +89,17 @@ class Objective:
         return _SELECTION[self.layout.task]
 
     def _ratings(self, dataset: UtteranceDataset) -> torch.Tensor:
-        if self.layout.task == "categorical":
+        if not self.attributes:
             return torch.zeros(len(dataset), 0)
         rows = [u.attribute_values(self.attributes) for u in dataset.utterances]
         return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(self.attributes))
 
     def loss(self, outputs: torch.Tensor, batch: Batch | FeatureBatch, split: str) -> torch.Tensor:
         """The training loss of a batch's float outputs (on the batch's device)."""
-        logits, values = self.layout.logits(outputs), self.layout.values(outputs)
+        logits, values = self.outputs(outputs)
         total = torch.zeros((), device=outputs.device)
         if logits is not None:
-            weights = self.class_weights.to(outputs.device)
-            total = nn.functional.cross_entropy(logits, batch.labels, weight=weights)
+            total = weighted_cross_entropy(logits, batch.labels, self.class_weights)
         if values is not None:
             target = self.targets[split][batch.indices.cpu()].to(outputs.device)
             part = attribute_loss(values, target, self.kind)
@@ -120,11 +115,14 @@ class Objective:
         interval: bool,
     ) -> dict[str, Any]:
         """The split's metrics, its loss (the training objective over the whole split),
-        the count of non-finite outputs and the outputs themselves (``predictions``)."""
+        the count of non-finite outputs and the outputs themselves (``predictions``).
+
+        The one scoring path: ``module`` runs on every batch (on every process, gathered),
+        and the classes and attributes are scored from its outputs."""
         dataset = self.splits[split]
         outputs = gather_outputs(accelerator, module, batches, len(dataset))
         rows = torch.from_numpy(outputs.values).float().reshape(-1, self.layout.width)
-        logits, values = self.layout.logits(rows), self.layout.values(rows)
+        logits, values = self.outputs(rows)
         metrics: dict[str, Any] = {}
         losses: list[float] = []
         if logits is not None:
@@ -133,16 +131,16 @@ class Objective:
             metrics |= classification_metrics(
                 truth.tolist(), logits.argmax(dim=-1).tolist(), self.labels, genders, interval
             )
-            item = nn.functional.cross_entropy(logits, truth, reduction="none")
+            item = weighted_cross_entropy(logits, truth, self.class_weights, reduction="none")
             weights = self.class_weights[truth]
             total = float(weights.sum())
-            losses.append(float((item * weights).sum()) / total if total else math.nan)
+            losses.append(float(item.sum()) / total if total else math.nan)
         if values is not None:
             target = self.targets[split][outputs.indices]
             metrics |= regression_metrics(target.numpy(), values.numpy(), self.attributes)
             part = float(attribute_loss(values, target, self.kind)) if len(target) else math.nan
             losses.append(part if logits is None else self.weight * part)
-        if self.layout.task == "multitask":
+        if logits is not None and values is not None:
             metrics["score"] = (metrics["uar"] + metrics["ccc"]) / 2
         metrics["loss"] = sum(losses)
         metrics["non_finite_outputs"] = len(outputs.nonfinite)
@@ -167,7 +165,7 @@ class Objective:
         confusion.png and/or attributes.png (predicted against true, per attribute)."""
         dataset = self.splits[split]
         rows = torch.from_numpy(outputs.values).float().reshape(-1, self.layout.width)
-        logits, values = self.layout.logits(rows), self.layout.values(rows)
+        logits, values = self.outputs(rows)
         header = ["key", "label"]
         table: list[list[object]] = [
             [dataset.utterances[i].key, dataset.utterances[i].label] for i in outputs.indices
@@ -177,8 +175,7 @@ class Objective:
             for line, predicted in zip(table, logits.argmax(dim=-1).tolist(), strict=True):
                 line.append(self.labels[predicted])
             save_figure(
-                directory / "confusion.png",
-                confusion_figure(metrics["confusion"], self.labels, title),
+                directory / CONFUSION, confusion_figure(metrics["confusion"], self.labels, title)
             )
         if values is not None:
             target = self.targets[split][outputs.indices]
@@ -188,5 +185,37 @@ class Objective:
             figure = attribute_scatter_figure(
                 target.numpy(), values.numpy(), self.attributes, title
             )
-            save_figure(directory / "attributes.png", figure)
-        write_atomic(directory / "predictions.csv", csv_text(header, table))
+            save_figure(directory / ATTRIBUTES_PLOT, figure)
+        write_atomic(directory / PREDICTIONS, csv_text(header, table))
+
+
+def score_utterances(
+    accelerator: Accelerator,
+    module: nn.Module,
+    layout: OutputLayout,
+    utterances: Sequence[Utterance],
+    split: str,
+    batch_size: int,
+    labels: list[str],
+    attributes: list[str],
+    columns: list[int] | None = None,
+    interval: bool = True,
+) -> tuple[Objective, dict[str, Any]]:
+    """Score a saved model (``module``, prepared by the accelerator, in eval mode; its outputs
+    laid out by ``layout``) on ``utterances``, named ``split``, as training scores a split:
+    through `Objective.score`. Returns the objective (for its files) and the metrics.
+
+    ``labels`` name the utterances' classes, ``columns`` the model's logits of them (see
+    `Objective`). Unlike a training split, no loss is reported: its class weights and
+    attribute loss would be a training run's, not the model's.
+    """
+    dataset = UtteranceDataset(list(utterances), labels)
+    sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=False)
+    objective = Objective(
+        layout, labels, attributes, OptimConfig(), torch.ones(len(labels)), {split: dataset},
+        columns,
+    )  # fmt: skip
+    batches = loader_batches(dataset, sampler, num_workers=0)
+    metrics = objective.score(accelerator, module, batches, split, interval)
+    del metrics["loss"]
+    return objective, metrics

@@ -19,12 +19,10 @@ from peft_ser.config import RunConfig
 from peft_ser.data.manifest import csv_text
 from peft_ser.evaluation.metrics import SCALARS, confusion_figure, regression_scalars, summarize
 from peft_ser.models.ser_model import CONFIG_FILE
+from peft_ser.runs.layout import RunDir
 from peft_ser.utils.fileio import write_atomic
 
 log = logging.getLogger(__name__)
-
-FOLD_RESULTS = "results.json"
-BAD_AUDIO = "bad_audio.csv"
 
 
 def json_text(document: Any) -> str:
@@ -119,22 +117,23 @@ def metrics_csv(per_fold: Sequence[dict[str, Any]], mean_std: dict[str, dict[str
 
 
 def write_run_results(
-    run_dir: Path,
+    run: RunDir,
     fold_results: Sequence[dict[str, Any]],
     overall: dict[str, Any],
     labels: Sequence[str],
     summary: str,
 ) -> None:
+    """The run's files over all folds; the results JSON last, as it marks the run complete."""
     tests = [{**fold["test"], "fold": fold["fold"]} for fold in fold_results]
-    write_atomic(run_dir / "results.csv", metrics_csv(tests, overall["mean_std"]))
+    write_atomic(run.results_table, metrics_csv(tests, overall["mean_std"]))
     if "pooled_confusion" in overall:
         save_figure(
-            run_dir / "confusion.png",
+            run.confusion,
             confusion_figure(overall["pooled_confusion"], labels, "all folds (test)"),
         )
-    write_atomic(run_dir / "summary.txt", summary)
+    write_atomic(run.summary, summary)
     document = {"folds": list(fold_results), "overall": overall}
-    write_atomic(run_dir / "results.json", json_text(document))
+    write_atomic(run.results, json_text(document))
 
 
 def summary_text(
@@ -160,9 +159,10 @@ def summary_text(
                 f"warning: fold {fold['fold']}: {fold['skipped_steps']} training steps had a "
                 "non-finite loss or gradient and were not applied (see train.log)"
             )
+    run = RunDir(config.output_dir)
     if any(fold.get("bad_audio") for fold in fold_results):
-        lines.append(f"unreadable audio skipped: see {Path(config.output_dir) / BAD_AUDIO}")
-    lines.append(f"results: {Path(config.output_dir) / 'results.json'}")
+        lines.append(f"unreadable audio skipped: see {run.bad_audio}")
+    lines.append(f"results: {run.results}")
     return "\n".join(lines) + "\n"
 
 

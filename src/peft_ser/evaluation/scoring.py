@@ -1,8 +1,8 @@
-"""Moving batches to the model and scoring whole splits, shared by training and `evaluate`.
+"""Moving batches to the model and running it over whole splits, shared by training and scoring.
 
-`gather_rows` is the one scoring loop: every batch on every process, under inference mode,
-gathered into one row per item. `predict` makes class predictions and the loss of them; the
-task objectives (`peft_ser.evaluation.objectives`) keep every output value.
+`gather_rows` is the one loop over a split: every batch on every process, under inference
+mode, gathered into one row per item; `gather_outputs` keeps each item's output row. What the
+rows score is the task objective's (`peft_ser.evaluation.objectives`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
@@ -26,58 +27,32 @@ from peft_ser.data.dataset import (
     collate,
 )
 
-
-@dataclass
-class Predictions:
-    """Gathered predictions of one split, in dataset index order.
-
-    Items whose logits are not finite have no prediction: they are listed in ``nonfinite``
-    and left out of ``indices``, ``predicted`` and the loss.
-    """
-
-    indices: list[int]
-    predicted: list[int]
-    loss: float
-    nonfinite: list[int]
-
-
-_Scored: TypeAlias = tuple[int, float, float]
-"""One item's predicted class (-1: its logits are not finite), weighted loss and weight."""
 Row = TypeVar("Row")
 
 
-def predict(
+@dataclass
+class Outputs:
+    """Gathered outputs of one split in dataset index order; rows that are not finite are
+    left out of ``indices`` and ``values`` and listed in ``nonfinite``."""
+
+    indices: list[int]
+    values: np.ndarray
+    nonfinite: list[int]
+
+
+def gather_outputs(
     accelerator: Accelerator,
     module: nn.Module,
     batches: Iterable[Batch | FeatureBatch | None],
-    class_weights: torch.Tensor | None,
     size: int,
-) -> Predictions:
-    """Predict every batch on every process, gather, and keep one prediction per item.
-
-    The loss is the class-weighted cross entropy of the training objective (plain when
-    ``class_weights`` is None), averaged over items like the training loss. Runs under
-    `torch.inference_mode` (see `gather_rows`).
-    """
-
-    def scored(logits: torch.Tensor, batch: Batch | FeatureBatch) -> Iterable[_Scored]:
-        finite = torch.isfinite(logits).all(dim=-1).cpu()
-        losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none").cpu()
-        weights = (
-            torch.ones_like(losses) if class_weights is None else class_weights[batch.labels.cpu()]
-        )
-        predicted = torch.where(finite, logits.argmax(dim=-1).cpu(), -1)
-        return zip(predicted.tolist(), (losses * weights).tolist(), weights.tolist(), strict=True)
-
-    rows = gather_rows(accelerator, module, batches, size, scored)
-    valid = [i for i, (predicted, _, _) in rows.items() if predicted >= 0]
-    weight = sum(rows[i][2] for i in valid)
-    return Predictions(
-        indices=valid,
-        predicted=[rows[i][0] for i in valid],
-        loss=sum(rows[i][1] for i in valid) / weight if weight else math.nan,
-        nonfinite=[i for i, (predicted, _, _) in rows.items() if predicted < 0],
-    )
+) -> Outputs:
+    """Every batch's output rows on every process, gathered, one per item (`gather_rows`)."""
+    rows = gather_rows(accelerator, module, batches, size, lambda out, _: out.cpu().tolist())
+    finite = [i for i, row in rows.items() if all(math.isfinite(v) for v in row)]
+    width = len(next(iter(rows.values()))) if rows else 0
+    values = np.array([rows[i] for i in finite], dtype=np.float64).reshape(len(finite), width)
+    kept = set(finite)
+    return Outputs(finite, values, [i for i in rows if i not in kept])
 
 
 def gather_rows(

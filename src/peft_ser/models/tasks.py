@@ -5,7 +5,8 @@ class (``categorical`` and ``multitask``), then one value per attribute (``attri
 ``multitask``), on the corpus's own rating scale. Keeping one tensor keeps every path that
 moves outputs around (batches, the feature cache, accelerate's gathering, export) unchanged.
 
-Attribute losses: ``ccc`` (1 − the concordance correlation coefficient of each attribute over
+The categorical loss is the class-weighted cross entropy (`weighted_cross_entropy`). Attribute
+losses: ``ccc`` (1 − the concordance correlation coefficient of each attribute over
 the batch, averaged over attributes: the challenge metric itself, so scale and offset must be
 learned as well as correlation) or ``mse``. Multi-task training adds the attribute loss, times
 ``optim.attribute_weight``, to the class-weighted cross entropy.
@@ -14,6 +15,7 @@ learned as well as correlation) or ``mse``. Multi-task training adds the attribu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -29,7 +31,6 @@ _TARGETS_OF_TASK = {
     "attributes": ("attributes", "both"),
     "multitask": ("both",),
 }
-_EPSILON = 1e-8
 
 
 class TaskError(UserError):
@@ -96,15 +97,53 @@ def resolve_task(config: ModelConfig, prepared: PreparedCorpus) -> ModelConfig:
 
 def concordance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Lin's concordance correlation coefficient per column of ``[N, A]`` tensors:
-    2·cov / (var_p + var_t + (mean_p − mean_t)²), population moments."""
-    predicted_mean, target_mean = predicted.mean(dim=0), target.mean(dim=0)
-    covariance = ((predicted - predicted_mean) * (target - target_mean)).mean(dim=0)
+    2·cov / (var_p + var_t + (mean_p − mean_t)²), population moments.
+
+    The one definition of CCC: the attribute loss differentiates it, and the reported metric
+    (`peft_ser.evaluation.metrics.concordance_cc`) calls it in float64. Its edge cases: a
+    column with no item, or whose two sides are constant and equal (nothing to agree on, the
+    formula reads 0/0), scores 0; a constant side against a varying one scores 0 (no
+    covariance). Each column is centred on its first value before its mean is taken, so a
+    constant column's deviations are exactly 0 in any dtype (a plain mean of N equal floats
+    can round off them, leaving a tiny variance that made two equal constants score 1).
+    """
+    if predicted.shape[0] == 0:
+        return torch.zeros(predicted.shape[1:], dtype=predicted.dtype, device=predicted.device)
+    predicted_mean, target_mean = _mean(predicted), _mean(target)
+    predicted_deviation, target_deviation = predicted - predicted_mean, target - target_mean
+    covariance = (predicted_deviation * target_deviation).mean(dim=0)
     denominator = (
-        predicted.var(dim=0, unbiased=False)
-        + target.var(dim=0, unbiased=False)
+        (predicted_deviation**2).mean(dim=0)
+        + (target_deviation**2).mean(dim=0)
         + (predicted_mean - target_mean) ** 2
     )
-    return 2 * covariance / (denominator + _EPSILON)
+    defined = denominator > 0
+    safe = torch.where(defined, denominator, torch.ones_like(denominator))
+    return torch.where(defined, 2 * covariance / safe, torch.zeros_like(denominator))
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """The column means of ``[N, A]`` values, taken about the first row (exact for constants;
+    the gradient is the plain mean's)."""
+    return values[0] + (values - values[:1]).mean(dim=0)
+
+
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    reduction: Literal["mean", "none"] = "mean",
+) -> torch.Tensor:
+    """The class-weighted cross entropy, the one definition of the categorical loss.
+
+    Item i's loss is ``w[y_i] · (−log softmax(logits_i)[y_i])`` (``reduction="none"``); the loss
+    of a set of items is their weighted mean, Σ w[y_i]·ℓ_i / Σ w[y_i] (``"mean"``: what training
+    minimises, and what the scores of a split and an epoch's running loss compute from the
+    items' losses and weights, ``class_weights[labels]``). No ``class_weights``: every weight is
+    1, a plain mean.
+    """
+    weights = None if class_weights is None else class_weights.to(logits.device)
+    return torch.nn.functional.cross_entropy(logits, labels, weight=weights, reduction=reduction)
 
 
 def attribute_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:

@@ -1,9 +1,8 @@
-"""Which prepared corpus and folds a run uses, and where a fold's files live."""
+"""Which prepared corpus and folds a run uses."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,11 +12,6 @@ from peft_ser.data.manifest import MANIFEST_FILE, Fold, PreparedCorpus
 from peft_ser.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def fold_directory(run_dir: Path, fold_name: str) -> Path:
-    """Where a run keeps one fold's checkpoints, model and results."""
-    return run_dir / f"fold-{safe_name(fold_name)}"
 
 
 def resolve_corpus(data: DataConfig) -> PreparedCorpus:
@@ -64,7 +58,3 @@ def select_folds(folds: Sequence[Fold], wanted: Sequence[FoldSelector] | None) -
                 "each fold is trained and pooled once"
             )
     return chosen
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)

@@ -28,10 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from peft_ser.config import RunConfig
-from peft_ser.runs.layout import RUN_CONFIG
 from peft_ser.sweep.grid import (
     Cell,
     Grid,
@@ -100,10 +97,9 @@ def refuse_changed_cells(grid: Grid) -> None:
     """A `GridError` naming each complete cell whose saved config differs from the grid's."""
     changed = []
     for cell in grid.cells:
-        saved_path = cell.run_dir / RUN_CONFIG
-        if not (cell.complete and saved_path.is_file()):
+        if not (cell.complete and cell.run.is_run):
             continue
-        saved = yaml.safe_load(saved_path.read_text())
+        saved = cell.run.read_config_document()
         wanted = _with_corpus_facts(cell.config.model_dump(mode="json"), saved)
         differences = config_differences(saved, wanted)
         if differences:

@@ -40,10 +40,8 @@ from peft_ser.config import (
     read_config_file,
     set_dotted,
 )
+from peft_ser.runs.layout import RunDir
 from peft_ser.utils.errors import UserError, suggest
-
-RUN_RESULTS = "results.json"
-"""Written by `train` once every selected fold is done: its presence marks a cell complete."""
 
 
 class GridError(UserError, ValueError):
@@ -195,8 +193,13 @@ class Cell:
         return Path(self.config.output_dir)
 
     @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    @property
     def complete(self) -> bool:
-        return (self.run_dir / RUN_RESULTS).is_file()
+        """Whether the cell's run is complete (every selected fold done, results written)."""
+        return self.run.complete
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ in the other axes (folds, seeds) are pooled, so an entry is the mean ± standard
 percent as the paper reports it. Each entry also has its trainable parameters (counted in the
 saved model's trainable weights) and training time (the sum of the epochs' times).
 
-Only finished folds count, read from their ``results.json``. An entry with unfinished folds is
-shown as incomplete with how many folds are done, never as a number, so a table read while a
-sweep runs cannot be mistaken for its result.
+Only finished folds count, read from their results files (`RunDir.fold_results`). An entry
+with unfinished folds is shown as incomplete with how many folds are done, never as a number,
+so a table read while a sweep runs cannot be mistaken for its result.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 from safetensors import safe_open
 
 from peft_ser.data.manifest import FOLDS_FILE, MANIFEST_FILE, csv_text
-from peft_ser.evaluation.results import FOLD_RESULTS, save_figure
+from peft_ser.evaluation.results import save_figure
 from peft_ser.models.ser_model import WEIGHTS_FILE
-from peft_ser.sweep.grid import RUN_RESULTS, Cell, Grid, cell_label
+from peft_ser.runs.layout import RunDir
+from peft_ser.sweep.grid import Cell, Grid, cell_label
 from peft_ser.utils.fileio import write_atomic
 
 REPORT_FILES = ("report.md", "report.csv", "report.png")
@@ -68,7 +69,7 @@ class Entry:
             else self.folds_expected + expected
         )  # fmt: skip
         self.seconds += sum(row["seconds"] for fold in folds for row in fold["history"])
-        count = trainable_parameters(cell.run_dir)
+        count = trainable_parameters(cell.run)
         if count is not None:
             self.trainable.add(count)
 
@@ -131,11 +132,7 @@ def report_axes(grid: Grid) -> tuple[str, str | None]:
 
 def finished_folds(cell: Cell) -> list[dict[str, Any]]:
     """The results of the cell's finished folds: all of them once the run is complete."""
-    run_results = cell.run_dir / RUN_RESULTS
-    if run_results.is_file():
-        return list(json.loads(run_results.read_text())["folds"])
-    paths = sorted(cell.run_dir.glob(f"fold-*/{FOLD_RESULTS}"))
-    return [json.loads(path.read_text()) for path in paths]
+    return cell.run.fold_results()
 
 
 def expected_folds(cell: Cell) -> int | None:
@@ -152,11 +149,11 @@ def expected_folds(cell: Cell) -> int | None:
     return None
 
 
-def trainable_parameters(run_dir: Path) -> int | None:
+def trainable_parameters(run: RunDir) -> int | None:
     """Trainable parameters of a cell, counted in a saved model's trainable weights (the
     same for every fold of a run); None before any fold has saved its model."""
-    for weights in sorted(run_dir.glob(f"fold-*/model/{WEIGHTS_FILE}")):
-        with safe_open(str(weights), framework="pt") as tensors:
+    for model in run.saved_models():
+        with safe_open(str(model / WEIGHTS_FILE), framework="pt") as tensors:
             return sum(math.prod(tensors.get_slice(k).get_shape()) for k in tensors.keys())  # noqa: SIM118
     return None
 

@@ -38,16 +38,11 @@ from peft_ser.data.dataset import (
 )
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
 from peft_ser.evaluation.metrics import learning_curves_figure
-from peft_ser.evaluation.objectives import Objective, Outputs
-from peft_ser.evaluation.results import (
-    FOLD_RESULTS,
-    BadAudioLog,
-    json_text,
-    replace_dir,
-    save_figure,
-)
-from peft_ser.evaluation.scoring import forward, to_device
+from peft_ser.evaluation.objectives import Objective
+from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
+from peft_ser.evaluation.scoring import Outputs, forward, to_device
 from peft_ser.models.ser_model import WEIGHTS_FILE, SERModel, build_model, read_weights
+from peft_ser.runs.layout import FoldDir
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
@@ -73,7 +68,8 @@ class FoldRunner:
         bad_audio: BadAudioLog,
         audio: RunAudio | None = None,
     ) -> None:
-        self.config, self.accelerator, self.fold, self.dir = config, accelerator, fold, fold_dir
+        self.config, self.accelerator, self.fold = config, accelerator, fold
+        self.folder = FoldDir(fold_dir)
         self.labels = prepared.labels
         self.bad_audio = bad_audio
         crop = seconds_to_samples(config.data.crop_seconds)
@@ -135,7 +131,7 @@ class FoldRunner:
             log.info("fold %s: resuming after epoch %d", self.fold.name, self.progress.epoch)
         start = self.progress.epoch + 1
         main = self.accelerator.is_main_process
-        writer = SummaryWriter(self._tensorboard_dir(), purge_step=start) if main else None
+        writer = SummaryWriter(str(self.folder.tensorboard), purge_step=start) if main else None
         if self.source.cached:
             self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
         warned = False
@@ -308,7 +304,8 @@ class FoldRunner:
     # -- the end of a fold ------------------------------------------------------------------
 
     def _finish(self) -> dict[str, Any]:
-        """Test the best-dev-epoch model and write the fold's results (results.json last)."""
+        """Test the best-dev-epoch model and write the fold's results (the results file last:
+        it marks the fold complete)."""
         best = self.checkpoints.best(self.progress)
         self.model.load_trainable_state_dict(read_weights(best / WEIGHTS_FILE))
         test = self._score("test")
@@ -324,9 +321,9 @@ class FoldRunner:
             "warnings": collapse_warnings(self.progress.history, len(self.labels)),
         }
         if self.accelerator.is_main_process:
-            replace_dir(best, self.dir / "model", keep_source=True)
+            replace_dir(best, self.folder.model, keep_source=True)
             self._write_fold_files(test, predictions)
-            write_atomic(self.dir / FOLD_RESULTS, json_text(result))
+            write_atomic(self.folder.results, json_text(result))
             self.checkpoints.remove()
         self.accelerator.wait_for_everyone()
         metric = self.objective.selection
@@ -340,17 +337,14 @@ class FoldRunner:
 
     def _write_fold_files(self, test: dict[str, Any], predictions: Outputs) -> None:
         title = f"fold {self.fold.name}"
-        self.objective.write_split_files(self.dir, "test", test, predictions, title)
+        self.objective.write_split_files(self.folder.path, "test", test, predictions, title)
         history = self.progress.history
         columns = list(history[0])
         write_atomic(
-            self.dir / "history.csv", csv_text(columns, [[r[c] for c in columns] for r in history])
+            self.folder.history, csv_text(columns, [[r[c] for c in columns] for r in history])
         )
         curves = learning_curves_figure(history, title, self.objective.selection)
-        save_figure(self.dir / "learning_curves.png", curves)
-
-    def _tensorboard_dir(self) -> str:
-        return str(self.dir.parent / "tensorboard" / self.dir.name)
+        save_figure(self.folder.learning_curves, curves)
 
 
 @contextmanager

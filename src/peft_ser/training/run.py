@@ -1,18 +1,8 @@
 """Training across folds: the run directory, resumption, and the results over all folds.
 
-A run directory is the whole story of a run and the only state `--resume` needs::
-
-    config.yaml                  the resolved configuration (labels, task and attributes from
-                                 the corpus filled in)
-    fold-<name>/checkpoints/     epoch-NNN/: trainable weights + config (model.save), optimiser,
-                                 scheduler state; last.json / best.json point into it
-    fold-<name>/model/           the tested epoch's model (`optim.select`), kept after the fold
-    fold-<name>/results.json     written last: its presence marks the fold complete
-    fold-<name>/*.csv, *.png     history, test predictions, confusion matrix, learning curves
-    .lock                        held by the training that writes here (its process and host)
-    tensorboard/<fold>/          TensorBoard scalars per epoch
-    bad_audio.csv                clips that could not be used (and were skipped), with reasons
-    results.json/.csv, confusion.png, summary.txt   over all folds
+A run directory is the whole story of a run and the only state `--resume` needs; its layout
+(the config, one folder per fold with its checkpoints, model and results, the logs and the
+results over all folds) is `peft_ser.runs.layout.RunDir`'s.
 
 Every file is written to a temporary name and renamed into place, so a run killed at any
 instant resumes from its last completed epoch. A run that failed before its first checkpoint
@@ -32,7 +22,6 @@ was complete (epochs, folds) is kept, and ``--resume`` continues once there is r
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -42,29 +31,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate import Accelerator
 
-from peft_ser.config import ConfigError, RunConfig, read_config_file
+from peft_ser.config import ConfigError, RunConfig
 from peft_ser.data.audio import RunAudio
 from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
 from peft_ser.evaluation.results import (
-    BAD_AUDIO,
-    FOLD_RESULTS,
     BadAudioLog,
     overall_metrics,
     summary_text,
     write_run_results,
 )
 from peft_ser.models.tasks import resolve_task
-from peft_ser.runs.corpus import fold_directory, resolve_corpus, select_folds
-from peft_ser.runs.layout import RUN_CONFIG
+from peft_ser.runs.corpus import resolve_corpus, select_folds
+from peft_ser.runs.layout import RunDir
 from peft_ser.training.checkpoint import has_checkpoint
 from peft_ser.training.loop import FoldRunner
 from peft_ser.utils.errors import UserError
-from peft_ser.utils.fileio import FolderLock, output_folder, storage_errors, write_atomic
+from peft_ser.utils.fileio import FolderLock, output_folder, storage_errors
 from peft_ser.utils.precision import accelerator_for
 
 log = logging.getLogger(__name__)
@@ -117,19 +103,19 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
 
 def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunResult:
     accelerator = accelerator_for(config.mixed_precision)
-    run_dir = output_folder(config.output_dir, "output_dir")
+    run = RunDir(output_folder(config.output_dir, "output_dir"))
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
     folds = select_folds(prepared.folds, config.data.folds)
-    lock = FolderLock(run_dir, "training")
+    lock = FolderLock(run.path, "training")
     if accelerator.is_main_process:
         lock.acquire()
     try:
         if accelerator.is_main_process:
-            claim_run_dir(run_dir, config, resume)
+            claim_run_dir(run, config, resume)
         accelerator.wait_for_everyone()
-        return _train_folds(config, accelerator, prepared, folds, run_dir, cache)
+        return _train_folds(config, accelerator, prepared, folds, run, cache)
     finally:
         lock.release()
 
@@ -139,27 +125,26 @@ def _train_folds(
     accelerator: Accelerator,
     prepared: PreparedCorpus,
     folds: list[Fold],
-    run_dir: Path,
+    run: RunDir,
     cache: FeatureCache | None,
 ) -> RunResult:
     cache = cache if cache is not None else FeatureCache(feature_store_for(config))
     with (
-        run_log(run_dir / "train.log", accelerator.is_main_process),
+        run_log(run.train_log, accelerator.is_main_process),
         tempfile.TemporaryDirectory(prefix="peft-ser-audio-") as spill,
     ):
         audio = RunAudio(round(config.data.audio_cache_gb * 1e9), spill)
         fold_results = [
-            _fold_result(config, accelerator, prepared, fold, run_dir, cache, audio)
-            for fold in folds
+            _fold_result(config, accelerator, prepared, fold, run, cache, audio) for fold in folds
         ]
         leakage = [prepared.speaker_leakage] if prepared.speaker_leakage else []
         overall = overall_metrics(fold_results, leakage)
         summary = summary_text(config, fold_results, overall)
         if accelerator.is_main_process:
-            write_run_results(run_dir, fold_results, overall, prepared.labels, summary)
+            write_run_results(run, fold_results, overall, prepared.labels, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return RunResult(run_dir, fold_results, overall, summary)
+    return RunResult(run.path, fold_results, overall, summary)
 
 
 def _fold_result(
@@ -167,17 +152,19 @@ def _fold_result(
     accelerator: Accelerator,
     prepared: PreparedCorpus,
     fold: Fold,
-    run_dir: Path,
+    run: RunDir,
     cache: FeatureCache,
     audio: RunAudio,
 ) -> dict[str, Any]:
     """A fold's results: read back when the fold is complete, else trained (or resumed)."""
-    fold_dir = fold_directory(run_dir, fold.name)
-    if (fold_dir / FOLD_RESULTS).is_file():
-        log.info("fold %s: already complete, read from %s", fold.name, fold_dir)
-        return dict(json.loads((fold_dir / FOLD_RESULTS).read_text()))
-    bad_audio = BadAudioLog(run_dir / BAD_AUDIO)
-    return FoldRunner(config, accelerator, prepared, fold, fold_dir, cache, bad_audio, audio).run()
+    fold_dir = run.fold(fold.name)
+    if fold_dir.complete:
+        log.info("fold %s: already complete, read from %s", fold.name, fold_dir.path)
+        return fold_dir.read_results()
+    bad_audio = BadAudioLog(run.bad_audio)
+    return FoldRunner(
+        config, accelerator, prepared, fold, fold_dir.path, cache, bad_audio, audio
+    ).run()
 
 
 def feature_store_for(config: RunConfig) -> FeatureStore | None:
@@ -187,44 +174,39 @@ def feature_store_for(config: RunConfig) -> FeatureStore | None:
     return FeatureStore(config.feature_cache_dir, config.feature_cache_budget_gb)
 
 
-def claim_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+def claim_run_dir(run: RunDir, config: RunConfig, resume: bool) -> None:
     """Write the resolved config; refuse to mix a new run into one that has made progress.
 
     Progress is a completed epoch (a checkpoint) or a completed fold. A folder whose earlier
     start failed before either (a typo in a path, a missing corpus) is claimed again silently.
     """
-    path = run_dir / RUN_CONFIG
-    document = config.model_dump(mode="json")
-    if path.is_file() and _has_progress(run_dir):
+    if run.is_run and _has_progress(run):
         if not resume:
             raise RunDirError(
-                f"{run_dir} already holds a run with saved progress: pass --resume to continue "
+                f"{run.path} already holds a run with saved progress: pass --resume to continue "
                 "it, or choose another output_dir"
             )
         try:
-            previous = read_config_file(path)
+            previous = run.read_config_document()
         except ConfigError as error:
             raise RunDirError(
                 f"{error}; this run's record is damaged: restore it, or start again in another "
                 "output_dir"
             ) from None
-        changed = config_differences(previous, document)
+        changed = config_differences(previous, config.model_dump(mode="json"))
         if changed:
             raise RunDirError(
-                f"{run_dir}: cannot resume with a different configuration (changed: "
+                f"{run.path}: cannot resume with a different configuration (changed: "
                 f"{', '.join(changed)}); resume with the original settings, or start a new run "
                 "in another output_dir"
             )
-    elif path.is_file():
-        log.info("%s: the earlier start saved no progress; starting afresh", run_dir)
-    write_atomic(path, yaml.safe_dump(document, sort_keys=False))
+    elif run.is_run:
+        log.info("%s: the earlier start saved no progress; starting afresh", run.path)
+    run.write_config(config)
 
 
-def _has_progress(run_dir: Path) -> bool:
-    return any(
-        has_checkpoint(fold_dir) or (fold_dir / FOLD_RESULTS).is_file()
-        for fold_dir in run_dir.glob("fold-*")
-    )
+def _has_progress(run: RunDir) -> bool:
+    return any(has_checkpoint(fold.path) or fold.complete for fold in run.fold_dirs())
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

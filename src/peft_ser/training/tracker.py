@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from peft_ser.data.dataset import Batch, FeatureBatch
 from peft_ser.evaluation.metrics import regression_metrics, uar
 from peft_ser.evaluation.objectives import Objective
+from peft_ser.models.tasks import weighted_cross_entropy
 
 
 @dataclass
@@ -31,13 +31,14 @@ class EpochTracker:
 
     def add(self, outputs: torch.Tensor, batch: Batch | FeatureBatch) -> None:
         """Count one applied step's float outputs (on the CPU) of ``batch``."""
-        layout = self.objective.layout
-        logits, values = layout.logits(outputs), layout.values(outputs)
+        logits, values = self.objective.outputs(outputs)
         with torch.no_grad():
             if values is None and logits is not None:
                 weights = self.objective.class_weights[batch.labels]
-                losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
-                self.loss_sum += float((losses * weights).sum())
+                losses = weighted_cross_entropy(
+                    logits, batch.labels, self.objective.class_weights, reduction="none"
+                )
+                self.loss_sum += float(losses.sum())
                 self.weight_sum += float(weights.sum())
             else:
                 self.loss_sum += float(self.objective.loss(outputs, batch, "train")) * len(batch)
