@@ -46,7 +46,6 @@ import torch
 from compare_original import ensure_original_environment, run_original, write_whisper_encoder
 
 from peft_ser.config import load_run_config
-from peft_ser.data.dataset import LengthBucketSampler, padding_waste
 from peft_ser.data.manifest import (
     PAPER4,
     Fold,
@@ -56,6 +55,7 @@ from peft_ser.data.manifest import (
     save_prepared,
     select,
 )
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.training.checkpoint import FoldCheckpoints

@@ -17,7 +17,6 @@ import torch
 
 import peft_ser.utils.precision as precision
 from peft_ser.config import RunConfig, load_run_config
-from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.manifest import (
     ATTRIBUTES,
     PAPER4,
@@ -27,6 +26,7 @@ from peft_ser.data.manifest import (
     read_prepared,
     save_prepared,
 )
+from peft_ser.data.states import FeatureCache
 from peft_ser.evaluation.results import BadAudioLog
 from peft_ser.training.loop import FoldRunner
 

@@ -17,8 +17,8 @@ from _tones import make_corpus, tiny_run
 
 import peft_ser.data.audio
 import peft_ser.data.dataset
-from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.manifest import read_prepared, save_prepared
+from peft_ser.data.states import FeatureCache
 from peft_ser.training import train
 from peft_ser.training.guards import NonFiniteSteps, NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError

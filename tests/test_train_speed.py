@@ -13,8 +13,9 @@ from _tones import bf16_lora_step_setup, tiny_run
 import peft_ser.data.audio as audio_module
 import peft_ser.utils.precision as precision
 from peft_ser.data.audio import RunAudio
-from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset, padding_waste
+from peft_ser.data.dataset import UtteranceDataset
 from peft_ser.data.manifest import read_prepared, select
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.evaluation.scoring import loader_batches, to_device
 from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train

@@ -22,8 +22,9 @@ import yaml
 from matplotlib.figure import Figure
 
 from peft_ser.config import DataConfig, RunConfig
-from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset
+from peft_ser.data.dataset import UtteranceDataset
 from peft_ser.data.manifest import PreparedCorpus, Utterance, csv_text, select
+from peft_ser.data.sampler import LengthBucketSampler
 from peft_ser.evaluation.metrics import uar
 from peft_ser.evaluation.objectives import gather_outputs
 from peft_ser.evaluation.results import json_text, save_figure

@@ -18,8 +18,9 @@ import yaml
 from accelerate import Accelerator
 
 from peft_ser.config import DataConfig, FoldSelector, ModelConfig, OptimConfig, RunConfig
-from peft_ser.data.dataset import Batch, LengthBucketSampler, UtteranceDataset
+from peft_ser.data.dataset import Batch, UtteranceDataset
 from peft_ser.data.manifest import Fold, PreparedCorpus, select
+from peft_ser.data.sampler import LengthBucketSampler
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,

@@ -28,8 +28,9 @@ from accelerate import Accelerator
 from torch import nn
 
 from peft_ser.config import OptimConfig
-from peft_ser.data.dataset import Batch, FeatureBatch, UtteranceDataset
+from peft_ser.data.dataset import Batch, UtteranceDataset
 from peft_ser.data.manifest import csv_text
+from peft_ser.data.states import FeatureBatch
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,

@@ -19,10 +19,10 @@ instant resumes from its last completed epoch. A run that failed before its firs
 holds nothing worth keeping: the same command simply starts it again.
 
 Randomness comes from three places, each a function of the seed and the epoch alone: batch order
-and augmentation (their own generators, see `data.dataset`) and dropout (torch's generators,
-seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`). A resumed run, or one
-whose feature cache was already filled, therefore draws exactly what an uninterrupted cold run
-draws.
+and augmentation (their own generators, see `data.sampler` and `data.dataset`) and dropout
+(torch's generators, seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`).
+A resumed run, or one whose feature cache was already filled, therefore draws exactly what an
+uninterrupted cold run draws.
 
 One run folder has one writer: the training that holds its ``.lock`` (`FolderLock`); a second
 one is refused with a line naming the holder, and a lock left by a killed run is taken over.
@@ -47,9 +47,9 @@ from accelerate import Accelerator
 
 from peft_ser.config import ConfigError, RunConfig, read_config_file
 from peft_ser.data.audio import RunAudio
-from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
+from peft_ser.data.states import FeatureCache
 from peft_ser.evaluation.results import (
     BAD_AUDIO,
     FOLD_RESULTS,
