@@ -10,9 +10,9 @@ import pytest
 import torch
 from _tones import bf16_lora_step_setup, tiny_run
 
-import peft_ser.data.audio as audio_module
+import peft_ser.data.audio_cache as audio_cache
 import peft_ser.utils.precision as precision
-from peft_ser.data.audio import RunAudio
+from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import UtteranceDataset
 from peft_ser.data.manifest import read_prepared, select
 from peft_ser.data.sampler import LengthBucketSampler, padding_waste
@@ -154,13 +154,13 @@ def test_bf16_logits_agree_with_fp32_within_tolerance(
 def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Files decoded, by path."""
     counts: Counter[str] = Counter()
-    original = audio_module.load_audio
+    original = audio_cache.load_audio
 
     def counting(path: str | Path, *args: object, **kwargs: object) -> np.ndarray:
         counts[str(path)] += 1
         return original(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(audio_module, "load_audio", counting)
+    monkeypatch.setattr(audio_cache, "load_audio", counting)
     return counts
 
 

@@ -15,7 +15,8 @@ from peft_ser.corpora import base
 from peft_ser.corpora.base import CorpusError, Problem
 from peft_ser.corpora.output import disk_errors
 from peft_ser.corpora.registry import load_prepared
-from peft_ser.data.audio import MAX_RATE, MIN_RATE, AudioCache, AudioError
+from peft_ser.data.audio import MAX_RATE, MIN_RATE, AudioError
+from peft_ser.data.audio_cache import AudioCache
 from peft_ser.utils.progress import progress_bar
 
 """Cache rates outside these bounds (Hz) are refused: no speech model uses them."""

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from peft_ser.data.audio import SAMPLE_RATE, AudioError, RunAudio, load_audio
+from peft_ser.data.audio import SAMPLE_RATE, AudioError, load_audio
+from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.augment import AugmentConfig, augment
 from peft_ser.data.manifest import Utterance
 

@@ -4,18 +4,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from peft_ser.data.cache import MemoryFirst
 from peft_ser.data.dataset import expected_length
-from peft_ser.data.feature_store import FeatureStore
+from peft_ser.data.feature_store import STATES, FeatureStore
 from peft_ser.data.manifest import Utterance
-from peft_ser.utils.errors import environment_problem
-
-log = logging.getLogger(__name__)
 
 
 def states_crop(utterance: Utterance, max_samples: int | None) -> int | None:
@@ -36,13 +33,21 @@ class FeatureCache:
     and precision the states came from: `bind` to a different one empties the cache.
 
     With a ``store`` (`FeatureStore`), states also persist on disk, keyed by the audio's
-    content: `recall` reads what another fold, run or process stored, and `put` stores.
+    content: `recall` reads what another fold, run or process stored, and `put` stores. Memory
+    then disk is `peft_ser.data.cache.MemoryFirst`, with no memory budget: every state of the
+    run's splits is needed every epoch.
     """
 
     def __init__(self, store: FeatureStore | None = None) -> None:
         self.fingerprint: str | None = None
-        self.store = store
-        self._states: dict[tuple[str, int | None], torch.Tensor] = {}
+        self._states = MemoryFirst[tuple[str, int | None], torch.Tensor, FeatureStore](
+            STATES.size, store
+        )
+
+    @property
+    def store(self) -> FeatureStore | None:
+        """The persistent store, until it refuses a write (`without_store`)."""
+        return self._states.disk
 
     def bind(self, fingerprint: str) -> None:
         if fingerprint != self.fingerprint:
@@ -60,40 +65,26 @@ class FeatureCache:
     ) -> None:
         """Keep ``states``; with a store and the audio's ``content`` digest, store them too."""
         kept = states.detach().to("cpu", torch.float16)
-        self._states[(key, crop)] = kept
+        self._states.keep((key, crop), kept)
         if self.store is not None and content is not None and self.fingerprint is not None:
-            try:
-                self.store.save(self.store.entry(self.fingerprint, content, crop), kept)
-            except OSError as error:
-                self.without_store(error)
+            self._states.write(self.store.entry(self.fingerprint, content, crop), kept)
 
     def without_store(self, error: OSError) -> None:
-        """Go on in memory alone after the store refused a write (a full disk, a read-only
-        folder): it is a cache, so the run loses time, never results; one warning says so."""
-        assert self.store is not None
-        log.warning(
-            "feature cache: cannot write to %s (%s); this run goes on without the persistent "
-            "cache", self.store.root, environment_problem(error) or error,
-        )  # fmt: skip
-        self.store = None
+        """Go on in memory alone after the store refused a write or a deletion."""
+        self._states.without_disk(error)
 
     def recall(self, key: str, crop: int | None, content: str) -> bool:
         """Whether the states are at hand: in memory, or read into memory from the store."""
-        if (key, crop) in self._states:
-            return True
         if self.store is None or self.fingerprint is None:
-            return False
-        states = self.store.load(self.store.entry(self.fingerprint, content, crop))
-        if states is None:
-            return False
-        self._states[(key, crop)] = states
-        return True
+            return (key, crop) in self._states
+        entry = self.store.entry(self.fingerprint, content, crop)
+        return self._states.recall((key, crop), entry) is not None
 
     def get(self, key: str, crop: int | None) -> torch.Tensor:
         return self._states[(key, crop)]
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._states.values())
+        return self._states.nbytes
 
 
 @dataclass

@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 
 from peft_ser.config import ModelConfig, OptimConfig, RunConfig
-from peft_ser.data.audio import RunAudio
+from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
 from peft_ser.data.sampler import padding_waste

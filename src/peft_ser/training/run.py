@@ -46,7 +46,7 @@ import yaml
 from accelerate import Accelerator
 
 from peft_ser.config import ConfigError, RunConfig, read_config_file
-from peft_ser.data.audio import RunAudio
+from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
 from peft_ser.data.states import FeatureCache
