@@ -208,7 +208,7 @@ def prepare_source(
     warnings += class_warnings + ([leakage] if leakage else [])
     scale = source.attribute_scale if source.attributes else ""
     prepared = PreparedCorpus(
-        utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale
+        utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale, out
     )
     summary = summarize(prepared, problems, source, shared, warnings)
     text = summary_text(summary)

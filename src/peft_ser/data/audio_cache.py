@@ -27,6 +27,12 @@ PREPARED_FOLDER = "audio_cache"
 """The folder of a prepared corpus that `peft-ser preprocess` fills and training reads."""
 
 
+def preprocessed(prepared_dir: Path | None) -> Path | None:
+    """The decoded-audio cache `peft-ser preprocess` made in a prepared corpus folder, if any."""
+    folder = None if prepared_dir is None else prepared_dir / PREPARED_FOLDER
+    return folder if folder is not None and folder.is_dir() else None
+
+
 class SamplesCodec:
     """Mono float32 samples as a ``.npy`` file."""
 

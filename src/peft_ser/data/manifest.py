@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from peft_ser.utils.errors import UserError
@@ -121,6 +121,8 @@ class PreparedCorpus:
     """The attributes every utterance is rated on (empty for a categorical corpus)."""
     attribute_scale: str = ""
     """The ratings' scale in words (``1-7``), as the corpus documents it."""
+    directory: Path | None = field(default=None, compare=False)
+    """The folder the corpus was read from or written to; None for one built in memory."""
 
 
 _COLUMNS = [f.name for f in fields(Utterance)]
@@ -350,6 +352,7 @@ def read_prepared(directory: str | Path) -> PreparedCorpus:
         targets=targets,
         attributes=attributes,
         attribute_scale=scale,
+        directory=directory,
     )
     _require_agreement(directory, prepared)
     return prepared

@@ -46,7 +46,7 @@ import yaml
 from accelerate import Accelerator
 
 from peft_ser.config import ConfigError, RunConfig, read_config_file
-from peft_ser.data.audio_cache import RunAudio
+from peft_ser.data.audio_cache import RunAudio, preprocessed
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
 from peft_ser.data.states import FeatureCache
@@ -147,7 +147,9 @@ def _train_folds(
         run_log(run_dir / "train.log", accelerator.is_main_process),
         tempfile.TemporaryDirectory(prefix="peft-ser-audio-") as spill,
     ):
-        audio = RunAudio(round(config.data.audio_cache_gb * 1e9), spill)
+        audio = RunAudio(
+            round(config.data.audio_cache_gb * 1e9), preprocessed(prepared.directory) or spill
+        )
         fold_results = [
             _fold_result(config, accelerator, prepared, fold, run_dir, cache, audio)
             for fold in folds
