@@ -88,8 +88,8 @@ def write_clips(root: Path, clips: int, rng: np.random.Generator) -> list[Uttera
         sf.write(path, wave.astype(np.float32), RATE)
         gender = "F" if index % SPEAKERS % 2 == 0 else "M"
         utterances.append(
-            Utterance(path.stem, "bench", speaker, gender, str(path), label, label, speaker,
-                      t.shape[0] / RATE, RATE, 1)
+            Utterance(path.stem, speaker, gender, str(path), label, speaker, corpus="bench",
+                      label=label, duration=t.shape[0] / RATE, sample_rate=RATE, channels=1)
         )  # fmt: skip
     return utterances
 

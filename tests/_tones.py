@@ -74,8 +74,9 @@ def make_corpus(
                 wave = _clip(label, rng, length_by_label)
                 sf.write(path, wave, 16000)
                 utterances.append(
-                    Utterance(key, "tones", speaker, gender, str(path), label, label,
-                              speaker, wave.shape[0] / 16000, 16000, 1)
+                    Utterance(key, speaker, gender, str(path), label, speaker, corpus="tones",
+                              label=label, duration=wave.shape[0] / 16000, sample_rate=16000,
+                              channels=1)
                 )  # fmt: skip
 
     def keys(take: int, speakers: tuple[str, ...] = tuple(SPEAKERS)) -> list[str]:
@@ -122,9 +123,10 @@ def make_attribute_corpus(root: Path, targets: str = "attributes") -> Path:
             label = PAPER4[min(int(octave * 4 / 3), 3)]
             arousal, dominance = arousal_of(pitch), 1.0 + 4.0 * (syllables - 2.0) / 12.0
             utterances.append(
-                Utterance(key, "tones", speaker, gender, str(path), label, label, speaker,
-                          wave.shape[0] / 16000, 16000, 1, arousal=arousal,
-                          valence=6.0 - arousal, dominance=dominance)
+                Utterance(key, speaker, gender, str(path), label, speaker, corpus="tones",
+                          label=label, duration=wave.shape[0] / 16000, sample_rate=16000,
+                          channels=1, arousal=arousal, valence=6.0 - arousal,
+                          dominance=dominance)
             )  # fmt: skip
 
     def keys(takes: range, speakers: tuple[str, ...]) -> list[str]:
