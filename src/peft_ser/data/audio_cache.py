@@ -1,7 +1,7 @@
 """Decoded audio kept for reuse: on disk (`AudioCache`) and for one run (`RunAudio`).
 
 Decoding and resampling a clip costs far more than reading its samples back (a 48-kHz stereo
-file: about 30 times more, `bench/bench_audio_cache.py`), and a run reads every clip once per
+file: about 20 times more, `bench/bench_audio_cache.py`), and a run reads every clip once per
 epoch and fold. Both are users of the one cache mechanism of `peft_ser.data.cache`.
 
 `peft-ser preprocess` fills a prepared corpus's `PREPARED_FOLDER` with every utterance; a run

@@ -49,7 +49,8 @@ class UtteranceDataset(Dataset[Example]):
     """Utterances as examples: decoded, cropped to their first ``max_samples``, augmented.
 
     With ``decoded`` (`RunAudio`), clips come from the run's decoded-audio cache, so that
-    epochs after the first (and later folds) do not decode the files again.
+    epochs after the first (and later folds) do not decode the files again, and over a corpus
+    warmed by `peft-ser preprocess` the first does not either.
 
     Augmentation draws from a generator seeded by ``(seed, epoch, index)``; call `set_epoch`
     before each epoch's loader is iterated (workers receive a fresh copy each epoch).
