@@ -46,7 +46,6 @@ import torch
 from compare_original import ensure_original_environment, run_original, write_whisper_encoder
 
 from peft_ser.config import load_run_config
-from peft_ser.data.dataset import LengthBucketSampler, padding_waste
 from peft_ser.data.manifest import (
     PAPER4,
     Fold,
@@ -56,6 +55,7 @@ from peft_ser.data.manifest import (
     save_prepared,
     select,
 )
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.training.checkpoint import FoldCheckpoints
@@ -88,8 +88,8 @@ def write_clips(root: Path, clips: int, rng: np.random.Generator) -> list[Uttera
         sf.write(path, wave.astype(np.float32), RATE)
         gender = "F" if index % SPEAKERS % 2 == 0 else "M"
         utterances.append(
-            Utterance(path.stem, "bench", speaker, gender, str(path), label, label, speaker,
-                      t.shape[0] / RATE, RATE, 1)
+            Utterance(path.stem, speaker, gender, str(path), label, speaker, corpus="bench",
+                      label=label, duration=t.shape[0] / RATE, sample_rate=RATE, channels=1)
         )  # fmt: skip
     return utterances
 

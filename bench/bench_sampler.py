@@ -32,7 +32,8 @@ from bench_train import make_corpus
 import peft_ser.training.batches
 from peft_ser.config import load_run_config
 from peft_ser.corpora.prepare import prepare_corpus
-from peft_ser.data.dataset import FeatureCache, LengthBucketSampler
+from peft_ser.data.sampler import LengthBucketSampler
+from peft_ser.data.states import FeatureCache
 from peft_ser.training import train
 
 

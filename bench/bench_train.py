@@ -22,7 +22,8 @@ import torch
 
 from peft_ser.config import load_run_config
 from peft_ser.corpora.prepare import prepare_corpus
-from peft_ser.data.dataset import LengthBucketSampler, expected_length, padding_waste
+from peft_ser.data.dataset import expected_length
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.demo.synthetic import espeak_available
 from peft_ser.training import train
 

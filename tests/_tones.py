@@ -17,7 +17,6 @@ import torch
 
 import peft_ser.utils.precision as precision
 from peft_ser.config import RunConfig, load_run_config
-from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.manifest import (
     ATTRIBUTES,
     PAPER4,
@@ -27,6 +26,7 @@ from peft_ser.data.manifest import (
     read_prepared,
     save_prepared,
 )
+from peft_ser.data.states import FeatureCache
 from peft_ser.evaluation.results import BadAudioLog
 from peft_ser.training.loop import FoldRunner
 
@@ -74,8 +74,9 @@ def make_corpus(
                 wave = _clip(label, rng, length_by_label)
                 sf.write(path, wave, 16000)
                 utterances.append(
-                    Utterance(key, "tones", speaker, gender, str(path), label, label,
-                              speaker, wave.shape[0] / 16000, 16000, 1)
+                    Utterance(key, speaker, gender, str(path), label, speaker, corpus="tones",
+                              label=label, duration=wave.shape[0] / 16000, sample_rate=16000,
+                              channels=1)
                 )  # fmt: skip
 
     def keys(take: int, speakers: tuple[str, ...] = tuple(SPEAKERS)) -> list[str]:
@@ -122,9 +123,10 @@ def make_attribute_corpus(root: Path, targets: str = "attributes") -> Path:
             label = PAPER4[min(int(octave * 4 / 3), 3)]
             arousal, dominance = arousal_of(pitch), 1.0 + 4.0 * (syllables - 2.0) / 12.0
             utterances.append(
-                Utterance(key, "tones", speaker, gender, str(path), label, label, speaker,
-                          wave.shape[0] / 16000, 16000, 1, arousal=arousal,
-                          valence=6.0 - arousal, dominance=dominance)
+                Utterance(key, speaker, gender, str(path), label, speaker, corpus="tones",
+                          label=label, duration=wave.shape[0] / 16000, sample_rate=16000,
+                          channels=1, arousal=arousal, valence=6.0 - arousal,
+                          dominance=dominance)
             )  # fmt: skip
 
     def keys(takes: range, speakers: tuple[str, ...]) -> list[str]:

@@ -1,14 +1,16 @@
-"""Audio decoding, down-mixing, resampling, probing, errors and the cache."""
+"""Audio decoding, down-mixing, resampling, probing, errors and the decoded-audio caches."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from peft_ser.data.audio import AudioCache, AudioError, load_audio, probe
+from peft_ser.data.audio import AudioError, load_audio, probe
+from peft_ser.data.audio_cache import AudioCache
 
 
 def write(path, rate=16000, channels=1, seconds=0.25, silent=False, fmt=None):
@@ -69,10 +71,33 @@ def test_cache_reuses_and_redoes_changed_sources(tmp_path):
     cache = AudioCache(tmp_path / "cache")
     assert cache.ensure(source) is True
     assert cache.ensure(source) is False
-    np.testing.assert_array_equal(cache.load(source), load_audio(source))
+    np.testing.assert_array_equal(cache.load(cache.entry(source)), load_audio(source))
     write(source, rate=48000, seconds=0.5)
     os.utime(source, ns=(1, 1))
     assert cache.ensure(source) is True
-    assert cache.load(source).shape == (8000,)
+    assert cache.load(cache.entry(source)).shape == (8000,)
     assert AudioCache(tmp_path / "cache", 8000).entry(source) != cache.entry(source)
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"",
+        lambda data: data[:60],  # inside the header
+        lambda data: data[:-4],  # one sample short
+        lambda data: data.replace(b"<f4", b"<f8"),  # other numbers in the right length
+    ],
+    ids=["empty", "header", "samples", "dtype"],
+)
+def test_a_damaged_audio_entry_is_named_deleted_and_decoded_again(tmp_path, caplog, damage):
+    source = write(tmp_path / "c.wav", rate=48000)
+    cache = AudioCache(tmp_path / "cache")
+    cache.ensure(source)
+    entry = cache.entry(source)
+    entry.write_bytes(damage(entry.read_bytes()))
+    with caplog.at_level(logging.WARNING, logger="peft_ser"):
+        assert cache.load(entry) is None
+    assert f"audio cache: {entry} is damaged" in caplog.text and not entry.exists()
+    assert cache.ensure(source) is True
+    np.testing.assert_array_equal(cache.load(entry), load_audio(source))

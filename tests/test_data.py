@@ -7,17 +7,10 @@ import pytest
 import torch
 
 from peft_ser.config import AugmentConfig
-from peft_ser.data.dataset import (
-    Example,
-    FeatureCache,
-    LengthBucketSampler,
-    add_gaussian_noise,
-    augment,
-    collate,
-    padding_waste,
-    stack_states,
-    time_mask,
-)
+from peft_ser.data.augment import add_gaussian_noise, augment, time_mask
+from peft_ser.data.dataset import Example, collate
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
+from peft_ser.data.states import FeatureCache, stack_states
 
 
 def test_noise_has_the_requested_snr() -> None:

@@ -18,9 +18,9 @@ from _tones import make_corpus, tiny_run
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.data.dataset import FeatureCache, states_crop
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, read_prepared, save_prepared
+from peft_ser.data.states import FeatureCache, states_crop
 from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.utils import fileio

@@ -18,9 +18,9 @@ from _tones import bf16_lora_step_setup, tiny_run
 
 from peft_ser.config import ModelConfig
 from peft_ser.data.audio import load_audio
-from peft_ser.data.dataset import states_crop
 from peft_ser.data.feature_store import FeatureStore, content_digest
 from peft_ser.data.manifest import read_prepared, select
+from peft_ser.data.states import states_crop
 from peft_ser.inference.loading import load_model
 from peft_ser.inference.predict import predict
 from peft_ser.models.ser_model import SERModel, build_model

@@ -3,12 +3,15 @@ the problem for prepared directories that are missing, partial, damaged or raw c
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import pytest
 
 from peft_ser.corpora import load_prepared
 from peft_ser.data.manifest import (
+    MANIFEST_COLUMNS,
+    Entry,
     Fold,
     PreparedCorpus,
     PreparedCorpusError,
@@ -23,30 +26,30 @@ from peft_ser.utils.errors import UserError
 
 UTTERANCES = [
     Utterance(
-        "a",
-        "iemocap",
-        "Ses01F",
-        "F",
-        "/data/a b/x,y.wav",
-        "exc",
-        "Happy",
-        "Session1",
-        0.1 + 0.2,
-        16000,
-        1,
+        key="a",
+        corpus="iemocap",
+        speaker="Ses01F",
+        gender="F",
+        path="/data/a b/x,y.wav",
+        raw_label="exc",
+        label="Happy",
+        session="Session1",
+        duration=0.1 + 0.2,
+        sample_rate=16000,
+        channels=1,
     ),
     Utterance(
-        'q"uote',
-        "msp-podcast",
-        "Unknown",
-        "U",
-        "/data/é.wav",
-        "N",
-        "Neutral",
-        "",
-        3.0000000000000004,
-        44100,
-        2,
+        key='q"uote',
+        corpus="msp-podcast",
+        speaker="Unknown",
+        gender="U",
+        path="/data/é.wav",
+        raw_label="N",
+        label="Neutral",
+        session="",
+        duration=3.0000000000000004,
+        sample_rate=44100,
+        channels=2,
     ),
 ]
 
@@ -54,6 +57,28 @@ UTTERANCES = [
 def test_manifest_round_trip_is_lossless(tmp_path):
     write_manifest(tmp_path / "m.csv", UTTERANCES)
     assert read_manifest(tmp_path / "m.csv") == UTTERANCES
+
+
+def test_the_manifest_has_a_column_for_every_field_of_an_utterance_in_its_order(tmp_path):
+    assert sorted(MANIFEST_COLUMNS) == sorted(f.name for f in dataclasses.fields(Utterance))
+    write_manifest(tmp_path / "m.csv", UTTERANCES)
+    assert (tmp_path / "m.csv").read_text().splitlines()[0] == (
+        "key,corpus,speaker,gender,path,raw_label,label,session,duration,sample_rate,channels,"
+        "start,end,arousal,valence,dominance"
+    )
+
+
+def test_an_utterance_is_its_entry_and_what_preparation_found():
+    entry = Entry("k", "s1", "F", "/a.wav", "ang", "Session1", 0.5, 1.5, arousal=2.0)
+    utterance = Utterance(
+        **vars(entry), corpus="c", label="Angry", duration=1.0, sample_rate=16000, channels=1
+    )
+    assert (utterance.key, utterance.session, utterance.end, utterance.is_segment) == (
+        "k", "Session1", 1.5, True,
+    )  # fmt: skip
+    assert utterance.attribute_values(["arousal"]) == [2.0]
+    with pytest.raises(TypeError):  # the order before Entry: fails, never fills the wrong fields
+        Utterance("k", "c", "s1", "F", "/a.wav", "ang", "Angry", "", 1.0, 16000, 1)
 
 
 PREPARED = PreparedCorpus(UTTERANCES, [Fold("fold1", ["a"], [], ['q"uote'])], ["Neutral", "Happy"])

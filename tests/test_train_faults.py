@@ -24,7 +24,7 @@ from _tones import tiny_run
 
 import peft_ser.training.checkpoint as checkpoint_module
 from peft_ser.config import RunConfig
-from peft_ser.data.dataset import FeatureCache
+from peft_ser.data.states import FeatureCache
 from peft_ser.training import train
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import FolderBusyError, StorageError

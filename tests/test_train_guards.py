@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 from _tones import make_corpus, tiny_run
 
-import peft_ser.data.audio
+import peft_ser.data.audio_cache
 import peft_ser.data.dataset
-from peft_ser.data.dataset import FeatureCache
 from peft_ser.data.manifest import read_prepared, save_prepared
+from peft_ser.data.states import FeatureCache
 from peft_ser.training import train
 from peft_ser.training.guards import NonFiniteSteps, NonFiniteTrainingError, collapse_warnings
 from peft_ser.training.run import RunDirError
@@ -69,14 +69,14 @@ def test_a_clip_that_turns_nan_after_prepare_is_named_and_skipped(
 
 def _nan_for(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make decoding return NaN samples for one clip, as if it had slipped past every check."""
-    decode = peft_ser.data.audio.load_audio
+    decode = peft_ser.data.audio_cache.load_audio
 
     def poisoned(path: str, *args: Any, **kwargs: Any) -> np.ndarray:
         wave = decode(path, *args, **kwargs)
         return np.full_like(wave, np.nan) if Path(path).stem == key else wave
 
     for module in (
-        peft_ser.data.audio,
+        peft_ser.data.audio_cache,
         peft_ser.data.dataset,
     ):  # the run's decoded-audio cache, the dataset
         monkeypatch.setattr(module, "load_audio", poisoned)

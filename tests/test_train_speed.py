@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _tones import bf16_lora_step_setup, tiny_run
+from _tones import bf16_lora_step_setup, make_corpus, tiny_run
 
-import peft_ser.data.audio as audio_module
+import peft_ser.data.audio_cache as audio_cache
 import peft_ser.utils.precision as precision
-from peft_ser.data.audio import RunAudio
-from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset, padding_waste
+from peft_ser.corpora import preprocess_corpus
+from peft_ser.data.audio_cache import RunAudio
+from peft_ser.data.dataset import UtteranceDataset
 from peft_ser.data.manifest import read_prepared, select
+from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.evaluation.scoring import loader_batches, to_device
 from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train
@@ -153,13 +156,13 @@ def test_bf16_logits_agree_with_fp32_within_tolerance(
 def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Files decoded, by path."""
     counts: Counter[str] = Counter()
-    original = audio_module.load_audio
+    original = audio_cache.load_audio
 
     def counting(path: str | Path, *args: object, **kwargs: object) -> np.ndarray:
         counts[str(path)] += 1
         return original(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(audio_module, "load_audio", counting)
+    monkeypatch.setattr(audio_cache, "load_audio", counting)
     return counts
 
 
@@ -171,6 +174,19 @@ def test_a_run_decodes_every_file_once_over_epochs_and_folds(
     paths = {u.path for u in read_prepared(corpus).manifest}
     assert set(decodes) == paths
     assert set(decodes.values()) == {1}
+
+
+def test_a_run_over_a_preprocessed_corpus_decodes_only_the_files_changed_since(
+    tmp_path: Path, decodes: Counter[str]
+) -> None:
+    prepared = make_corpus(tmp_path / "corpus")
+    preprocess_corpus(prepared)
+    decodes.clear()
+    corpus = read_prepared(prepared)
+    changed = select(corpus, corpus.folds[0].train[:1])[0].path
+    os.utime(changed, ns=(1, 1))  # an edited file: its entry no longer names it
+    train(tiny_run(prepared, tmp_path / "run", **{"model.method": "lora", "optim.epochs": 1}))
+    assert dict(decodes) == {changed: 1}
 
 
 def test_beyond_the_memory_budget_and_in_workers_clips_are_read_back_from_disk(

@@ -139,8 +139,8 @@ def test_msp_podcast_without_a_test_split_has_no_usable_fold(tmp_path):
 
 
 def utterance(key: str, speaker: str, gender: str, session: str) -> Utterance:
-    return Utterance(key, "c", speaker, gender, f"/{key}.wav", "N", "Neutral", session, 1.0,
-                     16000, 1)  # fmt: skip
+    return Utterance(key, speaker, gender, f"/{key}.wav", "N", session, corpus="c",
+                     label="Neutral", duration=1.0, sample_rate=16000, channels=1)  # fmt: skip
 
 
 def test_folds_with_an_empty_split_are_left_out():

@@ -30,8 +30,8 @@ from peft_ser.data.manifest import Fold, Utterance
 def utterances(per_speaker: dict[str, dict[str, int]]) -> list[Utterance]:
     """``{speaker: {label: count}}`` as utterances (no audio needed by fold rules)."""
     return [
-        Utterance(f"{speaker}-{label}-{i}", "t", speaker, "U", "/x.wav", label, label, "", 1.0,
-                  16000, 1)
+        Utterance(f"{speaker}-{label}-{i}", speaker, "U", "/x.wav", label, corpus="t",
+                  label=label, duration=1.0, sample_rate=16000, channels=1)
         for speaker, counts in per_speaker.items()
         for label, count in counts.items()
         for i in range(count)

@@ -273,9 +273,9 @@ def test_a_read_only_file_system_keeps_the_old_folder(tmp_path, small_disk):
 def test_preprocess_on_a_full_disk_keeps_whole_entries(tmp_path, monkeypatch):
     out = tmp_path / "out"
     prepare_table(clips_table(tmp_path), out)
-    import peft_ser.data.audio
+    import peft_ser.data.cache
 
-    real, written = peft_ser.data.audio.write_atomic, []
+    real, written = peft_ser.data.cache.write_atomic, []
 
     def write(path, data):
         if len(written) == 5:
@@ -283,7 +283,7 @@ def test_preprocess_on_a_full_disk_keeps_whole_entries(tmp_path, monkeypatch):
         real(path, data)
         written.append(path)
 
-    monkeypatch.setattr(peft_ser.data.audio, "write_atomic", write)
+    monkeypatch.setattr(peft_ser.data.cache, "write_atomic", write)
     message = one_line_error(["preprocess", str(out)])
     assert message == (
         f"cannot write the audio cache {out / 'audio_cache'}: no space left on the device; "

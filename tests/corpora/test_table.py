@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from peft_ser.cli import app
 from peft_ser.corpora import CorpusError, OwnDataOptions, prepare_table, preprocess_corpus
 from peft_ser.corpora.table import parse_columns
-from peft_ser.data.audio import AudioCache, load_audio
+from peft_ser.data.audio import load_audio
+from peft_ser.data.audio_cache import AudioCache
 from peft_ser.data.manifest import read_prepared
 
 SPEAKERS = ("s1", "s2", "s3", "s4", "s5", "s6")
@@ -167,7 +168,7 @@ def test_segments_of_a_longer_file_load_their_own_samples(tmp_path):
     assert cache.entry(turn1.path) != cache.entry(turn1.path, 0.0, 0.5)
     result = preprocess_corpus(tmp_path / "out", tmp_path / "cache")
     assert (result.computed, result.failed) == (len(by_key), [])
-    np.testing.assert_array_equal(cache.load(turn2.path, 0.5, 1.2), samples)
+    np.testing.assert_array_equal(cache.load(cache.entry(turn2.path, 0.5, 1.2)), samples)
 
 
 def test_an_open_ended_segment_runs_to_the_end_of_its_file(tmp_path):

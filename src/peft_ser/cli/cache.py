@@ -32,7 +32,7 @@ def cache_show(directory: DirOption = None) -> None:
         f"{store.root}: {entries} entries, {_size(total)} (budget {_size(store.budget_bytes)})"
     )
     for row in rows:
-        typer.echo(f"  {row.fingerprint}  {row.entries:>8} entries  {_size(row.nbytes):>10}")
+        typer.echo(f"  {row.group}  {row.entries:>8} entries  {_size(row.nbytes):>10}")
 
 
 @cache_app.command("clear")

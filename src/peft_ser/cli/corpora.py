@@ -166,12 +166,15 @@ def prepare(
 def preprocess(
     prepared: Annotated[Path, typer.Argument(help="a folder written by `peft-ser prepare`")],
     cache_dir: Annotated[
-        Path | None, typer.Option(help="cache folder (default: <prepared>/audio_cache)")
+        Path | None,
+        typer.Option(help="cache folder (default: <prepared>/audio_cache, the one training reads)"),
     ] = None,
     sample_rate: Annotated[int, typer.Option(help="target rate in Hz")] = 16000,
 ) -> None:
     """Decode every manifest utterance to mono float32 at the target rate into an on-disk
     cache keyed by path, size, mtime and rate; unchanged files are skipped, changed ones redone.
+    Training on the corpus reads the default cache (16 kHz): its first epoch decodes only the
+    files changed since.
 
     Files that fail are listed on stderr with the reason `prepare` uses (e.g. non_finite_audio).
     Exit status: 0 when at least one utterance is cached, 1 when every one failed, 2 when the

@@ -1,7 +1,8 @@
 """What every corpus module provides, and the pieces they share.
 
 A corpus module knows only its own layout: it finds the label rows (`Entry`, with the path
-where the audio should be) and the audio files actually on disk (`Scan`), names its label
+where the audio should be; the fields an `Utterance` starts from, defined beside it in
+`peft_ser.data.manifest`) and the audio files actually on disk (`Scan`), names its label
 codes (`LabelScheme`) and its fold protocols (`Protocol`). Matching rows with files, label
 mapping, audio checks, exclusion reasons and output files are the same for every corpus and
 live in `peft_ser.corpora.prepare`.
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peft_ser.data.manifest import PAPER4, Fold, Utterance
+from peft_ser.data.manifest import PAPER4, Entry, Fold, Utterance
 from peft_ser.utils.errors import UserError
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
@@ -87,25 +88,6 @@ def require_file(path: Path | None, what: str) -> Path:
     if path is None:
         raise CorpusError(f"{what} not found")
     return path
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One labelled utterance as the corpus's label files (or file names) describe it;
-    ``start``/``end`` (seconds) when it is a segment of a longer file, and the consensus
-    attribute ratings when the corpus has them (see `Utterance`)."""
-
-    key: str
-    speaker: str
-    gender: str
-    path: str
-    raw_label: str
-    session: str = ""
-    start: float = 0.0
-    end: float | None = None
-    arousal: float | None = None
-    valence: float | None = None
-    dominance: float | None = None
 
 
 def rating(text: str | None) -> float | None:

@@ -208,7 +208,7 @@ def prepare_source(
     warnings += class_warnings + ([leakage] if leakage else [])
     scale = source.attribute_scale if source.attributes else ""
     prepared = PreparedCorpus(
-        utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale
+        utterances, plan.folds, labels, leakage, source.targets, source.attributes, scale, out
     )
     summary = summarize(prepared, problems, source, shared, warnings)
     text = summary_text(summary)
@@ -415,22 +415,12 @@ def _probe_all(
 
 def _utterance(corpus: str, entry: Entry, label: str, info: AudioInfo) -> Utterance:
     return Utterance(
-        key=entry.key,
+        **vars(entry),
         corpus=corpus,
-        speaker=entry.speaker,
-        gender=entry.gender,
-        path=entry.path,
-        raw_label=entry.raw_label,
         label=label,
-        session=entry.session,
         duration=info.duration,
         sample_rate=info.sample_rate,
         channels=info.channels,
-        start=entry.start,
-        end=entry.end,
-        arousal=entry.arousal,
-        valence=entry.valence,
-        dominance=entry.dominance,
     )
 
 

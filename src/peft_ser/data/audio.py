@@ -1,4 +1,5 @@
-"""Audio input: header probing, decoding, down-mixing, resampling and a cache of the result.
+"""Audio input: header probing, decoding, down-mixing and resampling (cached for reuse by
+`peft_ser.data.audio_cache`).
 
 Decoding goes through libsndfile (soundfile), so wav, flac and ogg always work and mp3 works
 where the installed libsndfile supports it. Every model in the project expects 16 kHz mono
@@ -15,9 +16,6 @@ anywhere turns every loss, gradient and feature computed from the clip into NaN.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import multiprocessing
 import os
 import stat
 from collections.abc import Iterator
@@ -27,8 +25,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
-
-from peft_ser.utils.fileio import write_atomic
 
 SAMPLE_RATE = 16000
 MIN_RATE = 1000
@@ -92,7 +88,7 @@ def _describe(error: Exception) -> str:
     return str(error)
 
 
-def _stat(path: str | Path) -> os.stat_result:
+def file_status(path: str | Path) -> os.stat_result:
     """``os.stat``, failing with an `AudioError` that tells a broken link from a missing file."""
     try:
         return os.stat(path)
@@ -108,7 +104,7 @@ def _stat(path: str | Path) -> os.stat_result:
 def _require_regular_file(path: str | Path) -> None:
     """Fail on what libsndfile would misreport: a broken link, a folder, a pipe (which would
     block the reader forever), an empty file."""
-    status = _stat(path)
+    status = file_status(path)
     if stat.S_ISDIR(status.st_mode):
         raise AudioError(path, "is a directory, not an audio file")
     if not stat.S_ISREG(status.st_mode):
@@ -297,83 +293,3 @@ def to_mono_16k(data: np.ndarray, source_rate: int, sample_rate: int = SAMPLE_RA
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32)
     return mono
-
-
-class AudioCache:
-    """Decoded, mono, resampled audio stored as ``.npy`` files under one directory.
-
-    An entry's name hashes the source's absolute path, size, modification time and the
-    target rate, so editing or replacing a source file (or asking for another rate) makes a
-    new entry instead of serving stale samples. Entries are written atomically, so parallel
-    workers or an interrupted run never leave a truncated file behind.
-    """
-
-    def __init__(self, directory: str | Path, sample_rate: int = SAMPLE_RATE) -> None:
-        self.directory = Path(directory)
-        self.sample_rate = sample_rate
-
-    def entry(self, source: str | Path, start: float = 0.0, end: float | None = None) -> Path:
-        """Where the cached samples of ``source`` (or of its segment ``start``–``end``) live,
-        whether or not they exist yet."""
-        absolute = os.path.abspath(source)
-        status = _stat(source)
-        token = f"{absolute}\0{status.st_size}\0{status.st_mtime_ns}\0{self.sample_rate}"
-        if start != 0.0 or end is not None:
-            token += f"\0{start!r}\0{end!r}"
-        digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        return self.directory / digest[:2] / f"{digest}.npy"
-
-    def ensure(self, source: str | Path, start: float = 0.0, end: float | None = None) -> bool:
-        """Make sure ``source`` (or its segment) is cached; True when it had to be computed."""
-        entry = self.entry(source, start, end)
-        if entry.exists():
-            return False
-        self._store(entry, load_audio(source, self.sample_rate, start=start, end=end))
-        return True
-
-    def load(self, source: str | Path, start: float = 0.0, end: float | None = None) -> np.ndarray:
-        """The samples of ``source`` (or its segment), from the cache when fresh, else decoded
-        and stored."""
-        entry = self.entry(source, start, end)
-        if entry.exists():
-            return np.load(entry)
-        samples = load_audio(source, self.sample_rate, start=start, end=end)
-        self._store(entry, samples)
-        return samples
-
-    @staticmethod
-    def _store(entry: Path, samples: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, samples)
-        write_atomic(entry, buffer.getvalue())
-
-
-class RunAudio:
-    """The decoded clips of one run, so that no epoch (and no fold) decodes a file twice.
-
-    Clips are kept in memory up to ``budget_bytes``; beyond it, and in data-loading worker
-    processes (whose memory is gone after each epoch), they go to an `AudioCache` under
-    ``spill`` (a folder the caller removes when the run ends), read back instead of decoded.
-    Callers must not change a returned array in place: it is the cached copy.
-    """
-
-    def __init__(self, budget_bytes: int, spill: str | Path | None = None) -> None:
-        self.budget_bytes = budget_bytes
-        self.disk = AudioCache(spill) if spill is not None else None
-        self.nbytes = 0
-        self._clips: dict[tuple[str, float, float | None], np.ndarray] = {}
-
-    def load(self, path: str | Path, start: float = 0.0, end: float | None = None) -> np.ndarray:
-        """The clip's 16-kHz mono samples, decoded only the first time in the run."""
-        key = (str(path), start, end)
-        clip = self._clips.get(key)
-        if clip is not None:
-            return clip
-        in_worker = multiprocessing.parent_process() is not None  # a data-loading worker
-        if self.disk is not None and (in_worker or self.nbytes >= self.budget_bytes):
-            return self.disk.load(path, start, end)
-        clip = load_audio(path, start=start, end=end)
-        if self.nbytes + clip.nbytes <= self.budget_bytes:
-            self._clips[key] = clip
-            self.nbytes += clip.nbytes
-        return clip

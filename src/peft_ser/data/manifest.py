@@ -3,7 +3,7 @@
 Everything downstream of corpus preparation (training, evaluation, caching) reads a prepared
 corpus directory through this module only, so the on-disk formats are defined here once:
 
-* ``manifest.csv``: one row per `Utterance`, columns in field order, read back losslessly;
+* ``manifest.csv``: one row per `Utterance`, columns `MANIFEST_COLUMNS`, read back losslessly;
 * ``folds.json``: ``{"folds": [{"name", "train", "dev", "test"}, ...]}`` listing utterance keys,
   and ``"speaker_leakage"`` when some speaker is in two splits of a fold (see `PreparedCorpus`);
 * ``labels.json``: the ordered label names, index = class id;
@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peft_ser.utils.errors import UserError
@@ -47,33 +47,29 @@ SPLITS = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """One usable utterance of a corpus.
+class Entry:
+    """One labelled utterance as a corpus's label files (or file names) describe it: what a
+    corpus module reads before `peft_ser.corpora.prepare` has checked its audio and label.
 
     ``raw_label`` is the corpus's own code (``exc``, ``N``, ``05``) so a different label space
-    can be derived later without re-reading the corpus; ``label`` is its name in the chosen
-    space. ``session`` holds the recording session or the official split, whichever the
-    corpus's protocol is defined over (empty when it has neither).
+    can be derived later without re-reading the corpus. ``session`` holds the recording session
+    or the official split, whichever the corpus's protocol is defined over (empty when it has
+    neither).
 
     ``start`` and ``end`` (seconds) select a segment of a longer recording, so one file can
     hold many labelled turns; ``end`` is ``None`` for "to the end of the file", and a whole
-    file is ``start=0.0, end=None``. ``duration`` is the segment's.
+    file is ``start=0.0, end=None``.
 
     ``arousal``, ``valence`` and ``dominance`` are the consensus ratings on the corpus's own
     scale (see `PreparedCorpus.attribute_scale`), ``None`` when the corpus has none.
     """
 
     key: str
-    corpus: str
     speaker: str
     gender: str
     path: str
     raw_label: str
-    label: str
-    session: str
-    duration: float
-    sample_rate: int
-    channels: int
+    session: str = ""
     start: float = 0.0
     end: float | None = None
     arousal: float | None = None
@@ -89,6 +85,22 @@ class Utterance:
     def is_segment(self) -> bool:
         """Whether the utterance is a part of its file rather than the whole file."""
         return self.start != 0.0 or self.end is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Utterance(Entry):
+    """One usable utterance of a corpus: its `Entry`, and what preparation found out.
+
+    ``corpus`` names the corpus, ``label`` is the raw label's name in the chosen label space;
+    ``duration`` (seconds, of the segment), ``sample_rate`` and ``channels`` come from the
+    audio file. These fields are keyword-only: the `Entry` fields come first, positionally.
+    """
+
+    corpus: str
+    label: str
+    duration: float
+    sample_rate: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -121,9 +133,15 @@ class PreparedCorpus:
     """The attributes every utterance is rated on (empty for a categorical corpus)."""
     attribute_scale: str = ""
     """The ratings' scale in words (``1-7``), as the corpus documents it."""
+    directory: Path | None = field(default=None, compare=False)
+    """The folder the corpus was read from or written to; None for one built in memory."""
 
 
-_COLUMNS = [f.name for f in fields(Utterance)]
+MANIFEST_COLUMNS = (
+    "key", "corpus", "speaker", "gender", "path", "raw_label", "label", "session", "duration",
+    "sample_rate", "channels", "start", "end", *ATTRIBUTES,
+)  # fmt: skip
+"""The columns of ``manifest.csv``, in their order: every field of `Utterance`."""
 _OPTIONAL_COLUMNS = {"start": "0.0", "end": "", **dict.fromkeys(ATTRIBUTES, "")}
 """Columns added after the first manifests were written, with the value older files imply."""
 _INT_COLUMNS = {"sample_rate", "channels"}
@@ -178,8 +196,8 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
     """Write utterances as CSV; floats use ``repr`` so they read back bit-identical, and an
     open ``end`` is an empty field."""
-    rows = ([_cell(getattr(u, name)) for name in _COLUMNS] for u in utterances)
-    write_atomic(path, csv_text(_COLUMNS, rows))
+    rows = ([_cell(getattr(u, name)) for name in MANIFEST_COLUMNS] for u in utterances)
+    write_atomic(path, csv_text(MANIFEST_COLUMNS, rows))
 
 
 def _cell(value: object) -> object:
@@ -192,7 +210,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     with _parsing(path), open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         present = reader.fieldnames or []
-        missing = [c for c in _COLUMNS if c not in present and c not in _OPTIONAL_COLUMNS]
+        missing = [c for c in MANIFEST_COLUMNS if c not in present and c not in _OPTIONAL_COLUMNS]
         if missing:
             raise ValueError(f"manifest lacks columns {missing}")
         utterances = []
@@ -208,7 +226,7 @@ def _utterance_from_row(row: dict[str | None, str | None]) -> Utterance:
     if None in row:
         raise ValueError("more fields than the header")
     values: dict[str, object] = {}
-    for name in _COLUMNS:
+    for name in MANIFEST_COLUMNS:
         text = row[name] if name in row else _OPTIONAL_COLUMNS[name]
         if text is None:
             raise ValueError("fewer fields than the header")
@@ -350,6 +368,7 @@ def read_prepared(directory: str | Path) -> PreparedCorpus:
         targets=targets,
         attributes=attributes,
         attribute_scale=scale,
+        directory=directory,
     )
     _require_agreement(directory, prepared)
     return prepared

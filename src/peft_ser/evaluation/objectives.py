@@ -31,8 +31,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from peft_ser.config import OptimConfig
-from peft_ser.data.dataset import Batch, FeatureBatch, LengthBucketSampler, UtteranceDataset
+from peft_ser.data.dataset import Batch, UtteranceDataset
 from peft_ser.data.manifest import Utterance, csv_text
+from peft_ser.data.sampler import LengthBucketSampler
+from peft_ser.data.states import FeatureBatch
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,

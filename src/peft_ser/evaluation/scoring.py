@@ -19,13 +19,9 @@ from accelerate.utils import gather_object
 from torch import nn
 from torch.utils.data import DataLoader
 
-from peft_ser.data.dataset import (
-    Batch,
-    FeatureBatch,
-    LengthBucketSampler,
-    UtteranceDataset,
-    collate,
-)
+from peft_ser.data.dataset import Batch, UtteranceDataset, collate
+from peft_ser.data.sampler import LengthBucketSampler
+from peft_ser.data.states import FeatureBatch
 
 Row = TypeVar("Row")
 

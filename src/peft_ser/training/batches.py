@@ -16,18 +16,11 @@ import torch
 from accelerate import Accelerator
 
 from peft_ser.config import RunConfig
-from peft_ser.data.dataset import (
-    Batch,
-    FeatureBatch,
-    FeatureCache,
-    LengthBucketSampler,
-    UtteranceDataset,
-    seconds_to_samples,
-    stack_states,
-    states_crop,
-)
+from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.feature_store import content_digest
 from peft_ser.data.manifest import Utterance
+from peft_ser.data.sampler import LengthBucketSampler
+from peft_ser.data.states import FeatureBatch, FeatureCache, stack_states, states_crop
 from peft_ser.evaluation.scoring import loader_batches, to_device
 from peft_ser.models.ser_model import SERModel
 from peft_ser.utils.progress import progress_bar

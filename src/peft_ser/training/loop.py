@@ -27,16 +27,11 @@ from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 
 from peft_ser.config import ModelConfig, OptimConfig, RunConfig
-from peft_ser.data.audio import RunAudio
-from peft_ser.data.dataset import (
-    Batch,
-    FeatureBatch,
-    FeatureCache,
-    UtteranceDataset,
-    padding_waste,
-    seconds_to_samples,
-)
+from peft_ser.data.audio_cache import RunAudio
+from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
+from peft_ser.data.sampler import padding_waste
+from peft_ser.data.states import FeatureBatch, FeatureCache
 from peft_ser.evaluation.metrics import learning_curves_figure
 from peft_ser.evaluation.objectives import Objective
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
@@ -356,7 +351,8 @@ def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]
     (a `DataLoader` draws a seed from it whenever an iterator is created, as filling the feature
     cache does once per split, and only when the cache misses). Seeding per epoch makes the
     epoch's numbers a function of ``(seed, epoch)``, so a checkpoint needs no generator state.
-    Batch order and augmentation have their own generators (`peft_ser.data.dataset`).
+    Batch order and augmentation have their own generators (`peft_ser.data.sampler`,
+    `peft_ser.data.dataset`).
     """
     derived = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
     devices = [device.index or 0] if device.type == "cuda" else []

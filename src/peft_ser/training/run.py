@@ -9,10 +9,10 @@ instant resumes from its last completed epoch. A run that failed before its firs
 holds nothing worth keeping: the same command simply starts it again.
 
 Randomness comes from three places, each a function of the seed and the epoch alone: batch order
-and augmentation (their own generators, see `data.dataset`) and dropout (torch's generators,
-seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`). A resumed run, or one
-whose feature cache was already filled, therefore draws exactly what an uninterrupted cold run
-draws.
+and augmentation (their own generators, see `data.sampler` and `data.dataset`) and dropout
+(torch's generators, seeded at each epoch's start, see `peft_ser.training.loop.epoch_streams`).
+A resumed run, or one whose feature cache was already filled, therefore draws exactly what an
+uninterrupted cold run draws.
 
 One run folder has one writer: the training that holds its ``.lock`` (`FolderLock`); a second
 one is refused with a line naming the holder, and a lock left by a killed run is taken over.
@@ -34,10 +34,10 @@ import torch
 from accelerate import Accelerator
 
 from peft_ser.config import ConfigError, RunConfig
-from peft_ser.data.audio import RunAudio
-from peft_ser.data.dataset import FeatureCache
+from peft_ser.data.audio_cache import RunAudio, preprocessed
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
+from peft_ser.data.states import FeatureCache
 from peft_ser.evaluation.results import (
     BadAudioLog,
     overall_metrics,
@@ -133,7 +133,9 @@ def _train_folds(
         run_log(run.train_log, accelerator.is_main_process),
         tempfile.TemporaryDirectory(prefix="peft-ser-audio-") as spill,
     ):
-        audio = RunAudio(round(config.data.audio_cache_gb * 1e9), spill)
+        audio = RunAudio(
+            round(config.data.audio_cache_gb * 1e9), preprocessed(prepared.directory) or spill
+        )
         fold_results = [
             _fold_result(config, accelerator, prepared, fold, run, cache, audio) for fold in folds
         ]

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from peft_ser.data.dataset import Batch, FeatureBatch
+from peft_ser.data.dataset import Batch
+from peft_ser.data.states import FeatureBatch
 from peft_ser.evaluation.metrics import regression_metrics, uar
 from peft_ser.evaluation.objectives import Objective
 from peft_ser.models.tasks import weighted_cross_entropy

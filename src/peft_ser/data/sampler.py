@@ -1,0 +1,158 @@
+"""The order of an epoch's items: batches of similar length mixed in labels, in an order fixed by
+``(seed, epoch)``.
+
+The batch order is drawn from a generator seeded by ``(seed, epoch)`` rather than from global
+state, so an epoch's batches do not depend on the number of data-loading workers or processes
+or on whether the run was interrupted and resumed: a resumed run ends with exactly the results
+of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar-length items that stay mixed in labels, in an order fixed by
+    ``(seed, epoch)``.
+
+    Sorting clips by length before batching saves padding, but in emotional speech length
+    follows the label (sad speech is slower, angry speech faster): length-sorted batches hold
+    one emotion each, and a model trained on them chases the last batch and can stay at chance.
+    With ``labels`` given, items are therefore sorted by their length *rank within their own
+    label* (stratified bucketing): a batch takes the clips at the same length quantile of every
+    class, so labels are mixed in their training proportions, and lengths are as similar as the
+    label-length relation allows (as similar as plain sorting when length does not follow the
+    label). A jitter of up to ``jitter`` batches on the rank lets batch membership change from
+    epoch to epoch: with one batch, about 30 % of a clip's batch-mates recur in the next epoch
+    on the 96-clip demo fold (8 % with random batches, 46 % with half a batch).
+
+    With ``shuffle``, items are permuted, cut into pools of ``pool × batch_size`` items, each
+    pool is sorted (as above) and cut into batches, and the batches are shuffled. Without
+    ``shuffle`` (for evaluation, where batch composition cannot change a result) items are
+    simply sorted by length. ``bucketing=False`` gives plain random (or in-order) batches.
+
+    ``batch_size`` is the global batch: with ``num_replicas`` processes, each global batch is
+    dealt out across the processes (rank ``r`` takes items ``r, r + n, …``), so every process
+    runs the same number of steps and the optimisation sees the same batches as on one
+    process. A global batch smaller than ``num_replicas`` is topped up with repeats.
+
+    Without ``shuffle``, ``max_batch_samples`` also bounds each batch's padded size (items ×
+    longest item): sorted evaluation batches then hold many short clips or a few long ones,
+    so a large evaluation batch cannot exhaust memory on the longest clips. A batch is also
+    cut where its padding would pass ``max_padding`` of its padded size: on a small split the
+    budget alone lets one batch span the short clips from 0.6 s to 4 s (38 % of a 32-clip
+    IEMOCAP-like split padded, 6.5 % with the bound, in 10 batches instead of 2), while a
+    large split's sorted neighbours are close in length anyway (1,100 clips: 33 batches
+    instead of 31).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        labels: Sequence[int] | None = None,
+        bucketing: bool = True,
+        pool: int = 50,
+        jitter: float = 1.0,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        max_batch_samples: int | None = None,
+        max_padding: float = 0.1,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.max_batch_samples = max_batch_samples
+        self.max_padding = max_padding
+        self.labels = None if labels is None else np.asarray(labels)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucketing = bucketing
+        self.pool = pool
+        self.jitter = jitter
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's batches before they are dealt out across processes."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        count = self.lengths.shape[0]
+        order = rng.permutation(count) if self.shuffle else np.arange(count)
+        if self.bucketing and self.shuffle:
+            pool_size = self.pool * self.batch_size
+            pools = [order[i : i + pool_size] for i in range(0, count, pool_size)]
+            order = np.concatenate([self._sorted_pool(p, rng) for p in pools] or [order])
+        elif self.bucketing:
+            order = order[np.argsort(self.lengths[order], kind="stable")]
+        if self.max_batch_samples is not None and not self.shuffle:
+            batches = self._within_budget(order)
+        else:
+            batches = [
+                order[i : i + self.batch_size].tolist() for i in range(0, count, self.batch_size)
+            ]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def _within_budget(self, order: np.ndarray) -> list[list[int]]:
+        """Cut ``order`` into batches of at most ``batch_size`` items whose padded size
+        (items × longest) stays within ``max_batch_samples`` (a longer clip goes alone) and
+        whose padding stays within ``max_padding`` of it (a batch of one has none)."""
+        assert self.max_batch_samples is not None
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = filled = 0  # the current batch's longest item and its unpadded samples
+        for item in order.tolist():
+            length = int(self.lengths[item])
+            padded = (len(current) + 1) * max(longest, length)
+            too_big = padded > self.max_batch_samples
+            too_padded = filled + length < (1 - self.max_padding) * padded
+            if current and (len(current) == self.batch_size or too_big or too_padded):
+                batches.append(current)
+                current, longest, filled = [], 0, 0
+            current.append(item)
+            longest, filled = max(longest, length), filled + length
+        return batches + ([current] if current else [])
+
+    def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The pool's items ordered by (jittered) length rank within their label."""
+        groups = np.zeros(pool.shape[0]) if self.labels is None else self.labels[pool]
+        quantile = np.empty(pool.shape[0])
+        for group in np.unique(groups):
+            members = np.flatnonzero(groups == group)
+            ranks = np.empty(members.shape[0])
+            ranks[np.argsort(self.lengths[pool[members]], kind="stable")] = np.arange(len(members))
+            quantile[members] = (ranks + 0.5) / members.shape[0]
+        batch_width = min(1.0, self.batch_size / pool.shape[0])
+        jitter = rng.uniform(-1.0, 1.0, pool.shape[0]) * batch_width * self.jitter
+        return pool[np.argsort(quantile + jitter, kind="stable")]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches():
+            while len(batch) < self.num_replicas:
+                batch = batch + batch[: self.num_replicas - len(batch)]
+            yield batch[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        if self.max_batch_samples is not None and not self.shuffle:
+            return len(self.global_batches())
+        return math.ceil(self.lengths.shape[0] / self.batch_size)
+
+
+def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    """Share of a batch tensor's cells that are padding, over all batches."""
+    sizes = np.asarray(lengths)
+    used = sum(int(sizes[b].sum()) for b in batches if len(b))
+    allocated = sum(len(b) * int(sizes[b].max()) for b in batches if len(b))
+    return 1.0 - used / allocated if allocated else 0.0
