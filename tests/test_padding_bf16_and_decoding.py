@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import build_tiny_model
 from _tones import bf16_lora_step_setup, tiny_run
 
 import peft_ser.data.audio as audio_module
@@ -16,7 +17,7 @@ from peft_ser.data.audio import RunAudio
 from peft_ser.data.dataset import LengthBucketSampler, UtteranceDataset, padding_waste
 from peft_ser.data.manifest import read_prepared, select
 from peft_ser.evaluation.scoring import loader_batches, to_device
-from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.utils.precision import bf16_autocast
 
@@ -39,12 +40,10 @@ def _logits_by_index(
 
 @pytest.fixture
 def dev_and_model(corpus: Path) -> tuple[UtteranceDataset, torch.nn.Module]:
-    """The first fold's dev set and a tiny LoRA model of random weights (seed 0), in eval mode."""
+    """The first fold's dev set and a tiny WavLM + LoRA model of random weights, in eval mode."""
     prepared = read_prepared(corpus)
     dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
-    config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
-    torch.manual_seed(0)
-    return dataset, build_model(config).eval()
+    return dataset, build_tiny_model("tiny-wavlm", head_dim=32)
 
 
 def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(
