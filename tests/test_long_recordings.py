@@ -303,6 +303,7 @@ _MEMORY_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two fresh processes stream minutes of audio
 def test_memory_does_not_grow_with_the_recordings_length(tmp_path: Path) -> None:
     """1 and 4 minutes of 48-kHz stereo tones and silence, streamed one after the other in one
     process: the peak after the 4-minute file stays that of the 1-minute one, while decoding

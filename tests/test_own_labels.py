@@ -18,6 +18,8 @@ from peft_ser.cli import app
 from peft_ser.data.manifest import read_prepared
 from peft_ser.inference.predict import load_model
 
+pytestmark = pytest.mark.slow  # prepare, train, evaluate and predict through the CLI
+
 runner = CliRunner()
 SPEAKERS = ("ana", "ben", "cat", "dan")
 LABEL_SETS = {

@@ -83,6 +83,7 @@ def _near_ties(run: Path, corpus: Path, split: str) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None:
     settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1, "mixed_precision": "no"}
     one = train(tiny_run(corpus, tmp_path / "b1", **settings, **{"data.eval_batch_size": 1}))
@@ -162,6 +163,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counts
 
 
+@pytest.mark.slow
 def test_a_run_decodes_every_file_once_over_epochs_and_folds(
     corpus: Path, tmp_path: Path, decodes: Counter[str]
 ) -> None:
