@@ -18,26 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import uvicorn
+from _models import build_tiny_model
+from _tones import RATE, tone
 from fastapi.testclient import TestClient
 
-from peft_ser.config import ModelConfig
 from peft_ser.inference.predict import Prediction
-from peft_ser.models.ser_model import SERModel, build_model
-
-RATE = 16000
+from peft_ser.models.ser_model import SERModel
 
 
 def adapter_model(seed: int) -> SERModel:
-    torch.manual_seed(seed)
-    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora", lora_rank=4))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0.0, 0.5)
-        model.head.classifier[2].weight.mul_(30)
-    return model.eval()
+    return build_tiny_model(seed=seed, lora_rank=4, lora_b=0.5, sharpen=30)
 
 
 def save_models(root: Path, seeds: tuple[int, ...] = (1, 2)) -> list[Path]:
@@ -46,10 +37,10 @@ def save_models(root: Path, seeds: tuple[int, ...] = (1, 2)) -> list[Path]:
 
 def voice(seconds: float, pitch: float = 220.0, rate: int = RATE) -> np.ndarray:
     """A pitched tone with a syllable-like envelope; pitch changes move the tiny models' answers."""
-    t = np.arange(round(seconds * rate)) / rate
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
-    wave = 0.3 * envelope * np.sin(2 * np.pi * pitch * t) + 0.1 * np.sin(2 * np.pi * 3 * pitch * t)
-    return wave.astype(np.float32)
+    wave = tone(seconds, pitch, rate=rate, syllables=4, dtype=np.float64)
+    return (wave + tone(seconds, 3 * pitch, rate=rate, amplitude=0.1, dtype=np.float64)).astype(
+        np.float32
+    )
 
 
 def write_clip(path: Path, seconds: float, pitch: float = 220.0) -> Path:

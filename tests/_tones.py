@@ -1,4 +1,5 @@
-"""A small generated corpus a tiny random backbone can learn, and quick run configs for it.
+"""Generated tones: the one tone every test writes or feeds, a small corpus a tiny random
+backbone can learn, and quick run configs for it.
 
 The corpus is a caricature of prosody: each class has its own pitch and syllable rate (a tone
 with an amplitude envelope), 0.5–1 s per clip, two speakers per gender. ``length_by_label``
@@ -30,6 +31,40 @@ from peft_ser.data.states import FeatureCache
 from peft_ser.evaluation.results import BadAudioLog
 from peft_ser.training.loop import FoldRunner
 
+RATE = 16000
+
+
+def tone(
+    seconds: float,
+    hz: float = 220.0,
+    *,
+    rate: int = RATE,
+    amplitude: float = 0.3,
+    phase: float = 0.0,
+    start: float = 0.0,
+    syllables: float | None = None,
+    syllable_phase: float = 0.0,
+    noise: float = 0.0,
+    rng: np.random.Generator | int = 0,
+    dtype: type[np.floating] = np.float32,
+) -> np.ndarray:
+    """``seconds`` (rounded to whole samples) of ``amplitude * sin(2π·hz·t + phase)`` at ``rate``.
+
+    ``start`` shifts ``t`` (the same tone from a later point); ``syllables`` puts it under a
+    syllable-rate envelope ``0.5 + 0.5 sin(2π·syllables·t + syllable_phase)``, a caricature of
+    speech; ``noise`` adds that much white noise from ``rng`` (a seed, or a generator a caller
+    draws several clips from). Mono; tests lay out channels as the file under test needs.
+    """
+    t = np.arange(round(seconds * rate)) / rate + start
+    gain = amplitude
+    if syllables is not None:
+        gain = amplitude * (0.5 + 0.5 * np.sin(2 * np.pi * syllables * t + syllable_phase))
+    wave = gain * np.sin(2 * np.pi * hz * t + phase)
+    if noise:
+        wave = wave + noise * np.random.default_rng(rng).standard_normal(t.shape[0])
+    return wave.astype(dtype)
+
+
 PITCH_HZ = {"Neutral": 150.0, "Angry": 300.0, "Sad": 600.0, "Happy": 1200.0}
 SYLLABLES_HZ = {"Neutral": 2.0, "Angry": 5.0, "Sad": 9.0, "Happy": 14.0}
 SPEAKERS = {"s1": "F", "s2": "M", "s3": "F", "s4": "M"}
@@ -44,15 +79,19 @@ def _clip(label: str, rng: np.random.Generator, length_by_label: bool = False) -
     if length_by_label:
         seconds = LENGTH_BY_LABEL_S[label] + rng.uniform(0.0, 0.15)
     pitch = PITCH_HZ[label] * rng.uniform(0.9, 1.1)
-    return _tone(seconds, pitch, SYLLABLES_HZ[label], rng)
+    return _syllabic(seconds, pitch, SYLLABLES_HZ[label], rng)
 
 
-def _tone(seconds: float, pitch: float, syllables: float, rng: np.random.Generator) -> np.ndarray:
-    """A tone of ``pitch`` Hz under a syllable-rate envelope, with a little noise."""
-    t = np.arange(int(seconds * 16000)) / 16000
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * syllables * t + rng.uniform(0, 6))
-    noise = 0.01 * rng.standard_normal(t.shape[0])
-    return (0.3 * envelope * np.sin(2 * np.pi * pitch * t) + noise).astype(np.float32)
+def _syllabic(
+    seconds: float, pitch: float, syllables: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A corpus clip: a tone of ``pitch`` Hz under a syllable-rate envelope of random phase, with
+    a little noise; ``seconds`` is cut down to whole samples, not rounded (the corpus's clips,
+    and the learning bounds measured on them, have always been so)."""
+    whole = int(seconds * RATE) / RATE
+    return tone(
+        whole, pitch, syllables=syllables, syllable_phase=rng.uniform(0, 6), noise=0.01, rng=rng
+    )
 
 
 def make_corpus(
@@ -116,7 +155,7 @@ def make_attribute_corpus(root: Path, targets: str = "attributes") -> Path:
             key = f"{speaker}_{take}"
             octave = rng.uniform(0.0, 3.0)
             pitch, syllables = 150.0 * 2**octave, rng.uniform(2.0, 14.0)
-            wave = _tone(rng.uniform(0.5, 1.0), pitch, syllables, rng)
+            wave = _syllabic(rng.uniform(0.5, 1.0), pitch, syllables, rng)
             path = root / "wav" / f"{key}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, wave, 16000)

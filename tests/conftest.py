@@ -1,4 +1,5 @@
-"""Shared test settings.
+"""Shared test settings and fixtures: the prepared tone corpus (`_tones`) and the seeded tiny
+model (`_models`), built once per module or session.
 
 Tests use tiny models whose matrix products are far too small to gain from several threads; with
 other processes on the machine, thread spinning made them ten times slower. One thread keeps the
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models import build_tiny_model
 from _tones import make_corpus
+
+from peft_ser.models.ser_model import SERModel
 
 torch.set_num_threads(1)
 
@@ -40,12 +44,15 @@ def _own_feature_store(
     monkeypatch.setenv("PEFT_SER_FEATURE_CACHE", str(tmp_path_factory.mktemp("features")))
 
 
+@pytest.fixture(scope="module")
+def tiny_model() -> SERModel:
+    """The seeded tiny Whisper + LoRA model of `_models` (random weights, no download), in eval
+    mode; each module gets its own, so one module's changes to it stay there."""
+    return build_tiny_model()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved seeded tiny Whisper + LoRA model (random backbone weights, no download)."""
-    from peft_ser.config import ModelConfig
-    from peft_ser.models.ser_model import build_model
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
-    return model.save(tmp_path_factory.mktemp("tiny-model") / "model")
+    """The seeded tiny Whisper + LoRA model, saved once for the session: read it, or copy it
+    before changing anything."""
+    return build_tiny_model().save(tmp_path_factory.mktemp("tiny-model") / "model")

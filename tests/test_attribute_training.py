@@ -70,6 +70,7 @@ def test_saved_model_without_task_keys_loads_as_categorical(tmp_path):
     assert (loaded.layout.task, loaded.layout.width) == ("categorical", 4)
 
 
+@pytest.mark.slow
 def test_attribute_model_learns_pitch(tmp_path):
     corpus = make_attribute_corpus(tmp_path / "c", "attributes")
     result = train(tiny_run(corpus, tmp_path / "run", **{"optim.epochs": 16}))
@@ -100,6 +101,7 @@ def test_attribute_model_learns_pitch(tmp_path):
     assert header == "source,window,start,end,label,arousal,valence,dominance"
 
 
+@pytest.mark.slow
 def test_multitask_trains_classes_and_attributes(tmp_path):
     corpus = make_attribute_corpus(tmp_path / "c", "both")
     overrides = {"optim.epochs": 2, "optim.attribute_loss": "mse", "optim.attribute_weight": 0.5}

@@ -8,14 +8,15 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+from _tones import tone
 
 from peft_ser.data.audio import AudioError, load_audio, probe
 from peft_ser.data.audio_cache import AudioCache
 
 
 def write(path, rate=16000, channels=1, seconds=0.25, silent=False, fmt=None):
-    t = np.arange(int(seconds * rate)) / rate
-    mono = np.zeros_like(t) if silent else 0.5 * np.sin(2 * np.pi * 440 * t)
+    mono = tone(seconds, 440, rate=rate, amplitude=0.5, dtype=np.float64)
+    mono = np.zeros_like(mono) if silent else mono
     data = np.stack([mono, -mono * 0.5][:channels], axis=1)
     sf.write(path, data, rate, format=fmt)
     return path

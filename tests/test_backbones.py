@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _tones import RATE, tone
 from transformers import WhisperFeatureExtractor
 
 from peft_ser.config import ModelConfig
@@ -65,10 +66,7 @@ def test_hidden_states_cover_embeddings_and_every_layer(backbone: str) -> None:
 
 
 def _voice(num_samples: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / 16_000
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(num_samples)
-    return wave.astype(np.float32)
+    return tone(num_samples / RATE, noise=0.05, rng=seed)
 
 
 @pytest.mark.parametrize("num_samples", [40_000, 40_037, 16_159, 12_345, 401])

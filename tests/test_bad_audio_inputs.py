@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import _tones
 import numpy as np
 import pytest
 import soundfile as sf
@@ -42,7 +43,7 @@ Build = Callable[[Path], Path]
 
 def tone(frames: int, channels: int = 1, amplitude: float = 0.3) -> np.ndarray:
     """``(frames, channels)`` of a 440 Hz tone at 16 kHz, each channel a little quieter."""
-    wave = amplitude * np.sin(2 * np.pi * 440 * np.arange(frames) / 16000)
+    wave = _tones.tone(frames / 16000, 440, amplitude=amplitude, dtype=np.float64)
     return np.stack([wave * (1 - 0.1 * c) for c in range(channels)], axis=1)
 
 

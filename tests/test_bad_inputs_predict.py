@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _tones
 import numpy as np
 import pytest
 import soundfile as sf
@@ -23,7 +24,6 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.config import ModelConfig
 from peft_ser.data.audio import AudioError
 from peft_ser.inference.predict import (
     Failure,
@@ -33,28 +33,15 @@ from peft_ser.inference.predict import (
     iter_predictions,
     predict,
 )
-from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel
 
 SEARCHED = "(searched recursively for .wav, .flac, .ogg, .mp3)"
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
     """A 220-Hz tone with a little noise, ``(T,)`` or ``(T, C)``."""
-    t = np.arange(round(seconds * rate)) / rate
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t)
-    wave = wave + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    wave = _tones.tone(seconds, rate=rate, noise=0.01, dtype=np.float64)
     return wave if channels == 1 else np.stack([wave * (1 + c / 10) for c in range(channels)], 1)
-
-
-@pytest.fixture(scope="module")
-def model() -> SERModel:
-    torch.manual_seed(0)
-    return build_model(ModelConfig(backbone="tiny-whisper", method="lora")).eval()
-
-
-@pytest.fixture(scope="module")
-def model_dir(model: SERModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model.save(tmp_path_factory.mktemp("model") / "tiny")
 
 
 GOOD_FILES: dict[str, tuple[int, int, str]] = {
@@ -125,10 +112,10 @@ def assert_valid(prediction: dict[str, Any] | Prediction) -> None:
 
 @pytest.mark.parametrize("name", list(GOOD_FILES))
 def test_cli_predicts_every_rate_channel_count_subtype_and_odd_name(
-    name: str, audio: Path, model_dir: Path
+    name: str, audio: Path, tiny_model_dir: Path
 ) -> None:
     path = str(audio / name)
-    result = run_predict("--model", str(model_dir), "--format", "json", "--", path)
+    result = run_predict("--model", str(tiny_model_dir), "--format", "json", "--", path)
     assert_clean(result)
     assert result.exit_code == 0, result.output
     assert result.stderr == "predicted 1 of 1 inputs\n"
@@ -161,11 +148,11 @@ def test_cli_predicts_every_rate_channel_count_subtype_and_odd_name(
     ],
 )
 def test_cli_reports_each_unusable_input_by_name(
-    name: str, problem: str, audio: Path, model_dir: Path
+    name: str, problem: str, audio: Path, tiny_model_dir: Path
 ) -> None:
     """Alone, a bad input is status 2 with nothing on stdout; beside a good one, status 1."""
     bad, good = str(audio / name), str(audio / "16k-pcm32.wav")
-    alone = run_predict(bad, "--model", str(model_dir))
+    alone = run_predict(bad, "--model", str(tiny_model_dir))
     assert_clean(alone)
     assert alone.exit_code == 2
     assert alone.stdout == ""
@@ -174,7 +161,7 @@ def test_cli_reports_each_unusable_input_by_name(
     assert problem in skipped
     assert count == "predicted 0 of 1 inputs"
 
-    mixed = run_predict(bad, good, "--model", str(model_dir), "--format", "json")
+    mixed = run_predict(bad, good, "--model", str(tiny_model_dir), "--format", "json")
     assert_clean(mixed)
     assert mixed.exit_code == 1
     assert mixed.stderr.splitlines() == [skipped, "predicted 1 of 2 inputs"]
@@ -184,10 +171,10 @@ def test_cli_reports_each_unusable_input_by_name(
 
 
 def test_cli_folder_search_skips_bad_files_and_writes_the_rest(
-    audio: Path, model_dir: Path, tmp_path: Path
+    audio: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "out.csv"
-    result = run_predict(str(audio), "--model", str(model_dir), "-f", "csv", "-o", str(target))
+    result = run_predict(str(audio), "--model", str(tiny_model_dir), "-f", "csv", "-o", str(target))
     assert_clean(result)
     assert result.exit_code == 1
     skipped = sorted(line.split(": ")[0] for line in result.stderr.splitlines()[:-1])
@@ -287,9 +274,9 @@ def test_cli_refuses_an_unavailable_device_listing_the_available_ones(
     ],
 )
 def test_cli_refuses_bad_options_in_one_message(
-    options: tuple[str, ...], message: str, audio: Path, model_dir: Path
+    options: tuple[str, ...], message: str, audio: Path, tiny_model_dir: Path
 ) -> None:
-    result = run_predict(str(audio / "16k-pcm32.wav"), "--model", str(model_dir), *options)
+    result = run_predict(str(audio / "16k-pcm32.wav"), "--model", str(tiny_model_dir), *options)
     assert_clean(result)
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -360,23 +347,27 @@ def with_value(value: float, at: int = 100) -> np.ndarray:
     ],
 )
 def test_arrays_whose_data_cannot_be_predicted_are_failures_beside_good_ones(
-    item: tuple[np.ndarray, int], kind: str, problem: str, model: SERModel
+    item: tuple[np.ndarray, int], kind: str, problem: str, tiny_model: SERModel
 ) -> None:
-    first, failure, last = iter_predictions([(rows(), 16000), item, (rows(), 8000)], model=model)
+    first, failure, last = iter_predictions(
+        [(rows(), 16000), item, (rows(), 8000)], model=tiny_model
+    )
     assert isinstance(first, Prediction) and isinstance(last, Prediction)
     assert_valid(first)
     assert_valid(last)
     assert failure == Failure("array[1]", failure.error)
     assert (failure.error.kind, str(failure.error)) == (kind, f"array[1]: {problem}")
     with pytest.raises(AudioError, match=r"^array\[1\]: "):
-        predict([(rows(), 16000), item], model=model)
+        predict([(rows(), 16000), item], model=tiny_model)
 
 
 @pytest.mark.parametrize(
     "rate", [16000, 16000.0, np.int64(22050), np.float32(44100.0), 8_000], ids=repr
 )
-def test_whole_number_rates_of_any_numeric_type_are_accepted(rate: Any, model: SERModel) -> None:
-    [prediction] = predict((tone(1.0, int(rate)), rate), model=model)
+def test_whole_number_rates_of_any_numeric_type_are_accepted(
+    rate: Any, tiny_model: SERModel
+) -> None:
+    [prediction] = predict((tone(1.0, int(rate)), rate), model=tiny_model)
     assert prediction.duration == pytest.approx(1.0)
     assert_valid(prediction)
 
@@ -456,25 +447,25 @@ def test_malformed_calls_are_refused_before_the_model_loads(inputs: Any, message
         assert str(raised.value).startswith(message)
 
 
-def test_a_model_object_gets_the_same_checks(model: SERModel) -> None:
+def test_a_model_object_gets_the_same_checks(tiny_model: SERModel) -> None:
     with pytest.raises(InvalidRequestError, match=r"^array\[0\]: sample rate must be"):
-        predict((rows(), 0), model=model)
-    [prediction] = predict((np.round(rows() * 32767).astype(np.int16), 16000), model=model)
+        predict((rows(), 0), model=tiny_model)
+    [prediction] = predict((np.round(rows() * 32767).astype(np.int16), 16000), model=tiny_model)
     assert_valid(prediction)
 
 
-def test_batch_size_below_one_is_refused(model: SERModel) -> None:
+def test_batch_size_below_one_is_refused(tiny_model: SERModel) -> None:
     with pytest.raises(InvalidRequestError, match=r"^batch_size must be at least 1, got 0$"):
-        predict((rows(), 16000), model=model, batch_size=0)
+        predict((rows(), 16000), model=tiny_model, batch_size=0)
 
 
 @pytest.mark.parametrize("layout", [lambda x: x, lambda x: x.T], ids=["(T, C)", "(C, T)"])
 def test_multichannel_arrays_in_either_layout_give_the_same_answer(
-    layout: Callable[[np.ndarray], np.ndarray], model: SERModel
+    layout: Callable[[np.ndarray], np.ndarray], tiny_model: SERModel
 ) -> None:
     stereo = tone(1.0, 44100, 2)
-    [prediction] = predict((layout(stereo), 44100), model=model)
-    [mono] = predict((stereo.mean(axis=1), 44100), model=model)
+    [prediction] = predict((layout(stereo), 44100), model=tiny_model)
+    [mono] = predict((stereo.mean(axis=1), 44100), model=tiny_model)
     assert prediction.probabilities == pytest.approx(mono.probabilities, abs=1e-6)
     assert_valid(prediction)
 

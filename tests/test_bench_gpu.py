@@ -42,6 +42,7 @@ def _figures(pattern: str, text: str) -> list[float]:
     return values
 
 
+@pytest.mark.slow  # the benchmark runs in its own process
 def test_a_tiny_cpu_run_prints_every_figure_finite() -> None:
     result = _run(
         "--device", "cpu", "--tiny", "--train", "16", "--dev", "8", "--test", "8",
@@ -66,6 +67,7 @@ def test_a_tiny_cpu_run_prints_every_figure_finite() -> None:
     assert "peak GPU memory: n/a (cpu)" in out
 
 
+@pytest.mark.slow  # the benchmark runs in its own process
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_asking_for_cuda_without_a_gpu_ends_in_one_line() -> None:
     result = _run("--train", "1", "--dev", "1", "--test", "1", timeout=120)

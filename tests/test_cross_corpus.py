@@ -19,6 +19,8 @@ from peft_ser.models.ser_model import build_model
 from peft_ser.training.run import train
 from peft_ser.utils.errors import UserError
 
+pytestmark = pytest.mark.slow  # trains a run and scores it on both corpora
+
 B_LABELS = ["Angry", "Neutral", "Fearful"]
 
 

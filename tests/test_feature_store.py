@@ -74,6 +74,7 @@ def _frozen(corpus: Path, out: Path, store: Path, **overrides: object):
     return tiny_run(corpus, out, **settings | overrides)
 
 
+@pytest.mark.slow
 def test_a_five_fold_run_encodes_each_utterance_once_and_a_second_run_none(
     five_folds: Path, tmp_path: Path, encoded: list[int]
 ) -> None:
@@ -89,6 +90,7 @@ def test_a_five_fold_run_encodes_each_utterance_once_and_a_second_run_none(
     assert second.folds[0]["test"]["uar"] == first.folds[0]["test"]["uar"]
 
 
+@pytest.mark.slow
 def test_a_crop_makes_its_own_entries_only_for_clips_longer_than_it(
     corpus: Path, tmp_path: Path, encoded: list[int]
 ) -> None:
@@ -271,6 +273,7 @@ def _train_into(arguments: tuple[str, str, str]) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in result.folds[0]["history"]]
 
 
+@pytest.mark.slow  # a second process imports torch
 def test_two_processes_filling_one_store_train_the_same(corpus: Path, tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     jobs = [(str(corpus), str(tmp_path / name), store) for name in ("a", "b")]

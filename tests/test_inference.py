@@ -13,16 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _tones
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
 import torch
+from _models import build_tiny_model
 from typer.testing import CliRunner
 
 import peft_ser
 from peft_ser.cli import app
-from peft_ser.config import ModelConfig
 from peft_ser.data.audio import AudioError
 from peft_ser.inference.files import find_audio_inputs, format_predictions
 from peft_ser.inference.predict import (
@@ -34,27 +35,24 @@ from peft_ser.inference.predict import (
     load_model,
     predict,
 )
-from peft_ser.models.ser_model import ModelFileError, SERModel, build_model
+from peft_ser.models.ser_model import ModelFileError, SERModel
 
 RATE = 16000
 
 
 def tiny_model(backbone: str) -> SERModel:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone=backbone, method="lora"))
-    with torch.no_grad():
-        model.head.classifier[2].weight.mul_(30)
-    return model.eval()
+    return build_tiny_model(backbone, sharpen=30)
 
 
 def tone(seconds: float, rate: int = RATE, phase: float = 0.0) -> np.ndarray:
     """Sinusoids well below 4 kHz: resampling between 8 and 16 kHz is near-lossless."""
-    t = np.arange(round(seconds * rate)) / rate + phase
-    wave = (
-        0.3 * np.sin(2 * np.pi * 220 * t)
-        + 0.2 * np.sin(2 * np.pi * 1330 * t + 1)
-        + 0.1 * np.sin(2 * np.pi * 2750 * t) * np.sin(2 * np.pi * 2 * t)
-    )
+
+    def part(hz: float, amplitude: float = 1.0, shift: float = 0.0) -> np.ndarray:
+        return _tones.tone(
+            seconds, hz, rate=rate, amplitude=amplitude, phase=shift, start=phase, dtype=np.float64
+        )
+
+    wave = part(220, 0.3) + part(1330, 0.2, 1) + part(2750, 0.1) * part(2)
     return wave.astype(np.float32)
 
 

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _models import build_tiny_model
+from _tones import tone
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.config import ModelConfig
 from peft_ser.data.audio import stream_audio
 from peft_ser.demo.synthetic import espeak_available, write_long_recording
 from peft_ser.inference.predict import Failure, Prediction, iter_predictions, predict
@@ -34,7 +35,7 @@ from peft_ser.inference.vad import (
     SPEECH_PAD_SECONDS,
     detect_speech,
 )
-from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel
 
 RATE = 16000
 TOLERANCE = 0.25
@@ -46,11 +47,7 @@ needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is n
 
 @pytest.fixture(scope="module")
 def model() -> SERModel:
-    torch.manual_seed(0)
-    built = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
-    with torch.no_grad():
-        built.head.classifier[2].weight.mul_(30)
-    return built.eval()
+    return build_tiny_model(sharpen=30)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +58,10 @@ def talk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[flo
 
 
 def tones(seconds: float, rate: int) -> np.ndarray:
-    t = np.arange(round(seconds * rate)) / rate
-    return (0.2 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 0.2 * t) > 0)).astype(
-        np.float32
-    )
+    """A 440-Hz tone sounding for the first 2.5 s of every 5 s."""
+    sounding = tone(seconds, 0.2, rate=rate, amplitude=1.0, dtype=np.float64) > 0
+    wave = tone(seconds, 440, rate=rate, amplitude=0.2, dtype=np.float64) * sounding
+    return wave.astype(np.float32)
 
 
 def assert_matches(found: list[tuple[float, float]], known: list[tuple[float, float]]) -> None:
@@ -306,6 +303,7 @@ _MEMORY_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two fresh processes stream minutes of audio
 def test_memory_does_not_grow_with_the_recordings_length(tmp_path: Path) -> None:
     """1 and 4 minutes of 48-kHz stereo tones and silence, streamed one after the other in one
     process: the peak after the 4-minute file stays that of the 1-minute one, while decoding

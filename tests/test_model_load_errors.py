@@ -15,15 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _tones import RATE, tone
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
-from peft_ser.config import ModelConfig
 from peft_ser.inference.predict import load_model
 from peft_ser.models.backbones import registry
 from peft_ser.models.ser_model import (
@@ -31,7 +30,6 @@ from peft_ser.models.ser_model import (
     WEIGHTS_FILE,
     ModelFileError,
     SERModel,
-    build_model,
     read_weights,
 )
 from peft_ser.utils.errors import UserError
@@ -40,16 +38,9 @@ Damage = Callable[[Path], None]
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora"))
-    return model.save(tmp_path_factory.mktemp("saved") / "model")
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "clip.wav"
-    sf.write(path, 0.3 * np.sin(np.arange(16000) / 8), 16000)
+    sf.write(path, tone(1.0), RATE)
     return path
 
 
@@ -295,9 +286,9 @@ def assert_one_line(error: UserError, expected_start: str) -> None:
 
 @pytest.mark.parametrize(("damage", "file", "problem"), CASES)
 def test_damaged_model_is_one_line_naming_the_file(
-    damage: Damage, file: str, problem: str, saved: Path, clip: Path, tmp_path: Path
+    damage: Damage, file: str, problem: str, tiny_model_dir: Path, clip: Path, tmp_path: Path
 ) -> None:
-    directory = damaged_copy(saved, tmp_path, damage)
+    directory = damaged_copy(tiny_model_dir, tmp_path, damage)
     expected = f"{directory / file}: {problem}"
     for load in (load_model, SERModel.load):
         with pytest.raises(ModelFileError) as raised:
@@ -332,9 +323,9 @@ def test_sermodel_load_of_what_is_not_a_model_folder(
 
 
 def test_missing_config_through_load_model_and_the_cli(
-    saved: Path, clip: Path, tmp_path: Path
+    tiny_model_dir: Path, clip: Path, tmp_path: Path
 ) -> None:
-    directory = damaged_copy(saved, tmp_path, remove(CONFIG_FILE))
+    directory = damaged_copy(tiny_model_dir, tmp_path, remove(CONFIG_FILE))
     expected = f"{directory}: not a peft-ser model folder ({CONFIG_FILE} is missing)"
     with pytest.raises(ModelFileError, match=f"^{re.escape(expected)}$"):
         load_model(directory)
@@ -350,7 +341,7 @@ def test_missing_config_through_load_model_and_the_cli(
 def test_unreachable_hub_is_one_line_naming_the_config(
     backbone: str,
     patched: str,
-    saved: Path,
+    tiny_model_dir: Path,
     clip: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -361,7 +352,7 @@ def test_unreachable_hub_is_one_line_naming_the_config(
         raise OSError("We couldn't connect to 'https://huggingface.co'.\nCheck your connection.")
 
     monkeypatch.setattr(getattr(registry, patched), "from_pretrained", offline)
-    directory = damaged_copy(saved, tmp_path, edit_config(backbone=backbone))
+    directory = damaged_copy(tiny_model_dir, tmp_path, edit_config(backbone=backbone))
     hub_id = "openai/whisper-tiny" if backbone == "whisper-tiny" else backbone
     expected = (
         f"{directory / CONFIG_FILE}: backbone '{hub_id}' could not be fetched from the Hugging "
@@ -377,19 +368,24 @@ def test_unreachable_hub_is_one_line_naming_the_config(
     assert result.stderr.count("\n") == 1
 
 
-def test_read_weights_names_the_file_as_checkpoints_need(saved: Path, tmp_path: Path) -> None:
+def test_read_weights_names_the_file_as_checkpoints_need(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """Training reads checkpoint weights with it: a cut file is one line, not a traceback."""
-    directory = damaged_copy(saved, tmp_path, truncate_weights(0.5))
+    directory = damaged_copy(tiny_model_dir, tmp_path, truncate_weights(0.5))
     with pytest.raises(ModelFileError) as raised:
         read_weights(directory / WEIGHTS_FILE)
     assert_one_line(raised.value, f"{directory / WEIGHTS_FILE}: {SAFETENSORS}")
-    assert read_weights(saved / WEIGHTS_FILE).keys() == load_file(saved / WEIGHTS_FILE).keys()
+    assert (
+        read_weights(tiny_model_dir / WEIGHTS_FILE).keys()
+        == load_file(tiny_model_dir / WEIGHTS_FILE).keys()
+    )
 
 
-def test_intact_copy_loads(saved: Path, tmp_path: Path) -> None:
+def test_intact_copy_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The damage above is what fails: an undamaged copy loads to the same weights."""
-    directory = damaged_copy(saved, tmp_path, lambda d: None)
+    directory = damaged_copy(tiny_model_dir, tmp_path, lambda d: None)
     loaded = load_model(directory, device="cpu")
-    expected = load_file(saved / WEIGHTS_FILE)
+    expected = load_file(tiny_model_dir / WEIGHTS_FILE)
     for name, tensor in loaded.trainable_state_dict().items():
         torch.testing.assert_close(tensor, expected[name], atol=0, rtol=0)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _tones import tone
 from transformers import (
     WavLMConfig,
     WavLMModel,
@@ -229,10 +230,9 @@ def original_wavlm_logits(
 
 
 def clip_of(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(16_000 * seconds)) / 16_000
-    wave = 0.3 * np.sin(2 * np.pi * 190 * t) * np.sin(2 * np.pi * 3 * t)
-    return (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    wave = tone(seconds, 190, dtype=np.float64) * tone(seconds, 3, amplitude=1.0, dtype=np.float64)
+    noise = np.random.default_rng(seed).standard_normal(wave.size)
+    return (wave + 0.02 * noise).astype(np.float32)
 
 
 # --- the original's calls -------------------------------------------------------------------

@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _tones import RATE, tone
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
 from peft_ser.data.manifest import read_prepared
 from peft_ser.inference.predict import load_model
+
+pytestmark = pytest.mark.slow  # prepare, train, evaluate and predict through the CLI
 
 runner = CliRunner()
 SPEAKERS = ("ana", "ben", "cat", "dan")
@@ -32,9 +35,7 @@ TRAIN = ["--backbone", "tiny-wavlm", "--method", "frozen", "--folds", "1", "--ep
 def clip(path: Path, index: int, take: int) -> Path:
     """0.4 s of a tone whose pitch says the class."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(6400) / 16000
-    wave = 0.3 * np.sin(2 * np.pi * (150 + 120 * index + 7 * take) * t)
-    sf.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+    sf.write(path, tone(0.4, 150 + 120 * index + 7 * take), RATE, subtype="PCM_16")
     return path
 
 

@@ -16,6 +16,8 @@ from peft_ser.sweep.executors import run_sweep
 from peft_ser.sweep.grid import Grid, GridError, grid_from_document
 from peft_ser.sweep.report import write_report
 
+pytestmark = pytest.mark.slow  # every test trains: a grid swept once, or cells in new processes
+
 METHODS = ["frozen", "lora"]
 BACKBONES = ["tiny-whisper", "tiny-wavlm"]
 
@@ -102,7 +104,6 @@ def test_a_cell_never_started_is_incomplete_with_no_folds(swept: Grid, tmp_path:
     assert "; paper 61.5 |" in report.markdown  # beside a measured or an incomplete entry
 
 
-@pytest.mark.slow  # two fresh Python processes import torch
 def test_local_workers_train_cells_in_their_own_processes(corpus: Path, tmp_path: Path) -> None:
     grid = _grid(
         corpus,
@@ -119,7 +120,6 @@ def test_local_workers_train_cells_in_their_own_processes(corpus: Path, tmp_path
     assert f"{uars.mean():.1f} ± {uars.std():.1f} (n=2)" in report.markdown
 
 
-@pytest.mark.slow  # submitit starts each job in a fresh Python process
 def test_the_slurm_path_runs_through_submitits_local_executor(corpus: Path, tmp_path: Path) -> None:
     grid = _grid(
         corpus,

@@ -24,6 +24,8 @@ from peft_ser.training import train
 from peft_ser.training.run import RunDirError
 from peft_ser.utils.errors import UserError
 
+pytestmark = pytest.mark.slow  # whole training runs, some in fresh processes
+
 
 def _history(result: dict[str, object]) -> list[dict[str, float]]:
     """A fold's history without wall-clock times (the only part allowed to differ)."""

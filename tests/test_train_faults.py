@@ -77,6 +77,7 @@ def lora_reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 # -- random streams ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_warm_feature_cache_trains_what_a_cold_one_trains(corpus: Path, tmp_path: Path) -> None:
     store = {**FROZEN, "feature_cache_dir": str(tmp_path / "store")}
     cold = train(tiny_run(corpus, tmp_path / "cold", **store)).folds[0]
@@ -85,6 +86,7 @@ def test_a_warm_feature_cache_trains_what_a_cold_one_trains(corpus: Path, tmp_pa
     assert _outcome(warm) == _outcome(cold)
 
 
+@pytest.mark.slow
 def test_a_frozen_run_resumed_with_an_empty_memory_cache_equals_the_whole_run(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

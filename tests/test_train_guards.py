@@ -45,6 +45,7 @@ def _numbers(value: Any) -> list[float]:
     return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["frozen", "lora"])
 def test_a_clip_that_turns_nan_after_prepare_is_named_and_skipped(
     tmp_path: Path, method: str
@@ -82,6 +83,7 @@ def _nan_for(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "load_audio", poisoned)
 
 
+@pytest.mark.slow
 def test_a_nonfinite_step_is_not_applied_and_the_run_stays_finite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,6 +102,7 @@ def test_a_nonfinite_step_is_not_applied_and_the_run_stays_finite(
     assert fold["test"]["uar"] > 0.25
 
 
+@pytest.mark.slow
 def test_too_many_nonfinite_steps_stop_the_fold_with_the_clip_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,6 +188,7 @@ def test_a_run_that_does_not_learn_is_flagged_in_its_results(corpus: Path, tmp_p
     assert result.overall["warnings"] == [f"fold fold1: {warning}"]
 
 
+@pytest.mark.slow
 def test_stratified_buckets_keep_learning_where_length_follows_the_label(
     tmp_path: Path,
 ) -> None:
@@ -204,6 +208,7 @@ def test_stratified_buckets_keep_learning_where_length_follows_the_label(
     assert bucketed.mean() >= random.mean() - 2 * spread, scores
 
 
+@pytest.mark.slow
 def test_folds_that_share_speakers_are_flagged_in_the_results(tmp_path: Path) -> None:
     prepared_dir = make_corpus(tmp_path / "corpus")
     prepared = read_prepared(prepared_dir)

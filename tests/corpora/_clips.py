@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import _tones
 import numpy as np
 import soundfile as sf
 
@@ -19,8 +20,7 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet")
 def tone(path: Path, seconds: float = 0.3, rate: int = 16000, hz: float = 220.0) -> Path:
     """Write ``seconds`` of a tone as 16-bit WAV."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(round(seconds * rate)) / rate
-    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t), rate, subtype="PCM_16")
+    sf.write(path, _tones.tone(seconds, hz, rate=rate, dtype=np.float64), rate, subtype="PCM_16")
     return path
 
 

@@ -10,6 +10,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import _tones
 import numpy as np
 import soundfile as sf
 
@@ -19,8 +20,8 @@ from peft_ser.data.manifest import PreparedCorpus
 def tone(path: Path, rate: int = 16000, channels: int = 1, silent: bool = False) -> Path:
     """Write 0.2 s of a 220 Hz tone (or digital silence) as 16-bit WAV."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(0.2 * rate)) / rate
-    signal = np.zeros_like(t) if silent else 0.3 * np.sin(2 * np.pi * 220 * t)
+    signal = _tones.tone(0.2, rate=rate, dtype=np.float64)
+    signal = np.zeros_like(signal) if silent else signal
     sf.write(path, np.repeat(signal[:, None], channels, axis=1), rate, subtype="PCM_16")
     return path
 

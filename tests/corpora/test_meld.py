@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import _tones
 import numpy as np
 import pytest
 from _clips import junk, report, tone
@@ -49,8 +50,7 @@ def mp4(path: Path, seconds: float = 0.5, rate: int = 44100) -> Path:
         for _ in range(round(seconds * 10)):
             frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
             container.mux(video.encode(frame))
-        t = np.arange(round(seconds * rate)) / rate
-        wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        wave = _tones.tone(seconds, rate=rate)
         frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
         frame.sample_rate = rate
         container.mux(audio.encode(frame))

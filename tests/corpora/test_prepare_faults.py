@@ -226,6 +226,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=True)  # busy: detach it all the same
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_keeps_the_old_folder(tmp_path, small_disk):
     out = small_disk / "out"
     prepare_table(clips_table(tmp_path), out)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import build_tiny_model
 from _tones import bf16_lora_step_setup, make_corpus, tiny_run
 
 import peft_ser.data.audio_cache as audio_cache
@@ -19,7 +20,7 @@ from peft_ser.data.dataset import UtteranceDataset
 from peft_ser.data.manifest import read_prepared, select
 from peft_ser.data.sampler import LengthBucketSampler, padding_waste
 from peft_ser.evaluation.scoring import loader_batches, to_device
-from peft_ser.models.ser_model import SERModel, build_model
+from peft_ser.models.ser_model import SERModel
 from peft_ser.training import train
 from peft_ser.utils.precision import bf16_autocast
 
@@ -42,12 +43,10 @@ def _logits_by_index(
 
 @pytest.fixture
 def dev_and_model(corpus: Path) -> tuple[UtteranceDataset, torch.nn.Module]:
-    """The first fold's dev set and a tiny LoRA model of random weights (seed 0), in eval mode."""
+    """The first fold's dev set and a tiny WavLM + LoRA model of random weights, in eval mode."""
     prepared = read_prepared(corpus)
     dataset = UtteranceDataset(select(prepared, prepared.folds[0].dev), prepared.labels)
-    config = tiny_run(corpus, Path("unused")).model.model_copy(update={"method": "lora"})
-    torch.manual_seed(0)
-    return dataset, build_model(config).eval()
+    return dataset, build_tiny_model("tiny-wavlm", head_dim=32)
 
 
 def test_masked_padding_makes_sorted_batches_give_each_clips_own_logits(
@@ -87,6 +86,7 @@ def _near_ties(run: Path, corpus: Path, split: str) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_eval_batch_size_changes_no_result(corpus: Path, tmp_path: Path) -> None:
     settings = {"model.method": "lora", "optim.epochs": 1, "threads": 1, "mixed_precision": "no"}
     one = train(tiny_run(corpus, tmp_path / "b1", **settings, **{"data.eval_batch_size": 1}))
@@ -166,6 +166,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counts
 
 
+@pytest.mark.slow
 def test_a_run_decodes_every_file_once_over_epochs_and_folds(
     corpus: Path, tmp_path: Path, decodes: Counter[str]
 ) -> None:
