@@ -142,6 +142,8 @@ class FeatureStore(DiskCache["torch.Tensor"]):
 def checksum(name: str, states: torch.Tensor) -> str:
     """A digest of an entry's file name, its states' dtype and shape, and their bytes: another
     entry's file, or other numbers of any shape, do not match it."""
+    import torch
+
     digest = hashlib.blake2b(f"{name}\0{states.dtype}\0{tuple(states.shape)}".encode())
     digest.update(states.contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
