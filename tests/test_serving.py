@@ -87,7 +87,7 @@ def batcher_answers(
         await batcher.start()
         try:
             calls = [
-                batcher.predict("a", samples, source, how, timeout=30)
+                batcher.score("a", samples, source, how, timeout=30)
                 for samples, source, how in requests
             ]
             results = await asyncio.gather(*calls)

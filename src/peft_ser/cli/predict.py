@@ -20,8 +20,8 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-@app.command()
-def predict(
+@app.command("predict")
+def predict_command(
     inputs: Annotated[
         list[str],
         typer.Argument(

@@ -161,7 +161,7 @@ async def predict(
     clip = await _uploaded_clip(request, settings, deadline)
     _refuse_too_many_windows(plan, clip)
     try:
-        result = await batcher.predict(
+        result = await batcher.score(
             served.name, clip.samples, clip.source, segmentation, timeout=deadline.left()
         )
     except RequestTimeoutError:

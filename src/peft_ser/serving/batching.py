@@ -85,7 +85,7 @@ class Batcher:
             self._executor.shutdown(wait=True)
         self._worker = self._executor = self._queue = None
 
-    async def predict(
+    async def score(
         self,
         model: str,
         samples: np.ndarray,
