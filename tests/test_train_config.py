@@ -158,3 +158,10 @@ def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=r"expands to more than 100000 values"):
         load_run_config(path)
+
+
+@pytest.mark.parametrize("spelling", ["fp32", "FP32", "float32", "no"])
+def test_fp32_is_a_spelling_of_no_mixed_precision(spelling: str) -> None:
+    """Inference's word for full precision reads the same in a run config."""
+    config = load_run_config(overrides={"data.corpus": "x", "mixed_precision": spelling})
+    assert config.mixed_precision == "no"

@@ -22,6 +22,8 @@ from peft_ser.data.frames import MIN_SAMPLES
 from peft_ser.models.config import ModelConfig
 from peft_ser.utils.settings import ConfigError, StrictModel
 
+FP32_WORDS = frozenset({"fp32", "float32", "float"})
+"""Spellings of full precision that training's ``mixed_precision`` reads as ``no``."""
 MAX_LR = 10.0
 """Largest learning rate. Adam-type optimisers move each weight by about ``lr`` per step; at 10
 a single step already dwarfs every trained weight (the paper uses 5e-4), and 1e30 overflows."""
@@ -193,8 +195,9 @@ class RunConfig(StrictModel):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU; bf16 also "
-        "runs on CPUs (fastest where they have AVX512-BF16 or AMX)",
+        "runs on CPUs (fastest where they have AVX512-BF16 or AMX); fp32 is a spelling of no",
     )
+
     feature_cache: Literal["auto", "on", "off"] = Field(
         "auto",
         description="keep the frozen backbone's hidden states in memory after the first pass; "
@@ -222,3 +225,10 @@ class RunConfig(StrictModel):
         "core). Float sums are split differently over another thread count, so a run repeats "
         "exactly only with the same count: set it where a result must reproduce",
     )
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _fp32_means_no(cls, value: Any) -> Any:
+        """``fp32``, inference's word for full precision, is Accelerate's ``no`` here, so one
+        vocabulary reads in every setting (`peft_ser.utils.precision`)."""
+        return "no" if isinstance(value, str) and value.strip().lower() in FP32_WORDS else value

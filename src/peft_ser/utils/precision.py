@@ -10,7 +10,7 @@ files written with them keep working. The knobs differ in what they set:
 * ``dtype`` (`load_model`, ``--dtype``): what a loaded PyTorch model's weights are stored and
   computed in, `DTYPES`;
 * ``mixed_precision`` (a run config's key): training's autocast, ``auto``, ``no`` (fp32),
-  ``bf16`` or ``fp16`` (Accelerate's words, which a run config keeps).
+  ``bf16`` or ``fp16`` (Accelerate's words, which a run config keeps; ``fp32`` reads as ``no``).
 
 bfloat16 pays only where the hardware multiplies it natively: CPUs with AVX512-BF16 or AMX
 multiply bf16 matrices at several times their fp32 rate, while elsewhere PyTorch emulates bf16
