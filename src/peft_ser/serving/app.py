@@ -33,7 +33,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
@@ -52,6 +52,7 @@ from peft_ser.serving.security import (
     SecurityHeaders,
 )
 from peft_ser.serving.settings import ServeSettings
+from peft_ser.serving.stream import serve_stream
 from peft_ser.serving.uploads import (
     SUPPORTED,
     AudioLimits,
@@ -170,6 +171,18 @@ async def predict(
         status = 500 if result.error.kind == "non_finite_output" else 422
         raise UploadError(status, str(result.error))
     return {"model": served.name, "prediction": result.to_dict(), "top": _top(result, top_k)}
+
+
+@api.websocket("/stream")
+async def stream(
+    websocket: WebSocket,
+    model: str | None = None,
+    window: str | None = None,
+    hop: str | None = None,
+) -> None:
+    """Emotion over a live stream, one message per window as it fills (`serving.stream`)."""
+    state = websocket.app.state
+    await serve_stream(websocket, state.pool, state.batcher, state.settings, model, window, hop)
 
 
 @api.get("/models", summary="The served models")

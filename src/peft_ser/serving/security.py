@@ -25,6 +25,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,15 +82,36 @@ class HostAllowList:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = Headers(scope=scope).get("host")
-            allowed = self.settings().allowed_hosts
-            if given is None:
-                await send_refusal(send, 400, "the request has no Host header")
+            problem = self._problem(scope)
+            if problem is not None:
+                await send_refusal(send, 400, problem)
                 return
-            if not host_allowed(given, allowed):
-                await send_refusal(send, 400, _host_refused(given))
+        elif scope["type"] == "websocket":
+            problem = self._problem(scope) or self._foreign_origin(scope)
+            if problem is not None:
+                await refuse_websocket(send)
                 return
         await self.app(scope, receive, send)
+
+    def _problem(self, scope: Scope) -> str | None:
+        given = Headers(scope=scope).get("host")
+        if given is None:
+            return "the request has no Host header"
+        if not host_allowed(given, self.settings().allowed_hosts):
+            return _host_refused(given)
+        return None
+
+    def _foreign_origin(self, scope: Scope) -> str | None:
+        """A browser opens WebSockets to any site (no same-origin rule applies), so a page
+        elsewhere could stream through a visitor's browser: its ``Origin`` must be a host this
+        server answers to. Clients other than browsers send no ``Origin``."""
+        origin = Headers(scope=scope).get("origin")
+        if origin is None:
+            return None
+        host = urlsplit(origin).netloc
+        if host and host_allowed(host, self.settings().allowed_hosts):
+            return None
+        return f"origin {origin!r} is not allowed"
 
 
 class ApiKeyGate:
@@ -100,6 +122,9 @@ class ApiKeyGate:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self._admits(scope):
+            await refuse_websocket(send)
+            return
         if scope["type"] == "http" and not self._admits(scope):
             message = (
                 f"missing or wrong API key: send it in the {API_KEY_HEADER} header "
@@ -192,3 +217,8 @@ def listening_settings(settings: ServeSettings, address: str) -> ServeSettings:
             ", ".join(LOCAL_HOSTS),
         )
     return settings
+
+
+async def refuse_websocket(send: Send) -> None:
+    """Refuse a WebSocket before it is accepted: the client's handshake fails with 403."""
+    await send({"type": "websocket.close", "code": 1008})
