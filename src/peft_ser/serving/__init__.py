@@ -3,10 +3,9 @@
 `pool` loads the models, each backbone held once; `batching` batches concurrent requests;
 `uploads` turns a request body into samples within the limits; `limits` caps bodies, their
 time and the work of a request; `security` checks the Host, the API key and a WebSocket's
-Origin, and sets the
-browser's security headers; `responses` turns every refusal into one line; `settings` holds the
-limits' defaults; `app` the routes; `stream` the WebSocket that answers a live stream window
-by window; `static/` the page, served by the package itself. The
+Origin, and sets the browser's security headers; `responses` turns every refusal into one
+line; `settings` holds the limits' defaults; `app` the routes; `stream` the WebSocket that
+answers a live stream window by window; `static/` the page, served by the package itself. The
 web stack (``pip install 'peft-ser[serve]'``) is imported on first use, so the command line
 starts without it.
 """
