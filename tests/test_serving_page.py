@@ -33,11 +33,14 @@ pytestmark = [
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium that keeps the page's console messages (CSP violations among them)."""
+def chromium(*extra: str) -> Iterator[Any]:
+    """A headless Chromium that keeps the page's console messages (CSP violations among them),
+    with ``extra`` command-line switches."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(argument)
+    for argument in extra:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
@@ -126,3 +129,31 @@ def test_page_behind_an_api_key(tmp_path: Path) -> None:
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
         assert driver.find_element(By.ID, "source").text == "clip.wav"
         assert policy_violations(driver) == []
+
+
+def test_live_mode_streams_a_fake_microphone(tmp_path: Path) -> None:
+    """Live: Chromium's fake microphone (a beep) streamed over ``/v1/stream``; the timeline
+    grows window by window while it listens, and Stop ends the stream with its count."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    [saved] = save_models(tmp_path / "models", seeds=(1,))
+    pool = ModelPool.load([ModelSpec("a", str(saved))])
+    fake_microphone = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    with running(create_app(pool)) as url, chromium(*fake_microphone) as driver:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 1)
+        driver.find_element(By.ID, "window").send_keys("1")
+        driver.find_element(By.ID, "live").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#timeline div")) >= 3)
+        segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
+        starts = [float(s.get_attribute("data-start")) for s in segments]
+        assert starts[:3] == [0.0, 0.5, 1.0]  # 1-s windows every 0.5 s, in order
+        assert driver.find_element(By.ID, "source").text == "microphone"
+        driver.find_element(By.ID, "live").click()
+        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("Live: "))
+        assert driver.find_element(By.ID, "live").text == "Live"
+        driver.save_screenshot(str(tmp_path / "live.png"))
+        assert policy_violations(driver) == []
+    assert (tmp_path / "live.png").stat().st_size > 0

@@ -1,6 +1,7 @@
 // The page of `peft-ser serve`: pick a model and how a recording is cut, upload or record a
 // clip, see every class's probability and, for a recording cut into windows or speech
-// segments, the label of each segment on a timeline, at its times.
+// segments, the label of each segment on a timeline, at its times; or stream the microphone
+// live and watch the timeline grow window by window.
 "use strict";
 
 const COLOURS = ["#7a7a7a", "#c0392b", "#2e6fa7", "#e0a526", "#3c9a5f", "#8e44ad", "#d35400",
@@ -176,12 +177,81 @@ async function toggleRecording() {
   status("Recording… press Stop to send.");
 }
 
+// Live: the microphone at 16 kHz, sent as float32 frames over /v1/stream; each answered
+// window joins the timeline as it arrives (2-s windows every second unless set).
+let live = null;
+
+function stopLive(message = "") {
+  if (!live) return;
+  const { socket, stream, context } = live;
+  live = null;
+  stream.getTracks().forEach((track) => track.stop());
+  context.close();
+  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ event: "end" }));
+  $("live").textContent = "Live";
+  $("live").classList.remove("recording");
+  if (message) status(message);
+}
+
+async function toggleLive() {
+  if (live) {
+    stopLive("Stopped; the last windows are on their way.");
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    status(`No microphone: ${error.message}`, true);
+    return;
+  }
+  const seconds = $("window").value || "2";
+  const query = new URLSearchParams({ model: $("model").value, window: seconds, hop: seconds / 2 });
+  const url = `${location.origin.replace(/^http/, "ws")}/v1/stream?${query}`;
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  const context = new AudioContext({ sampleRate: 16000 });
+  const source = context.createMediaStreamSource(stream);
+  const processor = context.createScriptProcessor(4096, 1, 1);
+  processor.onaudioprocess = (event) => {
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(new Float32Array(event.inputBuffer.getChannelData(0)).buffer);
+    }
+  };
+  source.connect(processor);
+  processor.connect(context.destination);
+  const windows = [];
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.error) {
+      stopLive();
+      status(message.error, true);
+    } else if (message.event === "end") {
+      status(`Live: ${message.windows} windows over ${message.seconds.toFixed(1)} s.`);
+    } else {
+      windows.push(message);
+      const prediction = { source: "microphone", label: message.label, windows,
+        probabilities: message.probabilities, duration: message.end };
+      show({ prediction }, "window");
+    }
+  };
+  socket.onerror = () => {
+    stopLive();
+    status("The live stream was refused or broken.", true);
+  };
+  live = { socket, stream, context };
+  $("live").textContent = "Stop live";
+  $("live").classList.add("recording");
+  status("Live: listening…");
+}
+
 $("file").addEventListener("change", () => {
   const [file] = $("file").files;
   if (file) send(file, file.name);
   $("file").value = "";
 });
 $("record").addEventListener("click", toggleRecording);
+$("live").addEventListener("click", toggleLive);
 $("segment").addEventListener("change", () => {
   // Only the chosen mode's settings are shown (and sent): the API refuses the others.
   document.querySelectorAll("[data-mode]").forEach((field) => {
