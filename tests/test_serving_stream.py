@@ -7,11 +7,14 @@ from `peft_ser.predict` with ``segment="window"`` and the same window and hop on
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from _serving import local_client, running, save_models, voice
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
@@ -22,6 +25,7 @@ import peft_ser
 from peft_ser.inference.segments import segment_plan, window_spans
 from peft_ser.serving import ModelPool, ModelSpec, ServeSettings, create_app
 from peft_ser.serving.stream import MAX_FRAME_BYTES, WindowCutter
+from peft_ser.utils.errors import InvalidRequestError
 
 RATE = 16000
 LOCAL = {"host": "localhost"}
@@ -200,3 +204,28 @@ def test_a_real_server_streams_through_a_websocket_client(pool: ModelPool) -> No
             messages = [json.loads(message) for message in socket]
     assert [(m["start"], m["end"]) for m in messages[:-1]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
     assert messages[-1] == {"event": "end", "windows": 3, "seconds": 3.0}
+
+
+def test_the_client_streams_a_file_and_raises_refusals(pool: ModelPool, tmp_path: Path) -> None:
+    from peft_ser.serving.client import stream_file, stream_url
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, audio()[: 3 * RATE], RATE)
+    with running(create_app(pool)) as base:
+        *windows, end = stream_file(base, path, model="a", window=1, hop=1)
+        assert [(w["start"], w["end"]) for w in windows] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+        assert end == {"event": "end", "windows": 3, "seconds": 3.0}
+        with pytest.raises(InvalidRequestError, match="refused the stream: unknown model 'z'"):
+            list(stream_file(base, path, model="z"))
+    assert stream_url("http://h:1", "a", 2.0) == "ws://h:1/v1/stream?model=a&window=2.0"
+    with pytest.raises(InvalidRequestError, match="give ws://host:port"):
+        stream_url("h:1")
+
+
+def test_the_client_needs_no_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import peft_ser.serving.client\n"
+        "assert not any(name.startswith(('transformers', 'fastapi')) for name in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
