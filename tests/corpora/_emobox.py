@@ -149,7 +149,9 @@ def meld(data: Path) -> Path:
 def emovo(data: Path) -> Path:
     """6 folds, ``label_dict.json``, no speaker list (utterance-level dev)."""
     labels = {"neu": "Neutral", "gio": "Happy", "rab": "Angry"}
-    rows = {k: [row("emovo", f"f{k}-{i}", list(labels)[i % 3]) for i in range(3)] for k in range(1, 7)}
+    rows = {
+        k: [row("emovo", f"f{k}-{i}", list(labels)[i % 3]) for i in range(3)] for k in range(1, 7)
+    }
     folds = {
         k: {"train": [r for t, rs in rows.items() if t != k for r in rs], "test": rows[k]}
         for k in rows

@@ -293,7 +293,8 @@ def emobox_rule(metadata: EmoBoxMetadata, seed: int) -> FoldRule:
 
     def rule(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
         usable = {u.key: u for u in utterances}
-        folds, notes = [], []
+        folds: list[Fold] = []
+        few: list[str] = []
         for fold in metadata.folds:
             train = [usable[r.key] for r in fold.train if r.key in usable]
             test = [r.key for r in fold.test if r.key in usable]
@@ -303,12 +304,17 @@ def emobox_rule(metadata: EmoBoxMetadata, seed: int) -> FoldRule:
                 continue
             held, by_speaker = _dev_keys(train, seed)
             if not by_speaker:
-                notes.append(
-                    f"{fold.name}: {len({u.speaker for u in train})} training speaker(s), "
-                    f"fewer than {MIN_DEV_SPEAKERS}: dev is a seeded fifth of the utterances"
-                )
+                few.append(f"{fold.name} ({len({u.speaker for u in train})})")
             rest = [u.key for u in train if u.key not in held]
             folds.append(Fold(fold.name, rest, [u.key for u in train if u.key in held], test))
+        notes = (
+            [
+                f"fewer than {MIN_DEV_SPEAKERS} training speakers in {', '.join(few)}: their dev "
+                "is a seeded, stratified fifth of the train list's utterances"
+            ]
+            if few
+            else []
+        )
         return FoldPlan(folds, notes)
 
     return rule

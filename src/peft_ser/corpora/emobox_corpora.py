@@ -345,6 +345,6 @@ def corpus_table() -> str:
     """The 32 corpora as a fixed-width table: name, language, folds, classes, audio source."""
     lines = [f"{'name':<15}{'language':<10}{'folds':>5}  {'classes':<60}  audio"]
     for c in EMOBOX_CORPORA.values():
-        classes = f"{len(c.classes)}: {', '.join(c.classes)}"
+        classes = f"{len(c.classes)}: {' / '.join(c.classes)}"
         lines.append(f"{c.name:<15}{c.language:<10}{c.folds:>5}  {classes:<60}  {c.source}")
     return "\n".join(lines) + "\n"
