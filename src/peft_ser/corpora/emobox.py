@@ -218,7 +218,7 @@ def read_metadata(folder: str | Path) -> EmoBoxMetadata:
     or lacks a fold or list EmoBox ships."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise CorpusError(f"--metadata {folder}: no such folder (give EmoBox's data/<corpus>)")
+        raise CorpusError(f"--metadata {folder}: not a folder (give EmoBox's data/<corpus>)")
     corpus = emobox_corpus(_corpus_name(folder))
     label_map = read_label_map(folder)
     numbers = sorted(
