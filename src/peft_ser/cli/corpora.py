@@ -22,7 +22,9 @@ Your own data: `prepare table --manifest clips.csv` (CSV, TSV, JSONL or Parquet;
 path and label, optionally speaker, gender, session, key, split, fold, start, end, and
 arousal, valence, dominance for --targets attributes or both, where attributes alone needs no
 label column) or `prepare folder --root data/` (one sub-folder per label; class labels
-only). Classes come from the data or --labels; folds from the table's split or fold column,
+only). EmoBox's corpora: `prepare emobox --metadata <EmoBox>/data/<corpus> --root <folder its
+wav paths start in>` (EmoBox's folds and label map; `prepare emobox --list` names the 32).
+Classes come from the data or --labels; folds from the table's split or fold column,
 else speaker-independent k-fold (--folds-k, --seed), or utterance-level with --split-by
 utterance when speakers are unknown.
 
@@ -35,11 +37,15 @@ Corpora:
 """
 
 _OWN_DATA_ONLY = ("--columns", "--speaker-pattern", "--split-by", "--folds-k", "--seed", "--name")
+_EMOBOX = "emobox"
+_EMOBOX_ONLY = ("--metadata", "--list")
 
 
 @app.command(help=_PREPARE_HELP + describe_corpora())
 def prepare(
-    corpus: Annotated[str, typer.Argument(help=f"one of: {', '.join(CORPORA)}; or table, folder")],
+    corpus: Annotated[
+        str, typer.Argument(help=f"one of: {', '.join(CORPORA)}; or table, folder, emobox")
+    ],
     root: Annotated[
         Path | None,
         typer.Option(help="the corpus folder (or the folder above it); folder: the label folders"),
@@ -115,11 +121,35 @@ def prepare(
             "as floats are read to the end either way, to find NaN and inf samples)"
         ),
     ] = True,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(
+            help="emobox: EmoBox's data/<corpus> folder (fold_<k>/…jsonl, label_map.json)"
+        ),
+    ] = None,
+    list_corpora: Annotated[
+        bool, typer.Option("--list", help="emobox: print EmoBox's 32 corpora and exit")
+    ] = False,
 ) -> None:
     from peft_ser.corpora import OwnDataOptions, prepare_corpus, prepare_folder, prepare_table
     from peft_ser.corpora.registry import own_data_kind
     from peft_ser.corpora.table import parse_columns
 
+    if corpus.strip().lower() == _EMOBOX:
+        others = {"--manifest": manifest, "--labels": labels, "--protocol": protocol,
+                  "--columns": columns, "--speaker-pattern": speaker_pattern,
+                  "--split-by": split_by, "--folds-k": folds_k, "--name": name,
+                  "--min-per-class": min_per_class}  # fmt: skip
+        misplaced = [option for option, value in others.items() if value is not None]
+        if targets != "categorical":
+            misplaced.append("--targets")
+        if misplaced:
+            raise UserError(f"prepare emobox: {', '.join(misplaced)} not taken (EmoBox fixes "
+                            "labels and folds)")  # fmt: skip
+        _prepare_emobox(metadata, root, out, list_corpora, seed, min_duration, check_silence)
+        return
+    if metadata is not None or list_corpora:
+        raise UserError(f"{', '.join(_EMOBOX_ONLY)}: only for prepare emobox")
     kind = own_data_kind(corpus)
     values = (columns, speaker_pattern, split_by, folds_k, seed, name)
     given = dict(zip(_OWN_DATA_ONLY, values, strict=True))
@@ -160,6 +190,35 @@ def prepare(
     prepare_folder(
         root, out, speaker_pattern=speaker_pattern, options=options, name=name, verbose=True
     )
+
+
+def _prepare_emobox(
+    metadata: Path | None,
+    root: Path | None,
+    out: Path | None,
+    list_corpora: bool,
+    seed: int | None,
+    min_duration: float,
+    check_silence: bool,
+) -> None:
+    """`prepare emobox`: the list of EmoBox's corpora, or one corpus prepared."""
+    from peft_ser.corpora.emobox import prepare_emobox
+    from peft_ser.corpora.emobox_corpora import corpus_table
+
+    if list_corpora:
+        if metadata is not None or root is not None or out is not None:
+            raise UserError("prepare emobox --list takes no --metadata, --root or --out")
+        typer.echo(corpus_table(), nl=False)
+        return
+    if metadata is None or root is None:
+        raise UserError(
+            "prepare emobox: give --metadata <EmoBox>/data/<corpus> and --root <the folder its "
+            "wav paths start in> (or --list for the 32 corpora)"
+        )
+    prepare_emobox(
+        metadata, root, out, seed=seed or 0, min_duration=min_duration,
+        check_silence=check_silence, verbose=True,
+    )  # fmt: skip
 
 
 @app.command()

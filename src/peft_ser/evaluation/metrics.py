@@ -212,6 +212,37 @@ def summarize(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, floa
     return summary
 
 
+EMOBOX_SCORES = (("WA", "accuracy"), ("UA", "uar"), ("macro-F1", "macro_f1"))
+"""EmoBox's three leaderboard scores and the fold metric each is: its ``ComputePerformance``
+(emo-box/EmoBox ``EmoBox/EmoEval.py``, ``examples/sb/scoring_metric.py``) takes WA from
+scikit-learn's ``accuracy_score``, UA from ``balanced_accuracy_score`` (the mean recall of
+the classes in the truth, our `uar`) and macro-F1 from ``f1_score(average="macro")`` (over
+the classes in truth or prediction, as `classification_metrics` computes it)."""
+
+
+def emobox_scores(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """WA, UA and macro-F1 in percent, each the unweighted mean of the folds' own scores.
+
+    EmoBox scores each fold's test list on its own (``ComputePerformance`` above) and ships
+    no code that pools folds; the mean over folds, each fold counting once whatever its size,
+    is how its multi-fold corpora reach one leaderboard number per corpus and metric, and
+    what `summarize` takes too (pooling every fold's predictions would weigh large folds
+    more)."""
+    return {
+        name: 100 * float(np.mean([float(fold[key]) for fold in per_fold]))
+        for name, key in EMOBOX_SCORES
+    }
+
+
+def emobox_line(per_fold: Sequence[Mapping[str, Any]]) -> str:
+    """``EmoBox WA / UA / macro-F1 (%, mean of 5 folds): 66.67 / 58.33 / 55.56``."""
+    scores = emobox_scores(per_fold)
+    names = " / ".join(scores)
+    values = " / ".join(f"{value:.2f}" for value in scores.values())
+    count = len(per_fold)
+    return f"EmoBox {names} (%, mean of {count} fold{'' if count == 1 else 's'}): {values}"
+
+
 def confusion_figure(
     confusion: Sequence[Sequence[int]], labels: Sequence[str], title: str
 ) -> Figure:

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 
 from peft_ser.config import RunConfig
 from peft_ser.data.manifest import csv_text
-from peft_ser.evaluation.metrics import SCALARS, confusion_figure, regression_scalars, summarize
+from peft_ser.evaluation.metrics import (
+    SCALARS,
+    confusion_figure,
+    emobox_line,
+    regression_scalars,
+    summarize,
+)
 from peft_ser.models.ser_model import CONFIG_FILE
 from peft_ser.runs.layout import RunDir
 from peft_ser.utils.fileio import write_atomic
@@ -152,6 +158,8 @@ def summary_text(
     lines.append("")
     for name, stats in overall["mean_std"].items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    if "uar" in fold_results[0]["test"]:
+        lines.append(emobox_line([fold["test"] for fold in fold_results]))
     lines += [f"warning: {text}" for text in overall["warnings"]]
     for fold in fold_results:
         if fold.get("skipped_steps"):

@@ -3,8 +3,10 @@
 Two axes span the table (rows: methods, columns: backbones by default); cells that differ only
 in the other axes (folds, seeds) are pooled, so an entry is the mean ± standard deviation
 (population, as in each run's own summary) of the test UAR over every fold of every seed, in
-percent as the paper reports it. Each entry also has its trainable parameters (counted in the
-saved model's trainable weights) and training time (the sum of the epochs' times).
+percent as the paper reports it, and EmoBox's leaderboard scores (WA / UA / macro-F1, the
+mean of the folds' own scores: `emobox_scores`). Each entry also has its trainable
+parameters (counted in the saved model's trainable weights) and training time (the sum of the
+epochs' times).
 
 Only finished folds count, read from their results files (`RunDir.fold_results`). An entry
 with unfinished folds is shown as incomplete with how many folds are done, never as a number,
@@ -25,6 +27,7 @@ from matplotlib.figure import Figure
 from safetensors import safe_open
 
 from peft_ser.data.manifest import FOLDS_FILE, MANIFEST_FILE, csv_text
+from peft_ser.evaluation.metrics import emobox_scores
 from peft_ser.evaluation.results import save_figure
 from peft_ser.models.ser_model import WEIGHTS_FILE
 from peft_ser.runs.layout import RunDir
@@ -41,6 +44,8 @@ class Entry:
     """One table entry: the pooled folds of every cell with this row and column value."""
 
     uars: list[float] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    """Every finished fold's test scores, for the EmoBox table (WA, UA, macro-F1)."""
     folds_done: int = 0
     folds_expected: int | None = 0
     trainable: set[int] = field(default_factory=set)
@@ -63,6 +68,7 @@ class Entry:
         folds = finished_folds(cell)
         expected = expected_folds(cell)
         self.uars += [float(fold["test"]["uar"]) for fold in folds]
+        self.tests += [fold["test"] for fold in folds]
         self.folds_done += len(folds)
         self.folds_expected = (
             None if expected is None or self.folds_expected is None
@@ -208,6 +214,13 @@ def _uar_text(entry: Entry) -> str:
     return text if entry.paper is None else f"{text}; paper {entry.paper:.1f}"
 
 
+def _emobox_text(entry: Entry) -> str:
+    """EmoBox's three scores as its leaderboard shows them (see `emobox_scores`)."""
+    if not entry.complete:
+        return f"incomplete: {entry.folds_done}/{entry.folds_expected or '?'} folds"
+    return " / ".join(f"{value:.2f}" for value in emobox_scores(entry.tests).values())
+
+
 def _trainable_text(entry: Entry) -> str:
     if not entry.trainable:
         return "—"
@@ -238,6 +251,7 @@ def _markdown(
     over = " and ".join(["folds", *pooled])
     sections = [
         (f"Test UAR (%), mean ± std over {over}", _uar_text),
+        (f"EmoBox leaderboard: WA / UA / macro-F1 (%), mean over {over}", _emobox_text),
         ("Trainable parameters", _trainable_text),
         ("Training time (sum of epoch times)", _seconds_text),
     ]
@@ -255,6 +269,11 @@ def _markdown(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _emobox_cells(entry: Entry) -> tuple[float, float]:
+    scores = emobox_scores(entry.tests)
+    return scores["WA"], scores["macro-F1"]
+
+
 def _csv(
     rows: tuple[str, list[str]],
     columns: tuple[str | None, list[str]],
@@ -263,7 +282,7 @@ def _csv(
     header = [
         rows[0], columns[0] or "column", "status", "folds_done", "folds_expected",
         "uar_mean_percent", "uar_std_percent", "n", "trainable_parameters", "train_seconds",
-        "paper_uar_percent",
+        "paper_uar_percent", "wa_mean_percent", "macro_f1_mean_percent",
     ]  # fmt: skip
     table: list[Sequence[object]] = []
     for (row, column), entry in entries.items():
@@ -274,5 +293,6 @@ def _csv(
             entry.mean if done else "", entry.std if done else "", len(entry.uars),
             ";".join(str(count) for count in sorted(entry.trainable)),
             round(entry.seconds, 3), "" if entry.paper is None else entry.paper,
+            *(_emobox_cells(entry) if done else ("", "")),
         ])  # fmt: skip
     return csv_text(header, table)
