@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,7 +79,7 @@ def stream_file(
 ) -> Iterator[dict[str, Any]]:
     """Stream a recording (any format and rate `load_audio` reads) in 0.25-s frames; with
     ``realtime``, at the pace a microphone would send it."""
-    samples = load_audio(path)
+    samples = load_audio(Path(path))
     url = stream_url(server, model, window, hop)
     headers = {"X-API-Key": api_key} if api_key else None
     yield from stream_samples(url, frames_of(samples, realtime=realtime), headers=headers)
