@@ -77,7 +77,9 @@ def public_name(source: str) -> str:
 def model_card(model: SERModel, facts: CardFacts) -> ModelCard:
     """The card: front matter from `ModelCardData`, then the prose sections."""
     config = model.config
-    tags = ["speech-emotion-recognition", "peft", config.method, model.backbone.family]
+    spec = BACKBONES.get(config.backbone)
+    family = spec.model_type if spec is not None else model.backbone.family
+    tags = ["speech-emotion-recognition", "peft", config.method, family]
     data = ModelCardData(
         library_name=LIBRARY,
         pipeline_tag=TASK,
