@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub
 import httpx
+import huggingface_hub
 import pytest
 import soundfile as sf
 import torch

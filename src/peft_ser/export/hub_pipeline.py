@@ -26,6 +26,7 @@ from transformers import Pipeline, PretrainedConfig, PreTrainedModel
 
 from peft_ser.inference.loading import load_model
 from peft_ser.inference.predict import predict
+from peft_ser.models.ser_model import SERModel
 
 SAMPLE_RATE = 16_000
 """The rate a bare array is taken to have, as transformers' audio pipelines take the feature
@@ -51,7 +52,7 @@ class PeftSerForAudioClassification(PreTrainedModel):
     def __init__(self, config: PeftSerConfig) -> None:
         super().__init__(config)
         self.post_init()
-        self.ser: torch.nn.Module | None = None
+        self.ser: SERModel | None = None
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -77,25 +78,28 @@ class PeftSerAudioClassificationPipeline(Pipeline):
     """``[{"label", "score"}, ...]`` for a file, an array at 16 kHz or
     ``{"raw" or "array": samples, "sampling_rate": rate}``, most probable first."""
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = False
+    # Nothing for transformers to load besides the model: peft-ser prepares the audio itself.
+    _load_processor = False  # type: ignore[assignment]
+    _load_image_processor = False  # type: ignore[assignment]
+    _load_video_processor = False  # type: ignore[assignment]
+    _load_feature_extractor = False  # type: ignore[assignment]
+    _load_tokenizer = False  # type: ignore[assignment]
 
     def _sanitize_parameters(
         self, top_k: int | None = None, **kwargs: Any
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         return {}, {}, ({} if top_k is None else {"top_k": top_k})
 
-    def preprocess(self, inputs: Any) -> dict[str, Any]:
+    def preprocess(self, inputs: Any) -> dict[str, Any]:  # type: ignore[override]
         return {"audio": audio_input(inputs)}
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        [prediction] = predict(model_inputs["audio"], model=self.model.ser)
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        model = self.model
+        assert isinstance(model, PeftSerForAudioClassification) and model.ser is not None
+        [prediction] = predict(model_inputs["audio"], model=model.ser)
         return {"probabilities": prediction.probabilities}
 
-    def postprocess(
+    def postprocess(  # type: ignore[override]
         self, model_outputs: dict[str, Any], top_k: int = TOP_K
     ) -> list[dict[str, Any]]:
         ranked = sorted(model_outputs["probabilities"].items(), key=lambda item: -item[1])

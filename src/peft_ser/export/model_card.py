@@ -162,12 +162,10 @@ def _prose(model: SERModel, facts: CardFacts) -> list[str]:
 
 
 def _method_detail(model: SERModel) -> str:
-    config = model.config
-    details = {
-        "lora": f" (rank {config.lora_rank}, alpha {config.lora_alpha})",
-        "adapter": f" (bottleneck {config.adapter_dim})",
-    }
-    return details.get(config.method, "")
+    """The method's own options, as its options model declares them (`method_options`)."""
+    options = model.config.method_options.model_dump()
+    shown = [f"{key} {value}" for key, value in options.items() if value is not None]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def _recipe(run: RunConfig | None) -> list[str]:
