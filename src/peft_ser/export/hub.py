@@ -201,7 +201,9 @@ def push_to_hub(
                 repo_type="model",
                 commit_message=f"peft-ser push {Path(source).name}",
             )
-        except (OSError, ValueError) as error:
+        except Exception as error:  # the Hub's boundary: HTTP, auth, network
+            # huggingface_hub raises its own errors, its HTTP client's and OSErrors for a
+            # missing token; whichever it is, the user needs the reason in one line.
             reason = " ".join(str(error).split()) or type(error).__name__
             raise HubExportError(f"{repo_id}: upload failed ({reason})") from None
     return str(getattr(commit, "commit_url", commit))

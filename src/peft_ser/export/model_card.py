@@ -151,7 +151,7 @@ def _prose(model: SERModel, facts: CardFacts) -> list[str]:
         ),
         f"- method: `{config.method}`{_method_detail(model)}",
         f"- trainable parameters: {count.trainable:,} of {count.total:,} ({count.percent:.2f} %); "
-        "only these are in `trainable.safetensors`, the backbone is fetched from its source",
+        "only these are in `trainable.safetensors`; the backbone is loaded from its own source",
         "- input: mono audio; files and arrays at any rate are resampled to 16 kHz",
         "",
     ]
@@ -193,8 +193,7 @@ def _scores(facts: CardFacts) -> list[str]:
     if not facts.folds:
         return [*lines, "No test scores: this model was exported without a finished fold.", ""]
     lines += [
-        "Test split of each fold (speakers unseen in training); UAR with its 95 % bootstrap "
-        "interval.",
+        "The test split of each fold; UAR with its 95 % bootstrap interval.",
         "",
         "| fold | n | UAR | 95 % interval | accuracy | macro-F1 |",
         "|---|---|---|---|---|---|",
