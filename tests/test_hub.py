@@ -5,12 +5,14 @@ the `HfApi` boundary, and every refusal in one line.
 
 `hub_cache` lays a repository out as huggingface_hub's cache does (huggingface_hub
 ``src/huggingface_hub/file_download.py`` and ``_snapshot_download.py``: a repo's folder is
-``<cache>/models--<org>--<name>``, a revision's files lie in ``snapshots/<commit>/`` and
-``refs/main`` holds the commit main points to, which offline reads resolve through).
+``<cache>/models--<org>--<name>``, a revision's files lie in ``snapshots/<commit>/`` as
+symlinks into ``blobs/`` and ``refs/main`` holds the commit main points to, which offline reads
+resolve through).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,13 +79,16 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def cache_repo(cache: Path, repo_id: str, files_from: Path | None = None) -> Path:
-    """``files_from``'s files as revision `COMMIT` of ``repo_id``, main pointing to it."""
+    """``files_from``'s files as revision `COMMIT` of ``repo_id``, main pointing to it: each
+    file's content in ``blobs/<sha256>``, linked from the snapshot by a relative symlink."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
     snapshot = repo / "snapshots" / COMMIT
-    if files_from is not None:
-        shutil.copytree(files_from, snapshot)
-    else:
-        snapshot.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for path in sorted(files_from.iterdir()) if files_from is not None else []:
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copyfile(path, blob)
+        (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(COMMIT)
     return snapshot
@@ -450,3 +455,9 @@ def test_export_hub_on_the_command_line(tiny_model_dir: Path, tmp_path: Path) ->
         "peft_ser_pipeline.py, trainable.safetensors\n"
     )
     assert ModelCard.load(out / "README.md").data.license == "apache-2.0"
+    for wrong in (["--format", "hub", "--tolerance", "1e-3"], ["--license", "mit"]):
+        result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(out), *wrong])
+        assert result.exit_code == 2
+        assert result.output.strip().startswith(f"error: {wrong[-2]} does not apply to --format")
+    with pytest.raises(HubExportError, match="give a Hub repo id, org/name"):
+        export_hub(str(tiny_model_dir), tmp_path / "r", repo_id="not a repo")

@@ -38,9 +38,12 @@ def export(
         Path | None, typer.Option(help="zoo names: the folder of the released files")
     ] = None,
     tolerance: Annotated[
-        float,
-        typer.Option(help="onnx: largest logit difference onnxruntime may show against PyTorch"),
-    ] = 1e-4,
+        float | None,
+        typer.Option(
+            help="onnx: largest logit difference onnxruntime may show against PyTorch "
+            "(default 1e-4)"
+        ),
+    ] = None,
     license: Annotated[str | None, typer.Option(help="hub: " + _LICENSE_HELP)] = None,
     repo: Annotated[
         str | None,
@@ -60,7 +63,15 @@ def export(
     Upload it with peft-ser push, or any Hub tool.
     """
     from peft_ser.inference.loading import load_model
+    from peft_ser.utils.errors import UserError
 
+    unused = (
+        [name for name, value in (("--license", license), ("--repo", repo)) if value is not None]
+        if export_format is ExportFormat.onnx
+        else ["--tolerance"] * (tolerance is not None)
+    )
+    if unused:
+        raise UserError(f"{unused[0]} does not apply to --format {export_format.value}")
     if export_format is ExportFormat.hub:
         from peft_ser.export.hub import export_hub
 
@@ -73,7 +84,7 @@ def export(
     from peft_ser.export.onnx import export_onnx
 
     loaded = load_model(model, "cpu", cache_folder=cache_folder, backbone=backbone)
-    report = export_onnx(loaded, out, tolerance=tolerance)
+    report = export_onnx(loaded, out, tolerance=1e-4 if tolerance is None else tolerance)
     typer.echo(f"wrote {report.directory / 'model.onnx'} ({export_format.value})")
     typer.echo(
         f"onnxruntime vs PyTorch on clips of {list(report.check_samples)} samples: largest "

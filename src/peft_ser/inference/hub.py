@@ -5,11 +5,11 @@ A repository written by ``peft-ser export --format hub`` (or ``peft-ser push``) 
 with ``huggingface_hub.snapshot_download``, so the Hub's own cache is used and its settings
 honoured: ``HF_HOME``/``HF_HUB_CACHE`` say where the cache is, ``HF_HUB_OFFLINE=1`` reads
 only what is cached there, and a token is found where huggingface_hub looks for one. Only the
-files a model needs are fetched, and the snapshot is refused when it holds pickled weights
+two files a model is are fetched, and the snapshot is refused when it holds pickled weights
 (peft-ser reads safetensors only: a pickle runs code when loaded) or is not a peft-ser model.
 
 What a model name means is decided in one order, without guessing (`model_kind`): an existing
-local path wins, then a zoo name, then a name of the Hub's ``org/name`` shape. A local folder
+local folder wins, then a zoo name, then a name of the Hub's ``org/name`` shape. A local folder
 that happens to be called ``org/name`` is therefore always the folder; ``./org/name`` says so
 explicitly, and a repo id never collides with a zoo name (those hold no ``/``).
 """
@@ -22,8 +22,6 @@ from typing import Literal
 
 from peft_ser.utils.errors import UserError
 
-FETCHED = ["*.safetensors", "*.json", "*.py", "README.md"]
-"""What a model needs from its repository: no other file is downloaded."""
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 """Weights saved with pickle, which can run code when loaded: refused, never read."""
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -72,10 +70,17 @@ def hub_model_folder(repo_id: str, revision: str | None = None) -> Path:
     """
     from huggingface_hub import snapshot_download
 
+    from peft_ser.models.ser_model import CONFIG_FILE, WEIGHTS_FILE
+
     try:
+        # The two files a model is, and nothing else: a repository of another library (whose
+        # weights may be gigabytes) costs nothing before it is refused.
         folder = Path(
             snapshot_download(
-                repo_id, revision=revision, allow_patterns=FETCHED, library_name="peft-ser"
+                repo_id,
+                revision=revision,
+                allow_patterns=[CONFIG_FILE, WEIGHTS_FILE],
+                library_name="peft-ser",
             )
         )
     except (OSError, ValueError) as error:
