@@ -176,6 +176,16 @@ def test_a_loose_model_gets_a_card_without_scores(tiny_model_dir: Path, tmp_path
     assert f"trainable parameters: {count:,} of" in card.text
 
 
+def test_an_attribute_model_exports_without_a_pipeline(tmp_path: Path) -> None:
+    model = build_tiny_model(task="attributes", labels=["none"], attributes=["arousal", "valence"])
+    out = export_hub(str(model.save(tmp_path / "model")), tmp_path / "hub")
+    assert {p.name for p in out.iterdir()} == {"README.md", "peft_ser_config.json",
+                                               "trainable.safetensors"}  # fmt: skip
+    card = ModelCard.load(out / "README.md")
+    assert "attributes: arousal, valence" in card.text and "pipeline(" not in card.text
+    assert torch.equal(logits(SERModel.load(out)), logits(SERModel.load(tmp_path / "model")))
+
+
 def test_the_base_model_is_a_hub_id_only(tmp_path: Path) -> None:
     assert base_model("whisper-base") == "openai/whisper-base"
     assert base_model("wavlm-large") == "microsoft/wavlm-large"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_ser.export import hub_pipeline
-from peft_ser.export.model_card import CardFacts, model_card
+from peft_ser.export.model_card import CardFacts, classes, model_card
 from peft_ser.inference.hub import is_repo_id
 from peft_ser.inference.loading import load_model
 from peft_ser.models.ser_model import CONFIG_FILE, WEIGHTS_FILE, SERModel
@@ -133,7 +133,7 @@ def export_hub(
     with storage_errors("free space or choose another --out"):
         directory.mkdir(parents=True, exist_ok=True)
         model.save(directory)
-        if model.labels:
+        if classes(model):
             write_atomic(directory / HF_CONFIG, json.dumps(transformers_config(model), indent=2))
             shutil.copyfile(hub_pipeline.__file__, directory / CODE_FILE)
         if has_confusion and confusion is not None:
@@ -145,7 +145,7 @@ def export_hub(
 def transformers_config(model: SERModel) -> dict[str, Any]:
     """``config.json``: the labels, and where transformers finds the model and pipeline code."""
     module = Path(CODE_FILE).stem
-    labels = model.labels[: model.layout.logits_width]
+    labels = model.labels[: classes(model)]
     return {
         "model_type": hub_pipeline.PeftSerConfig.model_type,
         "architectures": [hub_pipeline.PeftSerForAudioClassification.__name__],

@@ -131,7 +131,7 @@ def _corpus(run: RunConfig | None) -> str:
 def _prose(model: SERModel, facts: CardFacts) -> list[str]:
     config = model.config
     count = parameter_count(model)
-    labels = ", ".join(model.labels) or "none (attribute values only)"
+    labels = ", ".join(model.labels[: classes(model)]) or "none (attribute values only)"
     lines = [
         f"# {facts.name}",
         "",
@@ -157,8 +157,13 @@ def _prose(model: SERModel, facts: CardFacts) -> list[str]:
     ]
     lines += _recipe(facts.run)
     lines += _scores(facts)
-    lines += _use(facts)
+    lines += _use(facts, pipeline=classes(model) > 0)
     return lines
+
+
+def classes(model: SERModel) -> int:
+    """How many class labels the model answers (none for attribute values alone)."""
+    return int(model.layout.logits_width)
 
 
 def _method_detail(model: SERModel) -> str:
@@ -222,8 +227,16 @@ def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else ""
 
 
-def _use(facts: CardFacts) -> list[str]:
+def _use(facts: CardFacts, pipeline: bool) -> list[str]:
+    """How to load it; transformers' audio-classification pipeline only for a model with
+    classes (one of attribute values alone answers no labels)."""
     repo = facts.repo_id or "ORG/NAME"
+    transformers = [
+        "",
+        "from transformers import pipeline",
+        f'classify = pipeline("audio-classification", model="{repo}", trust_remote_code=True)',
+        'print(classify("clip.wav"))',
+    ]
     return [
         "## Intended use and limitations",
         "",
@@ -244,11 +257,8 @@ def _use(facts: CardFacts) -> list[str]:
         "```python",
         "import peft_ser",
         f'model = peft_ser.load_model("{repo}")',
-        'print(peft_ser.predict("clip.wav", model=model)[0].label)',
-        "",
-        "from transformers import pipeline",
-        f'classify = pipeline("audio-classification", model="{repo}", trust_remote_code=True)',
-        'print(classify("clip.wav"))',
+        'print(peft_ser.predict("clip.wav", model=model)[0])',
+        *(transformers if pipeline else []),
         "```",
         "",
     ]
