@@ -15,8 +15,8 @@ def cross_corpus_command(
     train: Annotated[
         str,
         typer.Option(
-            help="comma-separated saved model folders, zoo names or run directories (each "
-            "completed fold's model, UARs averaged)"
+            help="comma-separated saved model folders, zoo names, Hub repo ids or run "
+            "directories (each completed fold's model, UARs averaged)"
         ),
     ],
     test: Annotated[str, typer.Option(help="comma-separated prepared corpora (folders or names)")],

@@ -34,7 +34,8 @@ def predict_command(
         typer.Option(
             "--model",
             "-m",
-            help="a saved model folder or a model-zoo name: " + ", ".join(ZOO),
+            help="a saved model folder, a Hub repo id (org/name) or a model-zoo name: "
+            + ", ".join(ZOO),
         ),
     ],
     output_format: Annotated[

@@ -28,7 +28,8 @@ def serve(
         typer.Option(
             "--model",
             "-m",
-            help="a saved model folder, a zoo name or a folder written by peft-ser export, "
+            help="a saved model folder, a zoo name, a Hub repo id or a folder written by peft-ser "
+            "export, "
             "optionally NAME=SOURCE; repeat for more models (models on the same backbone hold "
             "it once)",
         ),

@@ -73,8 +73,8 @@ def evaluate_command(
     source: Annotated[
         str,
         typer.Argument(
-            help="a run directory (each completed fold's model), a saved model directory or a "
-            "zoo name"
+            help="a run directory (each completed fold's model), a saved model directory, a Hub "
+            "repo id or a zoo name"
         ),
     ],
     corpus: Annotated[

@@ -107,8 +107,8 @@ def evaluate(
 
 
 def _default_output(source: str | Path) -> Path:
-    """``<source>/evaluation`` for a folder (a run's, or a saved model's), else (a zoo name)
-    ``evaluation/<name>`` in the working directory."""
+    """``<source>/evaluation`` for a folder (a run's, or a saved model's), else (a zoo name,
+    a Hub repo id) ``evaluation/<name>`` in the working directory."""
     path = Path(source)
     return RunDir(path).evaluation if path.is_dir() else Path(EVALUATION) / path.name
 

@@ -1,9 +1,11 @@
 """What `evaluate` and the cross-corpus matrix score: a run folder (each completed fold's saved
-model), a saved model folder (`SERModel.save` output) or a model-zoo name.
+model), a saved model folder (`SERModel.save` output), a model-zoo name or a Hub repo id.
 
 A source is told apart by what is on disk, in this order: a folder holding a run's config is a
 run, a folder holding a saved model's config is a model, and a name that is no path on disk is
-looked up in the zoo. Anything else is refused in one line that says which of these it is not.
+looked up in the zoo, then read as a Hub repo id (``org/name``, fetched by `load_model`; the
+order of `peft_ser.inference.hub.model_kind`). Anything else is refused in one line that says
+which of these it is not.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from peft_ser.data.manifest import Fold
+from peft_ser.inference.hub import is_repo_id
 from peft_ser.models.ser_model import CONFIG_FILE
 from peft_ser.runs.layout import RunDir
 from peft_ser.utils.errors import UserError, suggest
 from peft_ser.zoo import ZOO
 
 ModelSource = RunDir | str
-"""A run, or one model: a saved model folder's path or a zoo name, as `load_model` takes it."""
+"""A run, or one model: a saved model folder's path, a zoo name or a Hub repo id, as
+`load_model` takes it."""
 
 
 def model_source(source: str | Path, refusal: str) -> ModelSource:
@@ -38,11 +42,12 @@ def model_source(source: str | Path, refusal: str) -> ModelSource:
     if path.exists():
         raise UserError(f"{path}: is a file; give a run directory, a saved model or a zoo name")
     name = str(source)
-    if name in ZOO:
+    if name in ZOO or is_repo_id(name):
         return name
     raise UserError(
         f"{name}: no such folder, and no zoo model of that name{suggest(name, ZOO)}; give a run "
-        f"directory, a saved model folder or a zoo name ({', '.join(sorted(ZOO))})"
+        f"directory, a saved model folder, a Hub repo id (org/name) or a zoo name "
+        f"({', '.join(sorted(ZOO))})"
     )
 
 

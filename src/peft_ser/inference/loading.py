@@ -1,10 +1,14 @@
-"""`load_model`, the one public loader: a saved model folder or a zoo name, on a device, in a dtype.
+"""`load_model`, the one public loader: a saved model folder, a zoo name or a Hugging Face Hub
+repo id, on a device, in a dtype.
 
 It keeps the original PEFT-SER package's call, ``load_model(name, cache_folder=...)``, and adds
 where the backbone is (``backbone=``) and the weights' dtype. It only decides what the name is
 and where the model goes; the work is done by the loaders each source has, which it does not
 repeat: `SERModel.load` reads (and checks) a saved folder, `peft_ser.zoo.load_zoo_model`
-fetches, checks and converts a released model. To run a model on onnxruntime or at a reduced
+fetches, checks and converts a released model, `peft_ser.inference.hub.hub_model_folder`
+fetches and checks a Hub repository's snapshot (which `SERModel.load` then reads). A name is
+told apart in one order (`peft_ser.inference.hub.model_kind`): an existing local folder, then a
+zoo name, then a Hub repo id (``org/name``). To run a model on onnxruntime or at a reduced
 precision, `peft_ser.inference.backends.inference_model` wraps what this returns.
 
 Devices and dtypes are checked here by name, before anything loads; torch is imported only by
@@ -17,6 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from peft_ser.inference.hub import hub_model_folder, model_kind
 from peft_ser.inference.onnx_model import refuse_export_on_torch
 from peft_ser.utils.errors import InvalidRequestError, suggest
 from peft_ser.utils.precision import resolve_dtype
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InvalidRequestError", "available_devices", "load_model", "resolve_device"]
 
-_WANTED = "give a folder written by SERModel.save or a zoo name"
+_WANTED = "give a folder written by SERModel.save, a Hub repo id (org/name) or a zoo name"
 
 
 def available_devices() -> list[str]:
@@ -86,7 +91,9 @@ def load_model(
     backbone: str | os.PathLike[str] | None = None,
     dtype: str | torch.dtype | None = None,
 ) -> SERModel:
-    """A model in eval mode from a directory written by `SERModel.save` or a model-zoo name.
+    """A model in eval mode from a directory written by `SERModel.save`, a model-zoo name or
+    a Hub repo id (``org/name``, fetched into Hugging Face's cache; see `peft_ser.inference.hub`
+    for the order in which a name is read).
 
     ``device`` defaults to CUDA when available, else the CPU. ``cache_folder`` (zoo names, as in
     the original package) is where the released files are looked for and downloaded to; by
@@ -98,7 +105,8 @@ def load_model(
     trained weights are loaded, whatever dtype the backbone was stored in. Raises a
     `UserError` (one line: the model, the file and the problem) for an unavailable device or
     dtype, a damaged model folder, an exported ONNX folder (that runs on onnxruntime:
-    `peft_ser.predict`), or a name that is neither a folder nor a zoo name.
+    `peft_ser.predict`), a Hub repository that cannot be had or is not a peft-ser model, or a
+    name that is none of these.
     """
     name = os.fspath(name_or_path)
     if not name.strip():
@@ -109,14 +117,16 @@ def load_model(
     from peft_ser.models.ser_model import ModelFileError, SERModel
     from peft_ser.zoo import ZOO, load_zoo_model
 
-    if not Path(name).is_dir() and name in ZOO:
+    kind = model_kind(name, ZOO)
+    if kind == "zoo":
         folder = None if cache_folder is None else Path(cache_folder)
         model = load_zoo_model(name, folder, backbone=source, dtype=compute_dtype)
         return model.to(target).eval()
-    if not Path(name).exists():
+    if kind == "unknown":
         raise ModelFileError(_not_a_model(name, list(ZOO)))
-    refuse_export_on_torch(name)
-    return SERModel.load(name, map_location=target, backbone=source, dtype=compute_dtype)
+    path = hub_model_folder(name) if kind == "hub" else Path(name)
+    refuse_export_on_torch(path)
+    return SERModel.load(path, map_location=target, backbone=source, dtype=compute_dtype)
 
 
 def _not_a_model(name: str, zoo_names: list[str]) -> str:
