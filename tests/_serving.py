@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from peft_ser.inference.predict import Prediction
 from peft_ser.models.ser_model import SERModel
+from peft_ser.serving import ModelPool, ModelSpec
 
 
 def adapter_model(seed: int) -> SERModel:
@@ -56,8 +57,13 @@ def assert_same(answer: dict, reference: Prediction) -> None:
     np.testing.assert_allclose(
         list(answer["probabilities"].values()), list(reference.probabilities.values()), atol=1e-5
     )
-    assert len(answer["windows"]) == len(reference.windows)
-    for window, ours in zip(answer["windows"], reference.windows, strict=True):
+    assert_same_windows(answer["windows"], reference)
+
+
+def assert_same_windows(windows: list[dict], reference: Prediction) -> None:
+    """Answered windows (of an upload or a stream) equal `predict`'s, in order, to 1e-5."""
+    assert len(windows) == len(reference.windows)
+    for window, ours in zip(windows, reference.windows, strict=True):
         assert (window["start"], window["end"], window["label"]) == (
             ours.start,
             ours.end,
@@ -66,6 +72,12 @@ def assert_same(answer: dict, reference: Prediction) -> None:
         np.testing.assert_allclose(
             list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
         )
+
+
+def two_model_pool(root: Path) -> ModelPool:
+    """Models ``a`` and ``b``: the two saved tiny models of `save_models`, which disagree."""
+    first, second = save_models(root)
+    return ModelPool.load([ModelSpec("a", str(first)), ModelSpec("b", str(second))])
 
 
 def local_client(app: object) -> TestClient:

@@ -1,7 +1,8 @@
 """``/v1/stream``: emotion over a WebSocket, one message per window, equal to `predict`'s windows.
 
 Models are the two saved tiny-whisper + LoRA models of `_serving`; the expected windows come
-from `peft_ser.predict` with ``segment="window"`` and the same window and hop on the same audio.
+from `peft_ser.predict` on the same served model with ``segment="window"`` and the same window
+and hop on the same audio.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _serving import local_client, running, save_models, voice
+from _serving import assert_same_windows, local_client, running, two_model_pool, voice
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 import peft_ser
 from peft_ser.inference.segments import segment_plan, window_spans
-from peft_ser.serving import ModelPool, ModelSpec, ServeSettings, create_app
+from peft_ser.serving import ModelPool, ServeSettings, create_app
 from peft_ser.serving.stream import MAX_FRAME_BYTES, WindowCutter
 from peft_ser.utils.errors import InvalidRequestError
 
@@ -33,13 +34,8 @@ LOCAL = {"host": "localhost"}
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return save_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def pool(saved: list[Path]) -> ModelPool:
-    return ModelPool.load([ModelSpec("a", str(saved[0])), ModelSpec("b", str(saved[1]))])
+def pool(tmp_path_factory: pytest.TempPathFactory) -> ModelPool:
+    return two_model_pool(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture()
@@ -66,31 +62,21 @@ def streamed(client: TestClient, url: str, samples: np.ndarray, frame: float) ->
     return messages
 
 
-def test_windows_equal_predict_over_the_same_audio(
-    client: TestClient, saved: list[Path], tmp_path: Path
-) -> None:
+def test_windows_equal_predict_over_the_same_audio(client: TestClient, pool: ModelPool) -> None:
     samples = audio()
     messages = streamed(client, "/v1/stream?model=b&window=1.5&hop=0.5", samples, 0.25)
     *windows, end = messages
-    [reference] = peft_ser.predict((samples, RATE), model=saved[1], window=1.5, hop=0.5)
+    [reference] = peft_ser.predict((samples, RATE), model=pool.get("b").runner, window=1.5, hop=0.5)
     assert end == {"event": "end", "windows": len(reference.windows), "seconds": 8.0}
     spread = np.ptp([list(window["probabilities"].values()) for window in windows], axis=0)
     assert spread.max() > 1e-3  # the answers change along the stream, by far more than atol
-    for window, ours in zip(windows, reference.windows, strict=True):
-        assert (window["start"], window["end"], window["label"]) == (
-            ours.start,
-            ours.end,
-            ours.label,
-        )
-        np.testing.assert_allclose(
-            list(window["probabilities"].values()), list(ours.probabilities.values()), atol=1e-5
-        )
+    assert_same_windows(windows, reference)
 
 
-def test_a_stream_shorter_than_a_window_is_one_segment(client: TestClient, saved: list[Path]):
+def test_a_stream_shorter_than_a_window_is_one_segment(client: TestClient, pool: ModelPool) -> None:
     samples = voice(0.8)
     *windows, end = streamed(client, "/v1/stream?model=a&window=2", samples, 0.3)
-    [reference] = peft_ser.predict((samples, RATE), model=saved[0], window=2.0)
+    [reference] = peft_ser.predict((samples, RATE), model=pool.get("a").runner, window=2.0)
     assert end["windows"] == 1
     [window] = windows
     assert (window["start"], window["end"], window["label"]) == (0.0, 0.8, reference.label)

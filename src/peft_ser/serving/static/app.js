@@ -143,6 +143,16 @@ async function toWav(blob) {
   return new Blob([buffer], { type: "audio/wav" });
 }
 
+// The microphone's stream, or null (with the reason shown) when the browser refuses it.
+async function microphone() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    status(`No microphone: ${error.message}`, true);
+    return null;
+  }
+}
+
 let recorder = null;
 
 async function toggleRecording() {
@@ -150,13 +160,8 @@ async function toggleRecording() {
     recorder.stop();
     return;
   }
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (error) {
-    status(`No microphone: ${error.message}`, true);
-    return;
-  }
+  const stream = await microphone();
+  if (!stream) return;
   const chunks = [];
   recorder = new MediaRecorder(stream);
   recorder.ondataavailable = (event) => chunks.push(event.data);
@@ -198,13 +203,8 @@ async function toggleLive() {
     stopLive("Stopped; the last windows are on their way.");
     return;
   }
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (error) {
-    status(`No microphone: ${error.message}`, true);
-    return;
-  }
+  const stream = await microphone();
+  if (!stream) return;
   const seconds = $("window").value || "2";
   const query = new URLSearchParams({ model: $("model").value, window: seconds, hop: seconds / 2 });
   const url = `${location.origin.replace(/^http/, "ws")}/v1/stream?${query}`;
