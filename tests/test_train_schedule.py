@@ -12,7 +12,7 @@ from _tones import tiny_run
 
 from peft_ser.config import OptimConfig
 from peft_ser.training import train
-from peft_ser.training.loop import _scheduler
+from peft_ser.training.schedule import build_scheduler as _scheduler
 
 
 def _cosine_rates(optim: OptimConfig) -> list[float]:
