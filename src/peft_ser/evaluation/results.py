@@ -152,6 +152,12 @@ def summary_text(
     lines.append("")
     for name, stats in overall["mean_std"].items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    for fold in fold_results:
+        if stop := fold.get("stopped_early"):
+            lines.append(
+                f"fold {fold['fold']}: stopped early after epoch {stop['epoch']} of "
+                f"{config.optim.epochs}: {stop['reason']}"
+            )
     lines += [f"warning: {text}" for text in overall["warnings"]]
     for fold in fold_results:
         if fold.get("skipped_steps"):
