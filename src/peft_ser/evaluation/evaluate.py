@@ -34,7 +34,7 @@ from peft_ser.evaluation.metrics import (
     summarize,
 )
 from peft_ser.evaluation.objectives import score_utterances
-from peft_ser.evaluation.results import json_text, metrics_csv, save_figure
+from peft_ser.evaluation.results import json_text, metrics_csv, save_figure, score_lines
 from peft_ser.evaluation.scoring import Outputs
 from peft_ser.evaluation.sources import ModelSource, model_source, run_models
 from peft_ser.inference.loading import load_model
@@ -71,7 +71,7 @@ def evaluate(
     metrics are also returned.
     """
     accelerator = accelerator_for("auto")
-    out = output_folder(output_dir or _default_output(source), "--output-dir")
+    out = output_folder(evaluation_folder(source, output_dir), "--output-dir")
     prepared, plan = evaluation_plan(model_source(source, NOT_A_SOURCE), corpus, folds)
     scores, attributes = [], []
     for model_ref, model_folds in plan:
@@ -104,6 +104,21 @@ def evaluate(
     write_atomic(out / "metrics.json", json_text(result))
     write_atomic(out / "metrics.csv", metrics_csv(per_fold, overall["mean_std"]))
     return result
+
+
+def evaluation_summary(source: str | Path, result: dict[str, Any], out: Path) -> str:
+    """The screen `evaluate` prints: the table `train` prints for its folds (without the
+    training's epoch and dev columns), the mean ± std of every score, where the files are."""
+    folds = [{"fold": scores["fold"], "test": scores} for scores in result["folds"]]
+    lines = [f"evaluated: {source} | split: {result['split']}"]
+    lines += score_lines(folds, result["overall"]["mean_std"])
+    lines.append(f"results: {out / 'metrics.json'}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_folder(source: str | Path, output_dir: str | Path | None) -> Path:
+    """Where `evaluate` writes: ``output_dir``, else beside the source (`_default_output`)."""
+    return Path(output_dir) if output_dir is not None else _default_output(source)
 
 
 def _default_output(source: str | Path) -> Path:
