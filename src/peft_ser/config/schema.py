@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     Field,
@@ -28,6 +28,9 @@ a single step already dwarfs every trained weight (the paper uses 5e-4), and 1e3
 MIN_CLIP_SECONDS = MIN_SAMPLES / 16000
 """0.025 s: one analysis frame, the shortest clip a model can score."""
 
+
+Tracker = Literal["tensorboard", "mlflow", "wandb", "comet_ml", "aim", "clearml", "dvclive"]
+"""The experiment trackers a run can report to (`peft_ser.training.reporting`)."""
 
 FoldSelector = int | str
 """A fold by 1-based position in the corpus's fold list (``2``) or by its name (``"fold2"``)."""
@@ -225,6 +228,12 @@ class RunConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
+    report_to: list[Tracker] = Field(
+        default_factory=lambda: [cast(Tracker, "tensorboard")],
+        description="experiment trackers each fold reports to (besides its files): TensorBoard "
+        "in the run folder, the others through Accelerate's tracking API (their package "
+        "installed; MLflow reads MLFLOW_TRACKING_URI); [] for none",
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="numpy takes seeds below 2**32")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",

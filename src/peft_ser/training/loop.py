@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.tensorboard import SummaryWriter
 
 from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data.audio_cache import RunAudio
@@ -41,6 +40,7 @@ from peft_ser.runs.layout import FoldDir
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
+from peft_ser.training.reporting import FoldReporters
 from peft_ser.training.schedule import build_scheduler, early_stop, per_step
 from peft_ser.training.tracker import EpochTracker
 from peft_ser.utils.errors import UserError
@@ -131,9 +131,21 @@ class FoldRunner:
             log.info("fold %s: resuming after epoch %d", self.fold.name, self.progress.epoch)
         start = self.progress.epoch + 1
         main = self.accelerator.is_main_process
-        writer = SummaryWriter(str(self.folder.tensorboard), purge_step=start) if main else None
-        if self.source.cached:
-            self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
+        reporters = FoldReporters(
+            self.config, self.folder, self.fold.name, self.progress.history, main
+        )
+        try:
+            if self.source.cached:
+                self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
+            self._train_epochs(start, reporters)
+            result = self._finish()
+        except BaseException:
+            reporters.finish(None)
+            raise
+        reporters.finish(result)
+        return result
+
+    def _train_epochs(self, start: int, reporters: FoldReporters) -> None:
         warned = False
         for epoch in range(start, self.config.optim.epochs + 1):
             if self._stops_early():
@@ -147,11 +159,7 @@ class FoldRunner:
                 self.progress.best_epoch = epoch
                 self.progress.best_uar = row[f"dev_{self.objective.selection}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
-            if writer is not None:
-                for name, value in row.items():
-                    if name != "epoch":
-                        writer.add_scalar(name, value, epoch)
-                writer.flush()
+            reporters.epoch(row)
             self._log_epoch(row)
             warnings = collapse_warnings(self.progress.history, len(self.labels))
             if warnings and not warned:
@@ -159,9 +167,6 @@ class FoldRunner:
                     log.warning("fold %s: %s", self.fold.name, warning)
                 warned = True
         self._stops_early()  # after the last epoch too, so the results say why it stopped
-        if writer is not None:
-            writer.close()
-        return self._finish()
 
     def _stops_early(self) -> bool:
         """Whether the dev score has stalled for ``optim.early_stopping_patience`` epochs; the
