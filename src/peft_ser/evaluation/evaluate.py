@@ -30,6 +30,7 @@ from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,
     confusion_figure,
+    fold_title,
     regression_metrics,
     summarize,
 )
@@ -92,12 +93,13 @@ def evaluate(
         predicted = [item for score in scores for item in score.predicted]
         genders = [item for score in scores for item in score.genders]
         pooled |= classification_metrics(truth, predicted, labels, genders, interval=True)
-        save_figure(out / "confusion.png", confusion_figure(pooled["confusion"], labels, split))
+        figure = confusion_figure(pooled["confusion"], labels, f"all folds ({split})")
+        save_figure(out / "confusion.png", figure)
     if attributes:
         ratings = np.concatenate([score.ratings for score in scores])
         values = np.concatenate([score.values for score in scores])
         pooled |= regression_metrics(ratings, values, attributes)
-        figure = attribute_scatter_figure(ratings, values, attributes, split)
+        figure = attribute_scatter_figure(ratings, values, attributes, f"all folds ({split})")
         save_figure(out / "attributes.png", figure)
     overall = {"pooled": pooled, "mean_std": summarize(per_fold)}
     result = {"split": split, "folds": per_fold, "overall": overall}
@@ -156,7 +158,7 @@ def _score_fold(
     """Score a model on ``split`` of ``fold`` as training scores its test split, and write the
     fold's files: ``confusion-<fold>.png`` for a categorical model, the test split's files
     (`Objective.write_split_files`) in ``fold-<name>/`` for an attribute or multitask one."""
-    title = f"{split}: {fold.name}"
+    title = f"{fold_title(fold.name)} ({split})"
     utterances = select(prepared, getattr(fold, split))
     objective, metrics = score_utterances(
         accelerator, module, layout, utterances, split, batch_size, prepared.labels, attributes

@@ -31,7 +31,7 @@ from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
 from peft_ser.data.sampler import padding_waste
 from peft_ser.data.states import FeatureBatch, FeatureCache
-from peft_ser.evaluation.metrics import learning_curves_figure
+from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
 from peft_ser.evaluation.objectives import Objective
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
 from peft_ser.evaluation.scoring import Outputs, forward, to_device
@@ -387,14 +387,18 @@ class FoldRunner:
         return result
 
     def _write_fold_files(self, test: dict[str, Any], predictions: Outputs) -> None:
-        title = f"fold {self.fold.name}"
-        self.objective.write_split_files(self.folder.path, "test", test, predictions, title)
+        title = fold_title(self.fold.name)
+        self.objective.write_split_files(
+            self.folder.path, "test", test, predictions, f"{title} (test)"
+        )
         history = self.progress.history
         columns = list(history[0])
         write_atomic(
             self.folder.history, csv_text(columns, [[r[c] for c in columns] for r in history])
         )
-        curves = learning_curves_figure(history, title, self.objective.selection)
+        curves = learning_curves_figure(
+            history, title, self.objective.selection, self.progress.best_epoch
+        )
         save_figure(self.folder.learning_curves, curves)
 
 
