@@ -90,3 +90,38 @@ def test_a_resumed_fold_reports_every_epoch_to_its_new_tracker_run(
     client, resumed = runs[-1]
     dev = client.get_metric_history(resumed.info.run_id, "dev_uar")
     assert [(m.step, m.value) for m in dev] == [(r["epoch"], r["dev_uar"]) for r in fold["history"]]
+
+
+def test_a_tracker_that_refuses_to_start_is_one_line(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 3 refuses a file store unless asked to allow it: the run stops in one line."""
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    config = tiny_run(corpus, tmp_path / "run", **{"report_to": ["tensorboard", "mlflow"]})
+    with pytest.raises(TrackerError) as refused:
+        train(config)
+    message = str(refused.value)
+    assert message.startswith("report_to mlflow: ") and "\n" not in message
+
+
+def test_a_tracker_that_fails_mid_run_is_dropped_with_a_warning(
+    corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing:
+        name = "failing"
+
+        def log(self, values: dict[str, Any], step: int) -> None:
+            raise ConnectionError("server gone\nmore")
+
+        def finish(self) -> None:
+            pass
+
+    reporters = reporting.FoldReporters(
+        tiny_run(corpus, tmp_path / "run", report_to=[]), None, "fold1", [], enabled=True
+    )
+    reporters.trackers = [Failing()]
+    reporters.epoch({"epoch": 1, "dev_uar": 0.5})
+    assert reporters.trackers == []
+    assert "report_to failing: server gone; no longer reporting this fold to it" in caplog.text

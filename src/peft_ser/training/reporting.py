@@ -15,6 +15,7 @@ Only the main process reports.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +37,12 @@ PACKAGES = {
 """The trackers ``report_to`` takes beside TensorBoard: their module and a pip name."""
 
 
+log = logging.getLogger(__name__)
+
+
 class TrackerError(UserError):
-    """A tracker of ``report_to`` cannot be used here (its package is not installed)."""
+    """A tracker of ``report_to`` cannot be used here (its package is not installed, or it
+    refused to start a run)."""
 
 
 def check_trackers(report_to: Sequence[str]) -> None:
@@ -71,9 +76,16 @@ class FoldReporters:
         run_name = f"{config.output_dir}:{fold}"
         self.trackers = [_tracker(name, run_name, folder) for name in names if name in PACKAGES]
         parameters = _flat(config.model_dump(mode="json"))
+        started: list[tracking.GeneralTracker] = []
         for tracker in self.trackers:
-            tracker.start()
-            tracker.store_init_configuration(parameters)
+            try:
+                tracker.start()
+                tracker.store_init_configuration(parameters)
+            except Exception as error:  # the tracker's own: a server down, a store refused
+                self.trackers = started
+                self.finish(None)
+                raise TrackerError(f"report_to {tracker.name}: {_first_line(error)}") from None
+            started.append(tracker)
         for row in restored:
             self._track(row)
 
@@ -87,9 +99,18 @@ class FoldReporters:
         self._track(row)
 
     def _track(self, row: dict[str, Any]) -> None:
+        """Log a history row; a tracker that fails mid-run is dropped with a warning, so that
+        it costs its own record, not the training."""
         values = {name: value for name, value in row.items() if name != "epoch"}
-        for tracker in self.trackers:
-            tracker.log(values, step=row["epoch"])
+        for tracker in list(self.trackers):
+            try:
+                tracker.log(values, step=row["epoch"])
+            except Exception as error:
+                log.warning(
+                    "report_to %s: %s; no longer reporting this fold to it",
+                    tracker.name, _first_line(error),
+                )  # fmt: skip
+                self.trackers.remove(tracker)
 
     def finish(self, result: dict[str, Any] | None) -> None:
         """Report the fold's test scores and pictures (``result``: its results; None when it
@@ -113,6 +134,10 @@ class FoldReporters:
                 mlflow.end_run(status="FAILED")
             else:
                 tracker.finish()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _tracker(name: str, run_name: str, folder: FoldDir) -> tracking.GeneralTracker:
