@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -31,6 +31,7 @@ MIN_CLIP_SECONDS = MIN_SAMPLES / 16000
 
 Tracker = Literal["tensorboard", "mlflow", "wandb", "comet_ml", "aim", "clearml", "dvclive"]
 """The experiment trackers a run can report to (`peft_ser.training.reporting`)."""
+DEFAULT_TRACKERS: tuple[Tracker, ...] = ("tensorboard",)
 
 FoldSelector = int | str
 """A fold by 1-based position in the corpus's fold list (``2``) or by its name (``"fold2"``)."""
@@ -229,7 +230,7 @@ class RunConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
     report_to: list[Tracker] = Field(
-        default_factory=lambda: [cast(Tracker, "tensorboard")],
+        default_factory=lambda: list(DEFAULT_TRACKERS),
         description="experiment trackers each fold reports to (besides its files): TensorBoard "
         "in the run folder, the others through Accelerate's tracking API (their package "
         "installed; MLflow reads MLFLOW_TRACKING_URI); [] for none",
