@@ -57,7 +57,8 @@ def test_a_run_scores_as_its_training_tested_it(attribute_run):
 def test_a_saved_model_scores_another_split_from_the_cli(attribute_run, tmp_path):
     root, _ = attribute_run
     model = root / "run/fold-fold1/model"
-    args = ["evaluate", str(model), "--corpus", str(root / "c/prepared"), "--split", "dev"]
+    args = ["evaluate", str(model), "--corpus", str(root / "c/prepared"), "--split", "dev",
+            "--format", "json"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--output-dir", str(tmp_path / "dev")])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)

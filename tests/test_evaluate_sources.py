@@ -112,3 +112,29 @@ def test_one_model_needs_a_corpus(zoo_serves_fold1: Path) -> None:
         evaluate(zoo_serves_fold1)
     with pytest.raises(UserError, match=f"{ZOO_NAME}: evaluating a saved model or a zoo model"):
         evaluate(ZOO_NAME)
+
+
+def test_evaluate_prints_the_table_train_prints_and_json_on_request(trained, tmp_path) -> None:
+    run, result = trained
+    out = tmp_path / "scored"
+    table = CliRunner().invoke(app, ["evaluate", str(run), "--output-dir", str(out)])
+    assert table.exit_code == 0, table.output
+    printed = table.stdout.splitlines()
+    assert printed[0] == f"evaluated: {run} | split: test"
+    trained_lines = result.summary.splitlines()
+    header = next(line for line in trained_lines if line.startswith("fold "))
+    # the training's table less its epoch and dev columns (8 + 9 characters after the fold's 12)
+    rows = [row for row in trained_lines if row.startswith(("fold1 ", "fold2 "))]
+    for line in [header, *rows]:
+        assert line[:12] + line[29:] in printed
+    means = [line for line in trained_lines if " ± " in line]
+    assert means and all(line in printed for line in means)
+    assert printed[-1] == f"results: {out / 'metrics.json'}"
+    dumped = CliRunner().invoke(
+        app, ["evaluate", str(run), "--output-dir", str(out), "--format", "json"]
+    )
+    assert json.loads(dumped.stdout)["uar"]["mean"] == pytest.approx(
+        result.overall["mean_std"]["uar"]["mean"]
+    )
+    refused = CliRunner().invoke(app, ["evaluate", str(run), "--format", "xml"])
+    assert refused.exit_code == 2 and "xml" in refused.output

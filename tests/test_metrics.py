@@ -10,6 +10,7 @@ import pytest
 from peft_ser.evaluation.metrics import (
     classification_metrics,
     confusion_figure,
+    fold_title,
     learning_curves_figure,
     summarize,
     uar,
@@ -79,6 +80,23 @@ def test_figures_render_to_png() -> None:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_figures_say_their_fold_and_score_and_mark_the_tested_epoch() -> None:
+    confusion = confusion_figure([[3, 1, 0], [0, 2, 0], [0, 0, 0]], LABELS[:3], "fold1 (test)")
+    assert confusion.axes[0].get_title() == "fold1 (test): UAR 0.875"  # (3/4 + 2/2) / 2
+    history = [
+        {"epoch": e, "train_loss": 1.0 / e, "dev_loss": 1.2 / e, "train_uar": 0.3, "dev_uar": d}
+        for e, d in ((1, 0.4), (2, 0.6), (3, 0.5))
+    ]
+    loss, scores = learning_curves_figure(history, fold_title("fold1"), tested=2).axes
+    assert scores.get_title() == "fold1: dev UAR 0.600 at the tested epoch 2"
+    for axes in (loss, scores):
+        assert [line.get_xdata()[0] for line in axes.lines if line.get_label() == "tested"] == [2]
+        axes.figure.canvas.draw()
+        ticks = [tick for tick in axes.get_xticks() if 1 <= tick <= 3]
+        assert ticks == [1, 2, 3]  # whole epochs only
+    assert fold_title("3") == "fold 3" and fold_title("Fold2") == "Fold2"
 
 
 def test_uar_interval_covers_the_uar_and_narrows_with_more_items() -> None:

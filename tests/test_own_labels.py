@@ -92,7 +92,7 @@ def test_n_classes_prepare_train_evaluate_predict(tmp_path, count):
     assert predicted <= set(expected)
     model_dir = run / "fold-fold1/model"
     assert load_model(model_dir).labels == expected
-    scores = json.loads(invoke(["evaluate", run, "--corpus", prepared]))
+    scores = json.loads(invoke(["evaluate", run, "--corpus", prepared, "--format", "json"]))
     assert 0.0 <= scores["uar"]["mean"] <= 1.0
     out = invoke(["predict", root / expected[0] / "ana_0.wav", "--model", model_dir,
                   "--format", "json"])  # fmt: skip

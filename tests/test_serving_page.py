@@ -157,3 +157,51 @@ def test_live_mode_streams_a_fake_microphone(tmp_path: Path) -> None:
         driver.save_screenshot(str(tmp_path / "live.png"))
         assert policy_violations(driver) == []
     assert (tmp_path / "live.png").stat().st_size > 0
+
+
+def test_the_page_colours_labels_by_name_marks_times_and_clears_a_stale_answer(
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from peft_ser.inference.palette import palette
+
+    [saved] = save_models(tmp_path / "models", seeds=(1,))
+    pool = ModelPool.load([ModelSpec("a", str(saved))])
+    clip = write_clip(tmp_path / "long.wav", 12.0, pitch=330.0)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    with running(create_app(pool)) as url, chromium() as driver:
+        colours = httpx.get(f"{url}/v1/models").json()["models"][0]["colours"]
+        assert colours == palette(pool.get("a").labels)
+        driver.set_window_size(1000, 800)
+        driver.get(url)
+        wait = WebDriverWait(driver, 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) == 1)
+        driver.find_element(By.ID, "window").send_keys("2")
+        driver.find_element(By.ID, "file").send_keys(str(clip))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) > 0)
+        css = "return getComputedStyle(arguments[0]).backgroundColor"
+        for bar in driver.find_elements(By.CSS_SELECTOR, "#bars .bar"):
+            fill = bar.find_element(By.CLASS_NAME, "fill")
+            assert driver.execute_script(css, fill) == _rgb(
+                colours[bar.get_attribute("data-label")]
+            )
+        segments = driver.find_elements(By.CSS_SELECTOR, "#timeline div")
+        keys = driver.find_elements(By.CSS_SELECTOR, "#legend span")
+        assert {key.get_attribute("data-label") for key in keys} == {
+            segment.get_attribute("data-label") for segment in segments
+        }
+        marks = [span.text for span in driver.find_elements(By.CSS_SELECTOR, "#times span")]
+        assert marks == ["0 s", "2 s", "4 s", "6 s", "8 s", "10 s", "12 s"]
+        driver.save_screenshot(str(tmp_path / "page.png"))
+        driver.find_element(By.ID, "file").send_keys(str(broken))
+        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error")
+        assert not driver.find_element(By.ID, "result").is_displayed()
+        assert policy_violations(driver) == []
+
+
+def _rgb(colour: str) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"

@@ -14,7 +14,7 @@ from _tones import tiny_run
 
 from peft_ser.sweep.executors import run_sweep
 from peft_ser.sweep.grid import Grid, GridError, grid_from_document
-from peft_ser.sweep.report import write_report
+from peft_ser.sweep.report import build_report, report_figure, write_report
 
 pytestmark = pytest.mark.slow  # every test trains: a grid swept once, or cells in new processes
 
@@ -144,3 +144,10 @@ def test_complete_cells_trained_with_other_settings_are_refused(swept: Grid) -> 
     document["overrides"] = {"optim.epochs": 2, "data.num_workers": 1}  # workers: no matter
     with pytest.raises(GridError, match=r"method=frozen,backbone=tiny-whisper \(optim\.epochs\)"):
         run_sweep(grid_from_document(document))
+
+
+def test_the_report_figure_draws_chance_for_the_classes_of_its_folds(swept: Grid) -> None:
+    figure = report_figure(build_report(swept), "a sweep")
+    (axes,) = figure.axes
+    (chance,) = [line for line in axes.lines if line.get_label().startswith("chance")]
+    assert chance.get_label() == "chance (25 %)" and list(chance.get_ydata()) == [25, 25]

@@ -380,3 +380,23 @@ def test_a_damaged_run_record_is_refused_on_resume_naming_it(
     with pytest.raises(UserError, match=r"config\.yaml:.*invalid YAML.*record is damaged"):
         train(config, resume=True)
     assert (fold / "last.json").is_file()  # the progress is still there
+
+
+# -- early stopping ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut", [2, 3])
+def test_a_run_resumed_around_its_early_stop_stops_where_the_whole_run_stopped(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    """Killed before its stop (epoch 2) or after the stopping epoch's checkpoint (epoch 3):
+    the resumed run stops after epoch 3, says so, and ends as the uninterrupted one."""
+    stalled = {**FROZEN, "optim.epochs": 10, "optim.lr": 1e-9, "optim.early_stopping_patience": 2}
+    whole = train(tiny_run(corpus, tmp_path / "whole", **stalled)).folds[0]
+    config = tiny_run(corpus, tmp_path / "cut", **stalled)
+    _interrupted(config, monkeypatch, epoch=cut)
+    resumed = train(config, resume=True).folds[0]
+    assert len(resumed["history"]) == 3
+    assert resumed["stopped_early"] == whole["stopped_early"]
+    assert _outcome(resumed) == _outcome(whole)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,13 @@ PEFT_CONFIG_HELP = (
     "model.peft_config, the tuner of --method peft: a JSON or YAML mapping, or a file holding "
     """one, e.g. '{"peft_type": "IA3", "feedforward_modules": ["fc2"]}'"""
 )
+
+
+class ScoreFormat(str, Enum):
+    """How `evaluate` prints its scores."""
+
+    table = "table"
+    json = "json"
 
 
 @app.command("train")
@@ -94,6 +102,12 @@ def evaluate_command(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    format_: Annotated[
+        ScoreFormat,
+        typer.Option(
+            "--format", help="table: what train prints; json: the mean and std of each score"
+        ),
+    ] = ScoreFormat.table,
 ) -> None:
     """Score trained models on a prepared corpus's folds: metrics (JSON, CSV) and plots.
 
@@ -110,12 +124,17 @@ def evaluate_command(
 
     from peft_ser.config import DataConfig
     from peft_ser.evaluation import evaluate
+    from peft_ser.evaluation.evaluate import evaluation_folder, evaluation_summary
 
     if split not in ("train", "dev", "test"):
         raise typer.BadParameter("choose train, dev or test", param_hint="--split")
     selected = DataConfig.model_validate({"corpus": "-", "folds": folds}).folds
     result = evaluate(source, corpus, selected, split, output_dir, batch_size)
-    typer.echo(json.dumps(result["overall"]["mean_std"], indent=1))
+    if format_ is ScoreFormat.json:
+        typer.echo(json.dumps(result["overall"]["mean_std"], indent=1))
+    else:
+        out = evaluation_folder(source, output_dir)
+        typer.echo(evaluation_summary(source, result, out), nl=False)
 
 
 @app.command()

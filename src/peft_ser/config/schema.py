@@ -31,6 +31,10 @@ MIN_CLIP_SECONDS = MIN_SAMPLES / 16000
 """0.025 s: one analysis frame, the shortest clip a model can score."""
 
 
+Tracker = Literal["tensorboard", "mlflow", "wandb", "comet_ml", "aim", "clearml", "dvclive"]
+"""The experiment trackers a run can report to (`peft_ser.training.reporting`)."""
+DEFAULT_TRACKERS: tuple[Tracker, ...] = ("tensorboard",)
+
 FoldSelector = int | str
 """A fold by 1-based position in the corpus's fold list (``2``) or by its name (``"fold2"``)."""
 
@@ -146,12 +150,37 @@ class OptimConfig(StrictModel):
     plateau_patience: int = Field(5, ge=0, description="ReduceLROnPlateau on dev loss")
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     min_lr: float = Field(5e-5, ge=0, le=MAX_LR)
-    schedule: Literal["plateau", "cosine"] = Field(
+    schedule: Literal["plateau", "constant", "linear", "cosine"] = Field(
         "plateau",
-        description="plateau: halve the rate when dev loss stalls (the paper); cosine: "
-        "decay from lr to min_lr over the epochs after warmup_epochs, whatever dev does",
+        description="plateau: halve the rate when dev loss stalls (the paper); constant: lr "
+        "throughout; linear / cosine: decay from lr to min_lr over the run after the warmup, "
+        "whatever dev does",
     )
-    warmup_epochs: int = Field(0, ge=0, description="cosine: epochs of linear warmup first")
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        description="constant, linear, cosine: epochs of linear warmup first (the schedule "
+        "then moves once per epoch)",
+    )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="constant, linear, cosine: optimiser steps of linear warmup first (the "
+        "schedule then moves once per optimiser step); not with warmup_epochs",
+    )
+    grad_accum_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="gradient accumulation: each step sums the gradients of this many batches "
+        "of data.batch_size (an effective batch of batch_size × grad_accum_steps)",
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="stop a fold once the dev score (the one that picks the best epoch) has "
+        "not improved for this many epochs; None = train every epoch",
+    )
     select: Literal["best_dev", "last"] = Field(
         "best_dev", description="the epoch tested: the best dev score (the paper) or the last"
     )
@@ -174,11 +203,22 @@ class OptimConfig(StrictModel):
 
     @model_validator(mode="after")
     def _warmup_within_the_run(self) -> OptimConfig:
-        """A cosine schedule whose warmup fills the run never decays."""
-        if self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
+        """One warmup, before a schedule that follows it; a warmup that fills the run never
+        reaches lr (and a decay after it never decays)."""
+        if self.warmup_epochs and self.warmup_steps:
+            raise ConfigError(
+                f"warmup_epochs {self.warmup_epochs} and warmup_steps {self.warmup_steps}: set "
+                "one of them, not both"
+            )
+        if self.schedule == "plateau" and self.warmup_steps:
+            raise ConfigError(
+                f"warmup_steps {self.warmup_steps}: schedule plateau has no warmup (it follows "
+                "dev loss); use constant, linear or cosine"
+            )
+        if self.schedule != "plateau" and self.warmup_epochs >= self.epochs:
             raise ConfigError(
                 f"warmup_epochs {self.warmup_epochs}: must be below epochs ({self.epochs}), so "
-                "that the cosine decay has epochs left"
+                f"that the {self.schedule} schedule has epochs left"
             )
         return self
 
@@ -191,6 +231,12 @@ class RunConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     output_dir: Path = Field(Path("runs/run"), description="the run directory")
+    report_to: list[Tracker] = Field(
+        default_factory=lambda: list(DEFAULT_TRACKERS),
+        description="experiment trackers each fold reports to (besides its files): TensorBoard "
+        "in the run folder, the others through Accelerate's tracking API (their package "
+        "installed; MLflow reads MLFLOW_TRACKING_URI); [] for none",
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="numpy takes seeds below 2**32")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",

@@ -66,7 +66,9 @@ class LengthBucketSampler(Sampler[list[int]]):
         rank: int = 0,
         max_batch_samples: int | None = None,
         max_padding: float = 0.1,
+        accumulate: int = 1,
     ) -> None:
+        self.accumulate = accumulate
         self.lengths = np.asarray(lengths)
         self.max_batch_samples = max_batch_samples
         self.max_padding = max_padding
@@ -105,6 +107,21 @@ class LengthBucketSampler(Sampler[list[int]]):
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
+    def micro_batches(self) -> list[list[int]]:
+        """This epoch's global batches, each cut into ``accumulate`` near-equal parts."""
+        batches = self.global_batches()
+        if self.accumulate == 1:
+            return batches
+        return [
+            part.tolist()
+            for batch in batches
+            for part in np.array_split(np.asarray(batch), min(self.accumulate, len(batch)))
+        ]
+
+    def step_sizes(self) -> list[int]:
+        """How many consecutive micro-batches make each optimiser step, in order."""
+        return [min(self.accumulate, len(batch)) for batch in self.global_batches()]
+
     def _within_budget(self, order: np.ndarray) -> list[list[int]]:
         """Cut ``order`` into batches of at most ``batch_size`` items whose padded size
         (items × longest) stays within ``max_batch_samples`` (a longer clip goes alone) and
@@ -139,7 +156,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         return pool[np.argsort(quantile + jitter, kind="stable")]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
+        for batch in self.micro_batches():
             while len(batch) < self.num_replicas:
                 batch = batch + batch[: self.num_replicas - len(batch)]
             yield batch[self.rank :: self.num_replicas]
@@ -147,6 +164,8 @@ class LengthBucketSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         if self.max_batch_samples is not None and not self.shuffle:
             return len(self.global_batches())
+        if self.accumulate > 1:
+            return len(self.micro_batches())
         return math.ceil(self.lengths.shape[0] / self.batch_size)
 
 

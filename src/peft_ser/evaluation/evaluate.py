@@ -30,11 +30,12 @@ from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,
     confusion_figure,
+    fold_title,
     regression_metrics,
     summarize,
 )
 from peft_ser.evaluation.objectives import score_utterances
-from peft_ser.evaluation.results import json_text, metrics_csv, save_figure
+from peft_ser.evaluation.results import json_text, metrics_csv, save_figure, score_lines
 from peft_ser.evaluation.scoring import Outputs
 from peft_ser.evaluation.sources import ModelSource, model_source, run_models
 from peft_ser.inference.loading import load_model
@@ -71,7 +72,7 @@ def evaluate(
     metrics are also returned.
     """
     accelerator = accelerator_for("auto")
-    out = output_folder(output_dir or _default_output(source), "--output-dir")
+    out = output_folder(evaluation_folder(source, output_dir), "--output-dir")
     prepared, plan = evaluation_plan(model_source(source, NOT_A_SOURCE), corpus, folds)
     scores, attributes = [], []
     for model_ref, model_folds in plan:
@@ -92,18 +93,34 @@ def evaluate(
         predicted = [item for score in scores for item in score.predicted]
         genders = [item for score in scores for item in score.genders]
         pooled |= classification_metrics(truth, predicted, labels, genders, interval=True)
-        save_figure(out / "confusion.png", confusion_figure(pooled["confusion"], labels, split))
+        figure = confusion_figure(pooled["confusion"], labels, f"all folds ({split})")
+        save_figure(out / "confusion.png", figure)
     if attributes:
         ratings = np.concatenate([score.ratings for score in scores])
         values = np.concatenate([score.values for score in scores])
         pooled |= regression_metrics(ratings, values, attributes)
-        figure = attribute_scatter_figure(ratings, values, attributes, split)
+        figure = attribute_scatter_figure(ratings, values, attributes, f"all folds ({split})")
         save_figure(out / "attributes.png", figure)
     overall = {"pooled": pooled, "mean_std": summarize(per_fold)}
     result = {"split": split, "folds": per_fold, "overall": overall}
     write_atomic(out / "metrics.json", json_text(result))
     write_atomic(out / "metrics.csv", metrics_csv(per_fold, overall["mean_std"]))
     return result
+
+
+def evaluation_summary(source: str | Path, result: dict[str, Any], out: Path) -> str:
+    """The screen `evaluate` prints: the table `train` prints for its folds (without the
+    training's epoch and dev columns), the mean ± std of every score, where the files are."""
+    folds = [{"fold": scores["fold"], "test": scores} for scores in result["folds"]]
+    lines = [f"evaluated: {source} | split: {result['split']}"]
+    lines += score_lines(folds, result["overall"]["mean_std"])
+    lines.append(f"results: {out / 'metrics.json'}")
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_folder(source: str | Path, output_dir: str | Path | None) -> Path:
+    """Where `evaluate` writes: ``output_dir``, else beside the source (`_default_output`)."""
+    return Path(output_dir) if output_dir is not None else _default_output(source)
 
 
 def _default_output(source: str | Path) -> Path:
@@ -141,7 +158,7 @@ def _score_fold(
     """Score a model on ``split`` of ``fold`` as training scores its test split, and write the
     fold's files: ``confusion-<fold>.png`` for a categorical model, the test split's files
     (`Objective.write_split_files`) in ``fold-<name>/`` for an attribute or multitask one."""
-    title = f"{split}: {fold.name}"
+    title = f"{fold_title(fold.name)} ({split})"
     utterances = select(prepared, getattr(fold, split))
     objective, metrics = score_utterances(
         accelerator, module, layout, utterances, split, batch_size, prepared.labels, attributes

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, f1_score
 
 from peft_ser.models.tasks import concordance
@@ -246,10 +247,14 @@ def emobox_line(per_fold: Sequence[Mapping[str, Any]]) -> str:
 def confusion_figure(
     confusion: Sequence[Sequence[int]], labels: Sequence[str], title: str
 ) -> Figure:
-    """A confusion matrix with counts and row-normalised shading (rows = true labels)."""
+    """A confusion matrix with counts and row-normalised shading (rows = true labels), titled
+    with its UAR (the mean recall of the true labels that occur)."""
     counts = np.asarray(confusion, dtype=float)
     rows = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    present = rows[:, 0] > 0
+    if present.any():
+        title = f"{title}: UAR {float(np.diag(shares)[present].mean()):.3f}"
     size = 1.2 + 0.9 * len(labels)
     figure = Figure(figsize=(size + 1, size))
     axes = figure.subplots()
@@ -272,10 +277,11 @@ def confusion_figure(
 
 
 def learning_curves_figure(
-    history: Sequence[Mapping[str, float]], title: str, metric: str = "uar"
+    history: Sequence[Mapping[str, float]], title: str, metric: str = "uar", tested: int = 0
 ) -> Figure:
     """Loss (train, dev) and the headline ``metric`` (train, dev: ``uar``, ``ccc``) per
-    epoch, side by side."""
+    epoch, side by side, on whole-epoch ticks; the ``tested`` epoch (when given) is marked on
+    both and its dev score is in the title."""
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4))
     loss_axes, uar_axes = figure.subplots(1, 2)
@@ -285,18 +291,27 @@ def learning_curves_figure(
             epochs, [row[f"{split}_{metric}"] for row in history], marker=".", label=split
         )
     name = metric.upper()
+    scored = f"{title}: {name}"
+    if tested:
+        dev = next(row[f"dev_{metric}"] for row in history if row["epoch"] == tested)
+        scored = f"{title}: dev {name} {dev:.3f} at the tested epoch {tested}"
+        for axes in (loss_axes, uar_axes):
+            axes.axvline(tested, color="grey", linestyle="--", linewidth=1, label="tested")
     loss_axes.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
     uar_axes.set(
-        xlabel="epoch",
-        ylabel=name,
-        title=f"{title}: {name}",
-        ylim=(-0.1 if metric == "ccc" else 0, 1),
+        xlabel="epoch", ylabel=name, title=scored, ylim=(-0.1 if metric == "ccc" else 0, 1)
     )
     for axes in (loss_axes, uar_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
     return figure
+
+
+def fold_title(fold: str) -> str:
+    """A fold's name as a picture's title: ``fold1`` as it is, ``3`` as ``fold 3``."""
+    return fold if fold.lower().startswith("fold") else f"fold {fold}"
 
 
 def attribute_scatter_figure(

@@ -85,6 +85,17 @@ class Objective:
             logits = logits[:, self.columns]
         return logits, self.layout.values(rows) if self.attributes else None
 
+    def batch_weight(self, batch: Batch | FeatureBatch | None) -> float:
+        """What a batch's mean training loss is worth in a mean over batches: the sum of its
+        items' class weights under the class-weighted cross entropy alone (its mean's
+        denominator), else its item count (an empty batch: 0)."""
+        if batch is None:
+            return 0.0
+        cross_entropy_only = self.layout.task == "categorical" or not self.attributes
+        if self.layout.logits_width and cross_entropy_only:
+            return float(self.class_weights[batch.labels.cpu()].sum())
+        return float(len(batch))
+
     @property
     def selection(self) -> str:
         """The dev metric that picks the best epoch: ``uar``, ``ccc`` or ``score``."""

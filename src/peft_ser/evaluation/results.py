@@ -151,15 +151,15 @@ def summary_text(
         f"model: {config.model.backbone} / {config.model.method}"
         f" | corpus: {config.data.corpus} | epochs: {config.optim.epochs}",
     ]
-    if "uar" in fold_results[0]["test"]:
-        lines += _categorical_table(fold_results)
-    if "ccc" in fold_results[0]["test"]:
-        lines += _attribute_table(fold_results)
-    lines.append("")
-    for name, stats in overall["mean_std"].items():
-        lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    lines += score_lines(fold_results, overall["mean_std"])
     if "uar" in fold_results[0]["test"]:
         lines.append(emobox_line([fold["test"] for fold in fold_results]))
+    for fold in fold_results:
+        if stop := fold.get("stopped_early"):
+            lines.append(
+                f"fold {fold['fold']}: stopped early after epoch {stop['epoch']} of "
+                f"{config.optim.epochs}: {stop['reason']}"
+            )
     lines += [f"warning: {text}" for text in overall["warnings"]]
     for fold in fold_results:
         if fold.get("skipped_steps"):
@@ -174,39 +174,67 @@ def summary_text(
     return "\n".join(lines) + "\n"
 
 
+def score_lines(
+    fold_results: Sequence[dict[str, Any]], mean_std: dict[str, dict[str, float]]
+) -> list[str]:
+    """The table of a run's (or an evaluation's) folds and the mean ± std of every score, as
+    `train` and `evaluate` print them.
+
+    Each fold is ``{"fold": name, "test": scores}``, with the tested epoch (``best_epoch``)
+    and its dev score when it comes from training: those columns are then shown too.
+    """
+    lines = []
+    if "uar" in fold_results[0]["test"]:
+        lines += _categorical_table(fold_results)
+    if "ccc" in fold_results[0]["test"]:
+        lines += _attribute_table(fold_results)
+    lines.append("")
+    for name, stats in mean_std.items():
+        lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    return lines
+
+
 def _categorical_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
-    """Per fold: the tested epoch, its dev score, test UAR, accuracy, macro-F1, gender gap."""
+    """Per fold: the tested epoch and its dev score (from training), UAR, accuracy, macro-F1,
+    gender gap."""
     lines = [
         "",
-        f"{'fold':<12}{'epoch':>8}{_dev_name(fold_results):>9}{'UAR':>8}{'acc':>8}{'F1':>8}"
-        f"{'gap F−M':>9}",
+        f"{'fold':<12}{_training_head(fold_results)}{'UAR':>8}{'acc':>8}{'F1':>8}{'gap F−M':>9}",
     ]
     for fold in fold_results:
         test = fold["test"]
         gap = f"{test['uar_gap']:+.3f}" if "uar_gap" in test else "—"
         lines.append(
-            f"{fold['fold']:<12}{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}"
+            f"{fold['fold']:<12}{_training_cells(fold)}"
             f"{test['uar']:>8.3f}{test['accuracy']:>8.3f}{test['macro_f1']:>8.3f}{gap:>9}"
         )
     return lines
 
 
 def _attribute_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
-    """Per fold: the tested epoch, its dev score, test mean CCC and CCC per attribute."""
+    """Per fold: the tested epoch and its dev score (from training), mean CCC and CCC per
+    attribute."""
     attributes = [key[4:] for key in fold_results[0]["test"] if key.startswith("ccc_")]
     lines = [
         "",
-        f"{'fold':<12}{'epoch':>8}{_dev_name(fold_results):>9}{'CCC':>8}"
+        f"{'fold':<12}{_training_head(fold_results)}{'CCC':>8}"
         + "".join(f"{'CCC ' + name[:3]:>9}" for name in attributes),
     ]
     for fold in fold_results:
         test = fold["test"]
         cells = "".join(f"{test[f'ccc_{name}']:>9.3f}" for name in attributes)
-        lines.append(
-            f"{fold['fold']:<12}{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}"
-            f"{test['ccc']:>8.3f}{cells}"
-        )
+        lines.append(f"{fold['fold']:<12}{_training_cells(fold)}{test['ccc']:>8.3f}{cells}")
     return lines
+
+
+def _training_head(fold_results: Sequence[dict[str, Any]]) -> str:
+    if "best_epoch" not in fold_results[0]:
+        return ""
+    return f"{'epoch':>8}{_dev_name(fold_results):>9}"
+
+
+def _training_cells(fold: dict[str, Any]) -> str:
+    return f"{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}" if "best_epoch" in fold else ""
 
 
 _DEV_SCORES = {"dev_uar": "dev UAR", "dev_ccc": "dev CCC", "dev_score": "dev score"}

@@ -2,8 +2,9 @@
 
 One panel per recording, time in seconds across. Each label's probability is a line through
 its segments' midpoints, broken where silence lies between segments (speech segments); a strip
-along the bottom colours each segment by its predicted label, in the colour of that label's
-line, so where the speaker was angry reads at a glance. A clip predicted whole is one segment.
+below the zero line colours each segment by its predicted label, in the colour of that label's
+line (`palette`: tied to the label's name), so where the speaker was angry reads at a glance.
+A clip predicted whole is one segment.
 Rendered with matplotlib's Agg canvas (no display, no pyplot state) and written atomically.
 """
 
@@ -18,14 +19,15 @@ from collections.abc import Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from peft_ser.inference.palette import palette
 from peft_ser.inference.predict import Prediction, WindowPrediction
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
 
 MAX_RECORDINGS = 12
 """Panels in one figure; more would be too small to read."""
-_STRIP = 0.06
-"""Height of the label strip, as a fraction of the panel."""
+_STRIP = (-0.11, -0.03)
+"""Where the label strip lies, in probability units: below 0, clear of every line."""
 
 
 class TimelineError(UserError, ValueError):
@@ -68,15 +70,16 @@ def _segments(prediction: Prediction) -> list[WindowPrediction]:
 def _draw(panel: Axes, prediction: Prediction) -> None:
     segments = _segments(prediction)
     labels = list(prediction.probabilities)
-    colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
+    colours = palette(labels)
     spans = _visible_spans(segments)
     for label in labels:
         times, values = _steps(spans, [segment.probabilities[label] for segment in segments])
         panel.plot(times, values, color=colours[label], label=label)
     for segment, (start, end) in zip(segments, spans, strict=True):
-        panel.axvspan(start, end, ymax=_STRIP, color=colours[segment.label], linewidth=0)
+        panel.fill_between((start, end), *_STRIP, color=colours[segment.label], linewidth=0)
     panel.set_xlim(0.0, max(prediction.duration, 1e-3))
-    panel.set_ylim(0.0, 1.0)
+    panel.set_ylim(_STRIP[0], 1.0)
+    panel.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
     panel.set_ylabel("probability")
     panel.set_xlabel("time (s)")
     panel.set_title(f"{prediction.source}: {prediction.label} overall", loc="left", fontsize=9)

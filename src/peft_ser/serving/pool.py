@@ -36,6 +36,7 @@ from torch import nn
 from peft_ser.inference.backends import InferenceModel, choose_backend
 from peft_ser.inference.loading import load_model
 from peft_ser.inference.onnx_model import OnnxModel
+from peft_ser.inference.palette import palette
 from peft_ser.inference.torch_model import TorchModel
 from peft_ser.models.ser_model import SERModel, parameter_count
 from peft_ser.utils.errors import UserError, suggest
@@ -130,6 +131,7 @@ class ServedModel:
         return {
             "name": self.name,
             "labels": self.labels,
+            "colours": palette(self.labels),
             "backend": self.backend,
             "precision": self.precision,
             **self.about,

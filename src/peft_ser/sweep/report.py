@@ -51,6 +51,7 @@ class Entry:
     trainable: set[int] = field(default_factory=set)
     seconds: float = 0.0
     paper: float | None = None
+    classes: set[int] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -75,6 +76,7 @@ class Entry:
             else self.folds_expected + expected
         )  # fmt: skip
         self.seconds += sum(row["seconds"] for fold in folds for row in fold["history"])
+        self.classes |= {len(fold["test"]["confusion"]) for fold in folds}
         count = trainable_parameters(cell.run)
         if count is not None:
             self.trainable.add(count)
@@ -166,7 +168,8 @@ def trainable_parameters(run: RunDir) -> int | None:
 
 def report_figure(report: Report, title: str) -> Figure:
     """Grouped bars: test UAR (mean ± std) of each row value, one bar per column value; an
-    incomplete entry has no bar but a note; the paper's numbers are black marks."""
+    incomplete entry has no bar but a note; the paper's numbers are black marks; a dotted
+    line is chance (100 % / classes, when every finished fold has the same classes)."""
     (row_key, rows), (column_key, columns) = report.rows, report.columns
     figure = Figure(figsize=(max(6.0, 1.2 + 0.5 * len(rows) * len(columns)), 4.2))
     axes = figure.subplots()
@@ -191,6 +194,12 @@ def report_figure(report: Report, title: str) -> Figure:
                 axes.plot(position, entry.paper, "k_", markersize=12, markeredgewidth=2)
     if any(entry.paper is not None for entry in report.entries.values()):
         axes.plot([], [], "k_", markersize=12, markeredgewidth=2, label="paper")
+    classes = {count for entry in report.entries.values() for count in entry.classes}
+    if len(classes) == 1:  # chance UAR: every class's recall at 1 / classes
+        chance = 100 / classes.pop()
+        axes.axhline(
+            chance, color="grey", linestyle=":", zorder=3, label=f"chance ({chance:.0f} %)"
+        )
     axes.set_xticks(np.arange(len(rows)), rows)
     axes.set_xlim(-0.5, len(rows) - 0.5)  # room for every group, drawn or not
     axes.set_xlabel(row_key)

@@ -58,9 +58,10 @@ class BatchSource:
         return self.cache is not None
 
     def sampler(
-        self, split: str, batch_size: int, shuffle: bool, epoch: int
+        self, split: str, batch_size: int, shuffle: bool, epoch: int, accumulate: int = 1
     ) -> tuple[LengthBucketSampler, list[int]]:
-        """This epoch's sampler over the split's usable items, and their lengths.
+        """This epoch's sampler over the split's usable items, and their lengths; with
+        ``accumulate``, it iterates each batch of ``batch_size`` in that many micro-batches.
 
         Evaluation (``shuffle`` false) is always sorted by length, whatever ``data.bucketing``
         says: batch composition cannot change a prediction (padding is masked), so short clips
@@ -86,6 +87,7 @@ class BatchSource:
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
             max_batch_samples=None if self.cache is not None else self._eval_budget,
+            accumulate=accumulate,
         )
         sampler.set_epoch(epoch)
         return sampler, lengths

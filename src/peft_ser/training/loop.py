@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.tensorboard import SummaryWriter
 
-from peft_ser.config import ModelConfig, OptimConfig, RunConfig
+from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
 from peft_ser.data.sampler import padding_waste
 from peft_ser.data.states import FeatureBatch, FeatureCache
-from peft_ser.evaluation.metrics import learning_curves_figure
+from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
 from peft_ser.evaluation.objectives import Objective
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
 from peft_ser.evaluation.scoring import Outputs, forward, to_device
@@ -41,6 +40,8 @@ from peft_ser.runs.layout import FoldDir
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
+from peft_ser.training.reporting import FoldReporters
+from peft_ser.training.schedule import build_scheduler, early_stop, per_step
 from peft_ser.training.tracker import EpochTracker
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
@@ -88,7 +89,10 @@ class FoldRunner:
             betas=config.optim.betas,
             weight_decay=config.optim.weight_decay,
         )
-        self.scheduler = _scheduler(optimizer, config.optim)
+        self.accumulate = config.optim.grad_accum_steps
+        self.step_batch = config.data.batch_size * self.accumulate
+        steps = math.ceil(len(self.splits["train"]) / self.step_batch)
+        self.scheduler = build_scheduler(optimizer, config.optim, steps)
         self.model.to(accelerator.device)
         # The module whose forward runs in training: only the head when states are cached, so
         # that a multi-process wrapper synchronises exactly the parameters that learn.
@@ -105,6 +109,7 @@ class FoldRunner:
             fold.name, config.optim.max_nonfinite_steps, config.optim.lr
         )
         self.progress = Progress()
+        self.stopped: dict[str, Any] | None = None
 
     def _use_cache(self) -> bool:
         frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
@@ -126,11 +131,25 @@ class FoldRunner:
             log.info("fold %s: resuming after epoch %d", self.fold.name, self.progress.epoch)
         start = self.progress.epoch + 1
         main = self.accelerator.is_main_process
-        writer = SummaryWriter(str(self.folder.tensorboard), purge_step=start) if main else None
-        if self.source.cached:
-            self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
+        reporters = FoldReporters(
+            self.config, self.folder, self.fold.name, self.progress.history, main
+        )
+        try:
+            if self.source.cached:
+                self.source.fill_cache(self.model, self._eval_batch_size(), self.fold.name)
+            self._train_epochs(start, reporters)
+            result = self._finish()
+        except BaseException:
+            reporters.finish(None)
+            raise
+        reporters.finish(result)
+        return result
+
+    def _train_epochs(self, start: int, reporters: FoldReporters) -> None:
         warned = False
         for epoch in range(start, self.config.optim.epochs + 1):
+            if self._stops_early():
+                break
             with epoch_streams(self.config.seed, epoch, self.accelerator.device):
                 row = self._epoch(epoch)
             self.progress.epoch = epoch
@@ -140,30 +159,40 @@ class FoldRunner:
                 self.progress.best_epoch = epoch
                 self.progress.best_uar = row[f"dev_{self.objective.selection}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
-            if writer is not None:
-                for name, value in row.items():
-                    if name != "epoch":
-                        writer.add_scalar(name, value, epoch)
-                writer.flush()
+            reporters.epoch(row)
             self._log_epoch(row)
             warnings = collapse_warnings(self.progress.history, len(self.labels))
             if warnings and not warned:
                 for warning in warnings:
                     log.warning("fold %s: %s", self.fold.name, warning)
                 warned = True
-        if writer is not None:
-            writer.close()
-        return self._finish()
+        self._stops_early()  # after the last epoch too, so the results say why it stopped
+
+    def _stops_early(self) -> bool:
+        """Whether the dev score has stalled for ``optim.early_stopping_patience`` epochs; the
+        first time it has, the stop is logged and kept for the fold's results."""
+        patience = self.config.optim.early_stopping_patience
+        reason = early_stop(self.progress.history, self.objective.selection, patience)
+        if reason is None or self.progress.epoch >= self.config.optim.epochs:
+            return False
+        if self.stopped is None:
+            self.stopped = {"epoch": self.progress.epoch, "reason": reason}
+            log.info(
+                "fold %s: stopping early after epoch %d of %d: %s",
+                self.fold.name, self.progress.epoch, self.config.optim.epochs, reason,
+            )  # fmt: skip
+        return True
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
         began = time.perf_counter()
         rate = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
         train_loss, train_metrics, waste = self._train_epoch(epoch)
         dev = self._score("dev")
-        if self.config.optim.schedule == "cosine":
+        if self.config.optim.schedule == "plateau":
+            if math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
+                self.scheduler.step(dev["loss"])
+        elif not per_step(self.config.optim):  # else moved by every optimiser step
             self.scheduler.step()
-        elif math.isfinite(dev["loss"]):  # an empty dev split has no loss to plateau on
-            self.scheduler.step(dev["loss"])
         return {
             "epoch": epoch,
             "lr": rate,
@@ -189,9 +218,9 @@ class FoldRunner:
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], float]:
         self.splits["train"].set_epoch(epoch)
         sampler, lengths = self.source.sampler(
-            "train", self.config.data.batch_size, shuffle=True, epoch=epoch
+            "train", self.step_batch, shuffle=True, epoch=epoch, accumulate=self.accumulate
         )
-        waste = padding_waste(sampler.global_batches(), lengths)
+        waste = padding_waste(sampler.micro_batches(), lengths)
         self.trained.train()
         bar = progress_bar(
             self.config.progress and self.accelerator.is_main_process,
@@ -200,43 +229,69 @@ class FoldRunner:
             leave=False,
         )
         tracker = EpochTracker(self.objective)
-        for batch in self.source.batches("train", sampler):
-            bar.update()
-            logits = self._step(batch, epoch)
-            if batch is None or logits is None:
+        batches = self.source.batches("train", sampler)
+        for group in _groups(batches, sampler.step_sizes()):
+            bar.update(len(group))
+            outputs = self._step(group, epoch)
+            if per_step(self.config.optim):
+                self.scheduler.step()
+            if outputs is None:
                 continue
-            tracker.add(logits, batch)
+            for batch, logits in zip(group, outputs, strict=True):
+                if batch is not None:
+                    tracker.add(logits, batch)
             bar.set_postfix(tracker.postfix(), refresh=False)
         bar.close()
         return tracker.loss(), tracker.metrics(), waste
 
-    def _step(self, batch: Batch | FeatureBatch | None, epoch: int) -> torch.Tensor | None:
-        """One optimiser step; returns the batch's logits, or None when the step was refused.
+    def _step(
+        self, group: list[Batch | FeatureBatch | None], epoch: int
+    ) -> list[torch.Tensor] | None:
+        """One optimiser step over a group of micro-batches (one, without accumulation);
+        returns each one's logits, or None when the step was refused.
 
-        An empty batch (every file unreadable) still joins the gradient synchronisation. A step
-        whose loss or gradient is not finite on any process is refused on every process (the
-        decision is reduced across processes, so they stay in step).
+        With several, each micro-batch's loss is weighted by its share of the group's items
+        (their class weights under a weighted cross entropy), so the summed gradient is the
+        whole group's, as one batch would give it; gradients are synchronised across processes
+        on the last one only. An empty batch (every file unreadable) still joins the
+        synchronisation. A step whose loss or gradient is not finite on any process is refused
+        on every process (the decision is reduced across processes, so they stay in step).
         """
-        if batch is None:
-            params = [p for p in self.trained.parameters() if p.requires_grad]
-            loss = sum(p.sum() * 0.0 for p in params)
-            logits = torch.zeros(0, self.model.layout.width)
-        else:
-            batch = to_device(batch, self.accelerator.device)
-            with self.accelerator.autocast():
-                logits = forward(self.trained, batch)
-            loss = self.objective.loss(logits.float(), batch, "train")
-        self.accelerator.backward(loss)
+        shares = (
+            _shares([self.objective.batch_weight(b) for b in group]) if len(group) > 1 else [None]
+        )
+        losses, outputs = [], []
+        for index, (batch, share) in enumerate(zip(group, shares, strict=True)):
+            last = index == len(group) - 1
+            with nullcontext() if last else self.accelerator.no_sync(self.trained):
+                logits, loss = self._forward(batch)
+                if share is not None:
+                    loss = loss * share
+                self.accelerator.backward(loss)
+            losses.append(loss.detach())
+            outputs.append(logits.detach().float().cpu())
         norm = self._gradient_norm()
-        problem = self._nonfinite(loss, norm)
+        problem = self._nonfinite(torch.stack(losses).sum(), norm)
         if problem is not None:
             self.optimizer.zero_grad(set_to_none=True)
-            keys = [] if batch is None else self._keys("train", batch.indices.tolist())
-            self.nonfinite.refuse(epoch, problem, keys)
+            indices = [i for b in group if b is not None for i in b.indices.tolist()]
+            self.nonfinite.refuse(epoch, problem, self._keys("train", indices))
             return None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return logits.detach().float().cpu()
+        return outputs
+
+    def _forward(self, batch: Batch | FeatureBatch | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch's logits and loss (of an empty batch: none, and a zero loss that
+        touches every trained parameter)."""
+        if batch is None:
+            params = [p for p in self.trained.parameters() if p.requires_grad]
+            loss = sum(p.sum() * 0.0 for p in params)
+            return torch.zeros(0, self.model.layout.width), torch.as_tensor(loss)
+        batch = to_device(batch, self.accelerator.device)
+        with self.accelerator.autocast():
+            logits = forward(self.trained, batch)
+        return logits, self.objective.loss(logits.float(), batch, "train")
 
     def _gradient_norm(self) -> torch.Tensor:
         """The gradients' total norm (unscaled under fp16), clipped to ``optim.grad_clip`` when
@@ -308,6 +363,7 @@ class FoldRunner:
         result = {
             "fold": self.fold.name,
             "best_epoch": self.progress.best_epoch,
+            **({"stopped_early": self.stopped} if self.stopped else {}),
             f"dev_{self.objective.selection}": self.progress.best_uar,
             "test": test,
             "history": self.progress.history,
@@ -331,14 +387,18 @@ class FoldRunner:
         return result
 
     def _write_fold_files(self, test: dict[str, Any], predictions: Outputs) -> None:
-        title = f"fold {self.fold.name}"
-        self.objective.write_split_files(self.folder.path, "test", test, predictions, title)
+        title = fold_title(self.fold.name)
+        self.objective.write_split_files(
+            self.folder.path, "test", test, predictions, f"{title} (test)"
+        )
         history = self.progress.history
         columns = list(history[0])
         write_atomic(
             self.folder.history, csv_text(columns, [[r[c] for c in columns] for r in history])
         )
-        curves = learning_curves_figure(history, title, self.objective.selection)
+        curves = learning_curves_figure(
+            history, title, self.objective.selection, self.progress.best_epoch
+        )
         save_figure(self.folder.learning_curves, curves)
 
 
@@ -361,26 +421,21 @@ def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]
         yield
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> Any:
-    """The learning-rate schedule, stepped once per epoch."""
-    if optim.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=optim.plateau_factor,
-            patience=optim.plateau_patience,
-            min_lr=optim.min_lr,
-        )
-    floor = min(optim.min_lr / optim.lr, 1.0)
-    warmup = optim.warmup_epochs
-    decay = max(optim.epochs - warmup - 1, 1)  # so that the last epoch trains at min_lr
+def _groups(
+    batches: Iterable[Batch | FeatureBatch | None], sizes: Sequence[int]
+) -> Iterator[list[Batch | FeatureBatch | None]]:
+    """``batches`` in consecutive groups of ``sizes``: the micro-batches of each step."""
+    iterator = iter(batches)
+    for size in sizes:
+        yield [next(iterator) for _ in range(size)]
 
-    def factor(done: int) -> float:
-        if done < warmup:
-            return (done + 1) / (warmup + 1)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (done - warmup) / decay))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def _shares(weights: Sequence[float]) -> list[float]:
+    """Each micro-batch's share of its step's total weight (equal shares when it has none)."""
+    total = sum(weights)
+    if total <= 0:
+        return [1.0 / len(weights)] * len(weights)
+    return [weight / total for weight in weights]
 
 
 def _build_seeded(config: ModelConfig, seed: int) -> SERModel:

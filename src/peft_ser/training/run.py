@@ -49,6 +49,7 @@ from peft_ser.runs.corpus import resolve_corpus, select_folds
 from peft_ser.runs.layout import RunDir
 from peft_ser.training.checkpoint import has_checkpoint
 from peft_ser.training.loop import FoldRunner
+from peft_ser.training.reporting import check_trackers
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import FolderLock, output_folder, storage_errors
 from peft_ser.utils.precision import accelerator_for
@@ -64,10 +65,11 @@ NO_COMPARE = {
     "feature_cache_dir",
     "feature_cache_budget_gb",
     "audio_cache_gb",
+    "report_to",
 }
 """Settings that may change between a run and its resumption without changing its results
 (evaluation batches are masked, so their size changes no prediction; stored states are the
-states the run would compute)."""
+states the run would compute; trackers only watch)."""
 
 
 class RunDirError(UserError):
@@ -102,6 +104,7 @@ def train(config: RunConfig, resume: bool = False, cache: FeatureCache | None = 
 
 
 def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunResult:
+    check_trackers(config.report_to)
     accelerator = accelerator_for(config.mixed_precision)
     run = RunDir(output_folder(config.output_dir, "output_dir"))
     with accelerator.main_process_first():

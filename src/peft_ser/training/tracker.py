@@ -35,15 +35,13 @@ class EpochTracker:
         logits, values = self.objective.outputs(outputs)
         with torch.no_grad():
             if values is None and logits is not None:
-                weights = self.objective.class_weights[batch.labels]
                 losses = weighted_cross_entropy(
                     logits, batch.labels, self.objective.class_weights, reduction="none"
                 )
                 self.loss_sum += float(losses.sum())
-                self.weight_sum += float(weights.sum())
             else:
                 self.loss_sum += float(self.objective.loss(outputs, batch, "train")) * len(batch)
-                self.weight_sum += len(batch)
+            self.weight_sum += self.objective.batch_weight(batch)
         if logits is not None:
             self.truth += batch.labels.tolist()
             self.predicted += logits.argmax(dim=-1).tolist()

@@ -4,11 +4,12 @@
 // live and watch the timeline grow window by window.
 "use strict";
 
-const COLOURS = ["#7a7a7a", "#c0392b", "#2e6fa7", "#e0a526", "#3c9a5f", "#8e44ad", "#d35400",
-  "#16a085"];
 const SETTINGS = { whole: [], window: ["window"], vad: ["min_segment", "max_segment"] };
+const TICK_STEPS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600];
 const $ = (id) => document.getElementById(id);
-let labels = [];
+// Each label's colour, as the server's palette ties it to the label's name (GET /v1/models):
+// the same as in the timeline pictures, whatever the order of a model's classes.
+let colours = {};
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -16,8 +17,7 @@ function status(text, isError = false) {
 }
 
 function colour(label) {
-  const index = labels.indexOf(label);
-  return COLOURS[(index < 0 ? 0 : index) % COLOURS.length];
+  return colours[label] || "#7a7a7a";
 }
 
 async function api(path, options = {}) {
@@ -41,6 +41,7 @@ async function loadModels() {
       option.value = model.name;
       option.textContent = `${model.name} (${model.backbone}, ${model.method})`;
       option.dataset.labels = JSON.stringify(model.labels);
+      option.dataset.colours = JSON.stringify(model.colours);
       return option;
     }));
     status("Upload or record a clip.");
@@ -59,8 +60,11 @@ async function send(blob, name) {
     if ($(field).value) query.set(field, $(field).value);
   }
   status(`Asking ${model} about ${name}…`);
+  $("result").hidden = true;  // an earlier answer must not stand beside this one's error
   try {
-    show(await api(`/v1/predict?${query}`, { method: "POST", body: form }), segment);
+    const answer = await api(`/v1/predict?${query}`, { method: "POST", body: form });
+    colours = JSON.parse($("model").selectedOptions[0].dataset.colours);
+    show(answer, segment);
     status("");
   } catch (error) {
     status(error.message, true);
@@ -89,7 +93,7 @@ function bar(label, probability) {
 
 function show(answer, mode) {
   const prediction = answer.prediction;
-  labels = Object.keys(prediction.probabilities);
+  const labels = Object.keys(prediction.probabilities);
   $("source").textContent = prediction.source;
   $("label").textContent = prediction.label;
   $("bars").replaceChildren(
@@ -113,12 +117,30 @@ function show(answer, mode) {
     segment.dataset.end = window.end;
     return segment;
   }));
-  $("times").replaceChildren(...["0 s", `${prediction.duration.toFixed(1)} s`].map((text) => {
+  $("legend").replaceChildren(...labels.filter((label) => windows.some((w) => w.label === label))
+    .map((label) => {
+      const key = document.createElement("span");
+      key.dataset.label = label;
+      const swatch = document.createElement("i");
+      swatch.style.background = colour(label);
+      key.append(swatch, label);
+      return key;
+    }));
+  $("times").replaceChildren(...ticks(prediction.duration).map((seconds) => {
     const span = document.createElement("span");
-    span.textContent = text;
+    span.textContent = `${seconds} s`;
+    span.style.left = percent(seconds);
     return span;
   }));
   $("result").hidden = false;
+}
+
+// Time marks at a round step (0.5, 1, 2, 5, 10 s…), at most eight along the timeline.
+function ticks(duration) {
+  const step = TICK_STEPS.find((candidate) => duration / candidate <= 8) || 3600;
+  const marks = [];
+  for (let seconds = 0; seconds <= duration + 1e-9; seconds += step) marks.push(seconds);
+  return marks;
 }
 
 // A recording (webm/ogg/mp4, whatever the browser records) becomes a 16-bit mono WAV here,
