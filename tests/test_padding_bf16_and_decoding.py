@@ -123,8 +123,10 @@ def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(
 ) -> None:
     runner, batch, seen = bf16_lora_step_setup(corpus, tmp_path)
     before = {k: v.clone() for k, v in runner.model.trainable_state_dict().items()}
-    logits = runner._step(batch, 1)
-    assert logits is not None and logits.dtype == torch.float32
+    answered = runner._step([batch], 1)  # a group of one micro-batch: no accumulation
+    assert answered is not None
+    [logits] = answered
+    assert logits.dtype == torch.float32
     assert seen and set(seen) == {torch.bfloat16}
     after = runner.model.trainable_state_dict()
     assert all(t.dtype == torch.float32 for t in after.values())

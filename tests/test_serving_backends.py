@@ -17,6 +17,7 @@ import peft_ser
 import peft_ser.serving
 from peft_ser.cli import app
 from peft_ser.export.onnx import export_onnx
+from peft_ser.inference.palette import palette
 from peft_ser.serving import ModelPool, ModelSpec, create_app
 from peft_ser.utils.errors import InvalidRequestError
 
@@ -91,9 +92,11 @@ def test_onnx_beside_torch(sources: tuple[Path, Path], clips: list[Path]) -> Non
     assert_serves_as_predict(pool, "onnx", exported, clips, backend="onnxruntime")
     assert_serves_as_predict(pool, "torch", saved, clips)
     about = listed(pool)
+    labels = peft_ser.load_model(saved).labels
     assert about["onnx"] == {
         "name": "onnx",
-        "labels": peft_ser.load_model(saved).labels,
+        "labels": labels,
+        "colours": palette(labels),
         "backend": "onnxruntime",
         "precision": "fp32",
         "backbone": "tiny-whisper",
