@@ -12,6 +12,7 @@ resolve through).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from huggingface_hub import HfApi, ModelCard, constants
 from huggingface_hub.errors import HfHubHTTPError
 from typer.testing import CliRunner
 
+import peft_ser.export.hub as hub_module
 from peft_ser.cli import app
 from peft_ser.evaluation.sources import model_source
 from peft_ser.export.hub import WRITTEN, HubExportError, export_hub, push_to_hub
@@ -453,6 +455,35 @@ def test_export_into_a_read_only_folder_is_one_line(tiny_model_dir: Path, tmp_pa
         assert "read-only" in one_line(refused)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_leaves_the_output_as_it_was(tiny_model_dir: Path, tmp_path: Path):
+    """The disk fills while the card is written: the error is one line, a new output folder is
+    not created, and an earlier export in it is kept whole."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with pytest.raises(StorageError) as refused:
+            export_hub(str(tiny_model_dir), mount / "hub")
+        assert "no space left" in one_line(refused)
+        assert sorted(path.name for path in mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+    earlier = export_hub(str(tiny_model_dir), tmp_path / "hub")
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(earlier / "README.md"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hub_module, "write_atomic", full)
+        with pytest.raises(StorageError):
+            export_hub(str(tiny_model_dir), earlier)
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before
 
 
 def test_export_hub_on_the_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -131,15 +131,28 @@ def export_hub(
     if has_confusion:
         facts = _with(facts, confusion=CONFUSION)
     with storage_errors("free space or choose another --out"):
-        directory.mkdir(parents=True, exist_ok=True)
-        model.save(directory)
-        if classes(model):
-            write_atomic(directory / HF_CONFIG, json.dumps(transformers_config(model), indent=2))
-            shutil.copyfile(hub_pipeline.__file__, directory / CODE_FILE)
-        if has_confusion and confusion is not None:
-            shutil.copyfile(confusion, directory / CONFUSION)
-        write_atomic(directory / README, str(model_card(model, facts)))
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=directory.parent))
+        try:
+            model.save(staging)
+            if classes(model):
+                write_atomic(staging / HF_CONFIG, json.dumps(transformers_config(model), indent=2))
+                shutil.copyfile(hub_pipeline.__file__, staging / CODE_FILE)
+            if has_confusion and confusion is not None:
+                shutil.copyfile(confusion, staging / CONFUSION)
+            write_atomic(staging / README, str(model_card(model, facts)))
+            _move_into(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _move_into(staging: Path, directory: Path) -> None:
+    """Every file of a complete export renamed into ``directory`` (same disk: no copy can fail
+    half-way), so a full disk or a crash while writing leaves ``directory`` as it was."""
+    directory.mkdir(exist_ok=True)
+    for path in staging.iterdir():
+        os.replace(path, directory / path.name)
 
 
 def transformers_config(model: SERModel) -> dict[str, Any]:
