@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -442,37 +443,34 @@ def test_export_refusals_are_one_line_and_write_nothing(
     assert export_hub(str(tiny_model_dir), again) == again  # an export may be redone
 
 
-def test_export_into_a_read_only_folder_is_one_line(tiny_model_dir: Path, tmp_path: Path):
+@contextmanager
+def tmpfs(mount: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``mount`` with ``options`` while the block runs (root only)."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a read-only file system needs root")
-    mount = tmp_path / "ro"
+        pytest.skip("mounting a file system needs root")
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)]).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)]).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        with pytest.raises(StorageError) as refused:
-            export_hub(str(tiny_model_dir), mount / "hub")
-        assert "read-only" in one_line(refused)
+        yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_export_into_a_read_only_folder_is_one_line(tiny_model_dir: Path, tmp_path: Path):
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as mount, pytest.raises(StorageError) as refused:
+        export_hub(str(tiny_model_dir), mount / "hub")
+    assert "read-only" in one_line(refused)
 
 
 def test_a_full_disk_leaves_the_output_as_it_was(tiny_model_dir: Path, tmp_path: Path):
     """The disk fills while the card is written: the error is one line, a new output folder is
     not created, and an earlier export in it is kept whole."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "small", "size=40k") as mount:
         with pytest.raises(StorageError) as refused:
             export_hub(str(tiny_model_dir), mount / "hub")
         assert "no space left" in one_line(refused)
         assert sorted(path.name for path in mount.iterdir()) == []
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
     earlier = export_hub(str(tiny_model_dir), tmp_path / "hub")
     before = {path.name: path.read_bytes() for path in earlier.iterdir()}
 
