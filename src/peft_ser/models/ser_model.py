@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from pydantic import ValidationError
@@ -37,9 +36,6 @@ from peft_ser.models.tuning.registry import resolve_method
 from peft_ser.utils.errors import UserError, match_name
 from peft_ser.utils.fileio import write_atomic_with
 from peft_ser.utils.settings import TOO_DEEP, document_problem, format_validation_error
-
-if TYPE_CHECKING:
-    pass
 
 CONFIG_FILE = "peft_ser_config.json"
 WEIGHTS_FILE = "trainable.safetensors"
