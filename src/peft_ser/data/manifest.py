@@ -32,8 +32,6 @@ from peft_ser.utils.fileio import write_atomic
 PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
 """The PEFT-SER paper's four classes, in class-id order."""
 
-GENDERS = ("F", "M", "U")
-
 ATTRIBUTES: tuple[str, ...] = ("arousal", "valence", "dominance")
 """The emotional attributes (dimensions) an utterance may be rated on, in column order."""
 TARGETS = ("categorical", "attributes", "both")
@@ -262,11 +260,6 @@ def write_folds(
     if speaker_leakage is not None:
         document["speaker_leakage"] = speaker_leakage
     write_atomic(path, json.dumps(document, indent=1) + "\n")
-
-
-def read_folds(path: str | Path) -> list[Fold]:
-    """Read folds written by `write_folds`; anything else is a `PreparedCorpusError`."""
-    return _read_folds_document(path)[0]
 
 
 def _read_folds_document(path: str | Path) -> tuple[list[Fold], str | None]:

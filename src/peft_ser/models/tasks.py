@@ -23,7 +23,6 @@ from peft_ser.data.manifest import PreparedCorpus
 from peft_ser.models.config import ModelConfig
 from peft_ser.utils.errors import UserError
 
-TASKS = ("categorical", "attributes", "multitask")
 _TASK_OF_TARGETS = {"categorical": "categorical", "attributes": "attributes", "both": "multitask"}
 """The task a prepared corpus trains when the config does not choose one."""
 _TARGETS_OF_TASK = {
