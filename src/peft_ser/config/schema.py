@@ -20,10 +20,9 @@ from pydantic import (
 from peft_ser.data.augment import AugmentConfig
 from peft_ser.data.frames import MIN_SAMPLES
 from peft_ser.models.config import ModelConfig
+from peft_ser.utils.precision import precision_word
 from peft_ser.utils.settings import ConfigError, StrictModel
 
-FP32_WORDS = frozenset({"fp32", "float32", "float"})
-"""Spellings of full precision that training's ``mixed_precision`` reads as ``no``."""
 MAX_LR = 10.0
 """Largest learning rate. Adam-type optimisers move each weight by about ``lr`` per step; at 10
 a single step already dwarfs every trained weight (the paper uses 5e-4), and 1e30 overflows."""
@@ -277,4 +276,4 @@ class RunConfig(StrictModel):
     def _fp32_means_no(cls, value: Any) -> Any:
         """``fp32``, inference's word for full precision, is Accelerate's ``no`` here, so one
         vocabulary reads in every setting (`peft_ser.utils.precision`)."""
-        return "no" if isinstance(value, str) and value.strip().lower() in FP32_WORDS else value
+        return "no" if isinstance(value, str) and precision_word(value) == "fp32" else value
