@@ -22,14 +22,21 @@ def _mlflow_runs(store: Path) -> list[Any]:
     return [(client, run) for run in client.search_runs([experiment.experiment_id])]
 
 
-@pytest.mark.slow
-def test_a_run_reports_its_epochs_and_test_scores_to_a_local_mlflow_store(
-    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local MLflow file store that runs report to (skipped without MLflow)."""
     pytest.importorskip("mlflow")
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{store}")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database else
+    return store
+
+
+@pytest.mark.slow
+def test_a_run_reports_its_epochs_and_test_scores_to_a_local_mlflow_store(
+    corpus: Path, tmp_path: Path, mlflow_store: Path
+) -> None:
+    store = mlflow_store
     out = tmp_path / "run"
     config = tiny_run(corpus, out, **{"optim.epochs": 2, "report_to": ["mlflow"]})
     fold = train(config).folds[0]
@@ -74,14 +81,11 @@ def test_an_unknown_tracker_is_refused_by_the_config(corpus: Path, tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_resumed_fold_reports_every_epoch_to_its_new_tracker_run(
-    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: Path
 ) -> None:
-    pytest.importorskip("mlflow")
     from test_train_faults import _interrupted
 
-    store = tmp_path / "mlruns"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{store}")
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = mlflow_store
     config = tiny_run(corpus, tmp_path / "run", **{"optim.epochs": 3, "report_to": ["mlflow"]})
     _interrupted(config, monkeypatch, epoch=2)
     fold = train(config, resume=True).folds[0]
