@@ -67,7 +67,6 @@ class WindowCutter:
         self.next_start = 0
         self._kept = np.zeros(0, dtype=np.float32)
         self._kept_from = 0  # the stream position of _kept[0]
-        self._emitted: set[Span] = set()
 
     def feed(self, samples: np.ndarray) -> list[tuple[Span, np.ndarray]]:
         self._kept = np.concatenate([self._kept, samples])
@@ -77,7 +76,6 @@ class WindowCutter:
             span = (self.next_start, self.next_start + self.plan.window)
             if self.received > self.plan.whole:  # longer than one segment: windows hold
                 ready.append((span, self._cut(span)))
-                self._emitted.add(span)
                 self.next_start += self.plan.hop
             else:
                 break
@@ -87,11 +85,14 @@ class WindowCutter:
 
     def finish(self) -> list[tuple[Span, np.ndarray]]:
         """The windows not yet given of the whole stream's plan (the last one aligned to the
-        end, or the whole stream when it is no longer than a window)."""
+        end, or the whole stream when it is no longer than a window). Those given are the
+        plan's first ``next_start / hop``: windows every hop from 0, each ending before the
+        stream did."""
         if self.received == 0:
             return []
         spans = window_spans(self.received, self.plan.whole, self.plan.window, self.plan.hop)
-        return [(span, self._cut(span)) for span in spans if span not in self._emitted]
+        given = self.next_start // self.plan.hop
+        return [(span, self._cut(span)) for span in spans[given:]]
 
     def _cut(self, span: Span) -> np.ndarray:
         start, end = span[0] - self._kept_from, span[1] - self._kept_from
