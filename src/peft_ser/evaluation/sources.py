@@ -1,11 +1,11 @@
 """What `evaluate` and the cross-corpus matrix score: a run folder (each completed fold's saved
 model), a saved model folder (`SERModel.save` output), a model-zoo name or a Hub repo id.
 
-A source is told apart by what is on disk, in this order: a folder holding a run's config is a
-run, a folder holding a saved model's config is a model, and a name that is no path on disk is
-looked up in the zoo, then read as a Hub repo id (``org/name``, fetched by `load_model`; the
-order of `peft_ser.inference.hub.model_kind`). Anything else is refused in one line that says
-which of these it is not.
+A source is told apart in the order `load_model` reads names
+(`peft_ser.inference.hub.model_kind`): a folder holding a run's config is a run, a folder
+holding a saved model's config is a model, then a zoo name, then a Hub repo id (``org/name``,
+fetched by `load_model`). Anything else is refused in one line that says which of these it is
+not.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from peft_ser.data.manifest import Fold
-from peft_ser.inference.hub import is_repo_id
+from peft_ser.inference.hub import model_kind
 from peft_ser.models.ser_model import CONFIG_FILE
 from peft_ser.runs.layout import RunDir
 from peft_ser.utils.errors import UserError, suggest
@@ -31,18 +31,18 @@ def model_source(source: str | Path, refusal: str) -> ModelSource:
     ``refusal`` is the command's words for a folder that holds neither a run nor a model
     (``"neither a run directory nor a saved model"``), after the folder's name.
     """
-    path = Path(source)
-    if path.is_dir():
+    name, path = str(source), Path(source)
+    kind = model_kind(name, ZOO)
+    if kind == "path" and path.is_dir():
         run = RunDir(path)
         if run.is_run:
             return run
         if (path / CONFIG_FILE).is_file():
-            return str(path)
+            return name
         raise UserError(f"{path}: {refusal}")
-    if path.exists():
+    if kind == "path":
         raise UserError(f"{path}: is a file; give a run directory, a saved model or a zoo name")
-    name = str(source)
-    if name in ZOO or is_repo_id(name):
+    if kind != "unknown":
         return name
     raise UserError(
         f"{name}: no such folder, and no zoo model of that name{suggest(name, ZOO)}; give a run "
