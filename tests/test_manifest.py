@@ -64,7 +64,7 @@ def test_the_manifest_has_a_column_for_every_field_of_an_utterance_in_its_order(
     write_manifest(tmp_path / "m.csv", UTTERANCES)
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == (
         "key,corpus,speaker,gender,path,raw_label,label,session,duration,sample_rate,channels,"
-        "start,end,arousal,valence,dominance"
+        "start,end,arousal,valence,dominance,raw_votes,votes"
     )
 
 
@@ -148,12 +148,14 @@ def test_unparsable_file_is_named_with_its_problem(tmp_path, name, content, prob
         ("b,c,s,F,/x.wav,N,Neutral,,abc,16000,1", "line 4: duration 'abc' is not a number"),
         ("b,c,s,F,/x.wav,N,Neutral,,1.0,16k,1", "line 4: sample_rate '16k' is not a number"),
         ("b,c,s,F,/x.wav", "line 4: fewer fields than the header"),
-        ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,,,,extra",
+        ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,,,,,,extra",
          "line 4: more fields than the header"),
         ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,high,,",
          "line 4: arousal 'high' is not a number"),
         ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,2.0,nan,",
          "line 4: valence 'nan' is not a finite number"),
+        ("b,c,s,F,/x.wav,N,Neutral,,1.0,16000,1,0.0,,,,,,[1]",
+         "line 4: votes '[1]' are not a JSON object"),
     ],
 )  # fmt: skip
 def test_bad_manifest_row_is_named_by_line(tmp_path, row, problem):

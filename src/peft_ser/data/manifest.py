@@ -60,6 +60,10 @@ class Entry:
 
     ``arousal``, ``valence`` and ``dominance`` are the consensus ratings on the corpus's own
     scale (see `PreparedCorpus.attribute_scale`), ``None`` when the corpus has none.
+
+    ``raw_votes`` are the annotators' categorical choices in the corpus's own codes (the codes
+    ``raw_label`` uses), each code with its summed annotator weight (`peft_ser.corpora.votes`
+    gives the rule), ``None`` when the corpus ships no per-annotator labels.
     """
 
     key: str
@@ -73,6 +77,7 @@ class Entry:
     arousal: float | None = None
     valence: float | None = None
     dominance: float | None = None
+    raw_votes: dict[str, float] | None = field(default=None, hash=False)
 
     def attribute_values(self, names: Sequence[str]) -> list[float] | None:
         """The ratings ``names`` in that order, or ``None`` when any of them is missing."""
@@ -92,6 +97,12 @@ class Utterance(Entry):
     ``corpus`` names the corpus, ``label`` is the raw label's name in the chosen label space;
     ``duration`` (seconds, of the segment), ``sample_rate`` and ``channels`` come from the
     audio file. These fields are keyword-only: the `Entry` fields come first, positionally.
+
+    ``votes`` are ``raw_votes`` in the chosen label space: each label's summed annotator
+    weight, in label order, then ``other`` for the weight on codes outside the label space;
+    ``None`` without per-annotator labels. An utterance kept for its votes alone (its
+    consensus is outside the label space, ``prepare --targets distribution``) has the empty
+    ``label``.
     """
 
     corpus: str
@@ -99,6 +110,7 @@ class Utterance(Entry):
     duration: float
     sample_rate: int
     channels: int
+    votes: dict[str, float] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -137,10 +149,16 @@ class PreparedCorpus:
 
 MANIFEST_COLUMNS = (
     "key", "corpus", "speaker", "gender", "path", "raw_label", "label", "session", "duration",
-    "sample_rate", "channels", "start", "end", *ATTRIBUTES,
+    "sample_rate", "channels", "start", "end", *ATTRIBUTES, "raw_votes", "votes",
 )  # fmt: skip
-"""The columns of ``manifest.csv``, in their order: every field of `Utterance`."""
-_OPTIONAL_COLUMNS = {"start": "0.0", "end": "", **dict.fromkeys(ATTRIBUTES, "")}
+"""The columns of ``manifest.csv``, in their order: every field of `Utterance`. The vote
+columns hold a JSON object (``{"Neutral": 2.5, "Sad": 0.5, "other": 1.0}``) or nothing."""
+OTHER_VOTES = "other"
+"""The key of ``Utterance.votes`` that holds the weight on categories outside the label space."""
+_VOTE_COLUMNS = {"raw_votes", "votes"}
+_OPTIONAL_COLUMNS = {
+    "start": "0.0", "end": "", **dict.fromkeys(ATTRIBUTES, ""), **dict.fromkeys(_VOTE_COLUMNS, ""),
+}  # fmt: skip
 """Columns added after the first manifests were written, with the value older files imply."""
 _INT_COLUMNS = {"sample_rate", "channels"}
 _FLOAT_COLUMNS = {"duration", "start"}
@@ -199,6 +217,8 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
 
 
 def _cell(value: object) -> object:
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
     return "" if value is None else value
 
 
@@ -240,6 +260,8 @@ def _parse_value(name: str, text: str) -> object:
             return float(text)
         if name == "end":
             return float(text) if text else None
+        if name in _VOTE_COLUMNS:
+            return parse_votes(text) if text else None
         if name in ATTRIBUTES:
             value = float(text) if text else None
         else:
@@ -249,6 +271,24 @@ def _parse_value(name: str, text: str) -> object:
     if value is not None and not math.isfinite(value):
         raise ValueError(f"{name} {text!r} is not a finite number")
     return value
+
+
+def parse_votes(text: str) -> dict[str, float]:
+    """A vote column's JSON object: category names to finite, non-negative weights."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"votes {text!r} are not a JSON object") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"votes {text!r} are not a JSON object")
+    votes = {}
+    for name, weight in document.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValueError(f"votes {text!r}: {name!r} has no number")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"votes {text!r}: {name!r} is not a finite weight ≥ 0")
+        votes[name] = float(weight)
+    return votes
 
 
 def write_folds(
