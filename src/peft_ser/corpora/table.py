@@ -204,7 +204,19 @@ def _add_row(
     gender = gender_letter(cells.get("gender", ""))
     session = cells.get("session", "")
     own.scan.entries.append(
-        Entry(key, speaker, gender, audio, label, session, start, end, **values)
+        Entry(
+            key,
+            speaker,
+            gender,
+            audio,
+            label,
+            session,
+            start,
+            end,
+            arousal=values.get("arousal"),
+            valence=values.get("valence"),
+            dominance=values.get("dominance"),
+        )
     )
     if split:
         own.splits.setdefault(key, split)

@@ -253,6 +253,8 @@ def _utterance_from_row(row: dict[str | None, str | None]) -> Utterance:
 
 
 def _parse_value(name: str, text: str) -> object:
+    if name in _VOTE_COLUMNS:
+        return parse_votes(text) if text else None
     try:
         if name in _INT_COLUMNS:
             return int(text)
@@ -260,8 +262,6 @@ def _parse_value(name: str, text: str) -> object:
             return float(text)
         if name == "end":
             return float(text) if text else None
-        if name in _VOTE_COLUMNS:
-            return parse_votes(text) if text else None
         if name in ATTRIBUTES:
             value = float(text) if text else None
         else:
