@@ -12,6 +12,9 @@ sources in docs/corpora.md): the eight classes A H S U F D C N under the challen
 in its baseline's class order, no-agreement X and other O excluded, macro-F1 the headline;
 fold ``test1`` scores on Test1, and fold ``test3`` on Test3 (the class-balanced set) when the
 release lists Test3 utterances.
+
+Each row's ``raw_votes`` are the annotators' primary choices from the release's detailed label
+file (`peft_ser.corpora.msp_podcast_votes`), ``None`` without one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from peft_ser.corpora.base import (
     stem,
 )
 from peft_ser.corpora.folds import official_split
+from peft_ser.corpora.msp_podcast_votes import read_detailed_votes
 from peft_ser.data.manifest import Utterance
 
 _LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
@@ -67,8 +71,9 @@ def _looks_like(root: Path) -> bool:
 
 
 def scan(root: Path) -> Scan:
-    """One entry per row of the consensus label file."""
+    """One entry per row of the consensus label file, with its annotators' votes."""
     label_file = require_file(_label_file(root), f"{root}/Labels/labels_consensus.csv")
+    detailed = read_detailed_votes(root / "Labels")
     entries = []
     with open(label_file, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -85,9 +90,11 @@ def scan(root: Path) -> Scan:
                     arousal=rating(row.get("EmoAct")),
                     valence=rating(row.get("EmoVal")),
                     dominance=rating(row.get("EmoDom")),
+                    raw_votes=detailed.votes.get(name) if detailed else None,
                 )
             )  # fmt: skip
-    return Scan(entries, find_audio(root, "Audios/*"))
+    problems = detailed.problems if detailed else []
+    return Scan(entries, find_audio(root, "Audios/*"), problems)
 
 
 def _challenge_folds(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
