@@ -13,6 +13,18 @@ in its baseline's class order, no-agreement X and other O excluded, macro-F1 the
 fold ``test1`` scores on Test1, and fold ``test3`` on Test3 (the class-balanced set) when the
 release lists Test3 utterances.
 
+The Interspeech 2025 challenge protocol (``--protocol challenge2025 --labels challenge8``):
+the same eight classes in the same order, training on ``Train`` and picking the epoch on
+``Development``, as the organisers' baseline does (msplabresearch/MSP-Podcast_Challenge_IS2025,
+``train_eval_files/train_cat_ser.py``, ``utils/data/podcast.py``). Its test set is
+unlabelled: the baseline's evaluation script takes every file of the audio folder whose name
+contains ``test3`` (``train_eval_files/eval_cat_ser.py``) and writes scores for the organisers
+to rank by macro-F1. A prepared corpus holds labelled utterances only, so its one fold
+``development`` scores on the Development set (test = dev, the labelled score the challenge's
+papers report), and ``peft-ser predict <Audios>/*test3* --format challenge`` writes the
+submission (`peft_ser.inference.challenge`). Test3 files without a label row are reported as
+``unlabelled_audio``; rows of other splits stay in the manifest, in no fold.
+
 Each row's ``raw_votes`` are the annotators' primary choices from the release's detailed label
 file (`peft_ser.corpora.msp_podcast_votes`), ``None`` without one.
 """
@@ -43,7 +55,7 @@ from peft_ser.corpora.base import (
 )
 from peft_ser.corpora.folds import official_split
 from peft_ser.corpora.msp_podcast_votes import read_detailed_votes
-from peft_ser.data.manifest import Utterance
+from peft_ser.data.manifest import Fold, Utterance
 
 _LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
 _COLUMNS = ("FileName", "EmoClass", "SpkrID", "Gender", "Split_Set")
@@ -58,7 +70,8 @@ CHALLENGE_CLASSES = {
     "C": "Contempt",
     "N": "Neutral",
 }
-"""The Odyssey 2024 challenge's eight classes: codes, names and class order of its baseline."""
+"""The eight classes of the MSP-Podcast challenges (Odyssey 2024, Interspeech 2025): codes,
+names and class order of their baselines (for 2025: ``process_labels_for_categorical.py``)."""
 
 
 def _label_file(root: Path) -> Path | None:
@@ -108,6 +121,15 @@ def _challenge_folds(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
     return FoldPlan(folds)
 
 
+def _development_fold(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
+    """The Interspeech 2025 challenge: one fold ``development`` that trains on Train, picks its
+    epoch on Development (or Validation) and is scored there too, the challenge's only
+    labelled evaluation set (its test set has no labels here)."""
+    train = [u.key for u in utterances if u.session in _TRAIN]
+    dev = [u.key for u in utterances if u.session in _DEV]
+    return FoldPlan([Fold("development", train, dev, list(dev))])
+
+
 CORPUS = Corpus(
     name="msp-podcast",
     title="MSP-Podcast",
@@ -129,7 +151,7 @@ CORPUS = Corpus(
             "challenge8": LabelSet(
                 tuple(CHALLENGE_CLASSES.values()),
                 CHALLENGE_CLASSES,
-                "the Odyssey 2024 challenge's 8 classes",
+                "the MSP-Podcast challenges' 8 classes (Odyssey 2024, Interspeech 2025)",
             )
         },
     ),
@@ -144,6 +166,14 @@ CORPUS = Corpus(
             "on Test3 where present; headline macro-F1 (classes), mean CCC (attributes)",
             1,
             _challenge_folds,
+            headline="macro_f1",
+        ),
+        "challenge2025": Protocol(
+            "Interspeech 2025 challenge: Train, the epoch picked on Development (or "
+            "Validation) and scored there (test = dev; the unlabelled test files are scored "
+            "by the organisers: predict --format challenge); headline macro-F1",
+            1,
+            _development_fold,
             headline="macro_f1",
         ),
     },
