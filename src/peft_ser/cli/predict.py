@@ -18,6 +18,7 @@ class OutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    challenge = "challenge"
 
 
 @app.command("predict")
@@ -39,7 +40,13 @@ def predict_command(
         ),
     ],
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="how to write the predictions")
+        OutputFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="how to write the predictions; challenge: the Interspeech 2025 MSP-Podcast "
+            "challenge's submission file (a model of its 8 classes)",
+        ),
     ] = OutputFormat.table,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write to this file, not stdout")
@@ -117,6 +124,7 @@ def predict_command(
     from dataclasses import asdict
 
     from peft_ser.inference.backends import choose_backend, inference_model
+    from peft_ser.inference.challenge import check_challenge_labels, check_file_names
     from peft_ser.inference.files import (
         check_not_an_input,
         check_output_path,
@@ -138,6 +146,8 @@ def predict_command(
     for path in (output, plot):
         if path is not None:
             check_not_an_input(path, found.paths)
+    if output_format is OutputFormat.challenge:
+        check_file_names(found.paths)
     if plot is not None:  # matplotlib only for a plot: an ONNX runtime install has none
         from peft_ser.inference.timeline import check_plottable
 
@@ -146,17 +156,20 @@ def predict_command(
         typer.echo(f"skipped {failure.error}", err=True)
     predictions = []
     if found.paths:
+        loaded = inference_model(
+            model,
+            backend=chosen_backend,
+            precision=precision,
+            device=device,
+            cache_folder=cache_folder,
+            backbone=backbone,
+            dtype=dtype,
+        )
+        if output_format is OutputFormat.challenge:  # before any file is predicted
+            check_challenge_labels(loaded.labels, model)
         results = iter_predictions(
             found.paths,
-            model=inference_model(
-                model,
-                backend=chosen_backend,
-                precision=precision,
-                device=device,
-                cache_folder=cache_folder,
-                backbone=backbone,
-                dtype=dtype,
-            ),
+            model=loaded,
             batch_size=batch_size,
             **asdict(segmentation),
         )
@@ -170,7 +183,7 @@ def predict_command(
     typer.echo(f"predicted {len(predictions)} of {found.count} inputs", err=True)
     if not predictions:
         raise typer.Exit(2)
-    text = format_predictions(predictions, output_format.value)
+    text = format_predictions(predictions, output_format.value, model)
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -4,9 +4,10 @@ Arguments are folders, files or glob patterns. Each argument that yields no audi
 empty folder, a pattern that matches nothing, a missing file) becomes a `Failure` reported
 like an unreadable file, so no argument is ever dropped silently.
 
-Results are a table, CSV or strict JSON (no NaN, which JSON does not have; predictions are
-finite by construction). The output path is checked before any work, and the file is written
-atomically, so an interrupted run never leaves half a CSV behind.
+Results are a table, CSV, strict JSON (no NaN, which JSON does not have; predictions are
+finite by construction) or the submission file of the Interspeech 2025 MSP-Podcast challenge
+(`peft_ser.inference.challenge`). The output path is checked before any work, and the file is
+written atomically, so an interrupted run never leaves half a CSV behind.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peft_ser.data.audio import AudioError
+from peft_ser.inference.challenge import submission_text
 from peft_ser.inference.predict import Failure, Prediction, WindowPrediction
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 """Files a directory search picks up (case-insensitive)."""
-OUTPUT_FORMATS = ("table", "json", "csv")
+OUTPUT_FORMATS = ("table", "json", "csv", "challenge")
 _SEARCHED = f"searched recursively for {', '.join(AUDIO_EXTENSIONS)}"
 
 
@@ -173,14 +175,19 @@ def write_predictions(text: str, path: Path) -> None:
         raise OutputError(f"{path}: cannot write ({error.strerror})") from None
 
 
-def format_predictions(predictions: Sequence[Prediction], output_format: str) -> str:
-    """Render predictions as ``table`` (aligned text), ``json`` or ``csv``.
+def format_predictions(
+    predictions: Sequence[Prediction], output_format: str, model: str = "the model"
+) -> str:
+    """Render predictions as ``table`` (aligned text), ``json``, ``csv`` or ``challenge`` (the
+    MSP-Podcast challenge's submission file; ``model`` names the model in its refusals).
 
     Table and CSV have one row per input (empty ``window`` column: the whole recording, for a
     segmented one the duration-weighted mean of its segments) followed, for a recording cut
     into windows or speech segments, by one row per segment numbered from 1 with its start and
     end. JSON is a list of `Prediction.to_dict`, strict (never NaN or Infinity).
     """
+    if output_format == "challenge":
+        return submission_text(predictions, model)
     if output_format == "json":
         items = [prediction.to_dict() for prediction in predictions]
         return json.dumps(items, indent=2, allow_nan=False) + "\n"
