@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from _podcast_detailed import DETAILED_ROWS, build_release
 
+from peft_ser.config import load_run_config
 from peft_ser.corpora import prepare_corpus
 from peft_ser.data.manifest import PreparedCorpus
 
@@ -75,3 +76,13 @@ def test_an_older_release_calls_the_dev_set_validation(tmp_path: Path, dev_name:
     consensus.write_text(consensus.read_text().replace(",Development\n", f",{dev_name}\n"))
     done = prepare_corpus("msp-podcast", corpus, tmp_path / "out", protocol="challenge2025")
     assert done.folds[0].dev == ["MSP-PODCAST_0201_0001"]  # paper4: 0201_0002 is Contempt
+
+
+def test_the_shipped_config_trains_on_the_corpus_the_docs_prepare() -> None:
+    config = load_run_config(
+        Path(__file__).parents[2] / "configs" / "msp-podcast-challenge2025.yaml"
+    )
+    assert config.model.task == "categorical" and config.optim.class_weights == "inverse_frequency"
+    assert (config.data.corpus, config.optim.epochs, config.data.batch_size) == (
+        "prepared/msp-podcast-challenge2025", 20, 32,
+    )  # fmt: skip

@@ -1,8 +1,10 @@
 """MSP-Podcast's per-annotator labels → each segment's votes in the corpus's codes.
 
 The release ships every rater's answer next to the consensus in ``Labels/``: the readme of
-release 1.12 lists ``labels_detailed.csv`` ("detailed individual annotations in CSV format")
-and ``labels_detailed.json`` (the same in JSON). No public document from the corpus owners
+release 1.12 (reproduced in an OpenReview submission's supplementary code,
+``dataset_preprocessing_code/msp-podcast/readme.txt``) lists ``labels_detailed.csv``
+("detailed individual annotations in CSV format") and ``labels_detailed.json`` (the same in
+JSON). No public document from the corpus owners
 gives their columns, so the layouts below are read from public code that parses them, and a
 layout only one such reader shows is marked unverified. The CSV is read when present, the
 JSON otherwise.
@@ -34,16 +36,17 @@ loader lists ``Other-Concerned``, ``Other-Annoyed``, …). Each word becomes the
 ``Anger`` or ``Surprised`` (unverified) land on the same code; a bare code is accepted as it
 is.
 
-Only the primary choice is a vote. It answers the question the consensus answers (the
-consensus ``EmoClass`` is the plurality of the primary choices; a tie is ``X``, MSP-Podcast
-corpus papers), the challenge baselines train on the consensus of primary choices
-(msplabresearch/MSP-Podcast_Challenge_IS2025, ``process_labels_for_categorical.py``), and
-the public loaders above build their 8-class distributions from ``EmoClass_Major``. The
-secondary choices answer another question (every emotion heard, from a longer list with
-free-text others) and are left out. So every annotator weighs 1 on one code
-(`peft_ser.corpora.votes.annotator_votes`).
+Only the primary choice is a vote. The corpus paper ("The MSP-Podcast Corpus", arXiv
+2509.09791, abstract) calls it the "single dominant emotion" and the secondary ones the
+"multiple emotions perceived"; the consensus ``EmoClass`` (and with it the classes the
+challenge baselines train on, msplabresearch/MSP-Podcast_Challenge_IS2025,
+``process_labels_for_categorical.py``) comes from the primary choices (that it is their
+plurality, a tie giving ``X``, is unverified here), and the public loaders above build their
+8-class distributions from ``EmoClass_Major``. The secondary choices answer another question
+(every emotion heard, from a longer list with free-text others) and are left out. So every
+annotator weighs 1 on one code (`peft_ser.corpora.votes.annotator_votes`).
 
-A file without a detailed label file gives no votes and no error. A row that cannot be read
+A release without a detailed label file gives no votes and no error. A row that cannot be read
 (no file name, no or an unknown primary word, a garbled line) is one `Problem` naming the
 label file and its line; its vote is left out and the segment keeps the others'.
 """
