@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from _layouts import (
 from peft_ser.corpora import CorpusError, load_prepared, prepare_corpus
 from peft_ser.data.manifest import (
     PreparedCorpusError,
+    csv_text,
     read_manifest,
     write_manifest,
 )
@@ -104,8 +106,10 @@ def test_corpus_without_ratings_refuses_attribute_targets(tmp_path):
 def test_old_manifest_without_rating_columns_loads(podcast, tmp_path):
     prepare_corpus("msp-podcast", podcast, tmp_path)
     manifest = tmp_path / "manifest.csv"
-    lines = manifest.read_text().splitlines()
-    manifest.write_text("\n".join(line.rsplit(",", 3)[0] for line in lines) + "\n")
+    with manifest.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    old_columns = rows[0].index("arousal")  # the columns of manifests before ratings and votes
+    manifest.write_text(csv_text(rows[0][:old_columns], [row[:old_columns] for row in rows[1:]]))
     assert not (tmp_path / "targets.json").exists()
     prepared = load_prepared(tmp_path)
     assert prepared.targets == "categorical"
