@@ -7,8 +7,13 @@ types and repeated annotators do not count), never computed by the code under te
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from _vote_layouts import build_crema_d_votes, build_iemocap_votes, build_msp_improv_votes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peft_ser.corpora import crema_d, iemocap, msp_improv
 from peft_ser.corpora.base import Scan
@@ -135,3 +140,79 @@ def test_iemocap_evaluator_lines_after_a_malformed_turn_count_for_no_turn(tmp_pa
     assert [p.key for p in scan.problems] == ["not-a-turn"]
     assert "Ses03F_impro01.txt line " in scan.notes[0] and scan.notes[0].startswith("3 ")
     assert _raw(scan)["Ses03F_impro01_F001"] == {"neu": 1.0}  # the next turn is its own
+
+
+WORDS = {
+    "Neutral": "neu", "Happiness": "hap", "Excited": "exc", "Sadness": "sad", "Anger": "ang",
+    "Frustration": "fru", "Surprise": "sur", "Fear": "fea", "Disgust": "dis", "Other": "oth",
+}  # fmt: skip
+word = st.sampled_from([*WORDS, "Bored", "anger"])
+answer = st.tuples(st.integers(1, 4), st.lists(word, max_size=3))
+"""An evaluator number and the words of one ``C-E`` line (possibly none, possibly repeated)."""
+
+
+def _expected(answers: list[tuple[int, list[str]]]) -> dict[str, float] | None:
+    """The rule, written out for the test: first answer per evaluator, 1 over distinct codes."""
+    if not answers:
+        return None
+    first: dict[int, list[str]] = {}
+    for evaluator, words in answers:
+        first.setdefault(evaluator, words)
+    votes: dict[str, float] = {}
+    for words in first.values():
+        codes = list(dict.fromkeys(WORDS.get(w, "ang" if w == "anger" else w) for w in words))
+        for code in codes:
+            votes[code] = votes.get(code, 0.0) + 1 / len(codes)
+    return votes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    turns=st.lists(
+        st.tuples(st.lists(answer, max_size=5), st.lists(word, max_size=2)), min_size=1, max_size=4
+    )
+)
+def test_iemocap_votes_of_random_blocks(turns) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        evaluation = Path(folder) / "Session1/dialog/EmoEvaluation"
+        evaluation.mkdir(parents=True)
+        text = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+        for index, (answers, self_words) in enumerate(turns):
+            text += f"[1.0 - 2.0]\tSes01F_impro01_F{index:03d}\txxx\t[2.5, 2.5, 2.5]\n"
+            for evaluator, words in answers:
+                text += f"C-E{evaluator}:\t{''.join(w + '; ' for w in words)}\t(a; b)\n"
+            text += f"C-F1:\t{''.join(w + '; ' for w in self_words)}\t()\n\n"
+        (evaluation / "Ses01F_impro01.txt").write_text(text)
+        scan = iemocap.scan(Path(folder))
+    assert [entry.raw_votes for entry in scan.entries] == [_expected(a) for a, _ in turns]
+    assert not scan.notes
+
+
+PRIMARY = {"Angry": "A", "Happy": "H", "Sad": "S", "Neutral": "N", "Other": "O", "sad": "S"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p01", "p02", "p-03", "q_4"]), st.sampled_from([*PRIMARY, "Bored", ""])
+        ),
+        max_size=6,
+    )
+)
+def test_msp_improv_votes_of_random_rater_lines(raters) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        lines = [f"{rater}; {emotion}; Calm,Tired; A:3.0; V:3.0; D:3.0; N:4.0;"
+                 for rater, emotion in raters]  # fmt: skip
+        block = "\n".join(["UTD-IMPROV-S01A-F01-P-FM01.avi; A; A:3.0; V:3.0; D:3.0 ; N:4;", *lines])
+        (Path(folder) / "Evalution.txt").write_text(block + "\n")
+        (entry,) = msp_improv.scan(Path(folder)).entries
+    first: dict[str, str] = {}
+    for rater, emotion in raters:
+        first.setdefault(rater, emotion)
+    expected: dict[str, float] = {}
+    for emotion in first.values():
+        if emotion:
+            code = PRIMARY.get(emotion, emotion)
+            expected[code] = expected.get(code, 0.0) + 1.0
+    assert entry.raw_votes == (expected if raters else None)
