@@ -59,7 +59,7 @@ def test_distribution_keeps_no_agreement_turns_with_in_set_votes(iemocap, tmp_pa
     assert json.loads((tmp_path / "targets.json").read_text())["targets"] == "distribution"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["votes"] == {"utterances": 12, "kept_for_votes": 4}
-    assert summary["total"]["utterances"] == 12
+    assert summary["total"]["utterances"] == 12 and summary["total"]["votes_only"] == 4
     assert sum(summary["total"]["per_label"].values()) == 8
     text = (tmp_path / "summary.txt").read_text()
     assert (
@@ -168,7 +168,7 @@ def test_distribution_needs_a_corpus_with_votes(tmp_path):
     with pytest.raises(
         CorpusError,
         match=r"no label row of CREMA-D under .* carries annotator "
-        r"votes \(read from finishedResponses.csv \(its audio-visual responses\)\)",
+        r"votes \(read from the audio-visual responses of finishedResponses.csv\)",
     ):
         prepare_corpus("crema-d", corpus, tmp_path / "o", targets="distribution")
     assert not (tmp_path / "o").exists()

@@ -144,5 +144,5 @@ CORPUS = Corpus(
         ),
     },
     top_dirs=("CREMA-D",),
-    votes="finishedResponses.csv (its audio-visual responses)",
+    votes="the audio-visual responses of finishedResponses.csv",
 )

@@ -36,6 +36,7 @@ def _split_summary(utterances: Sequence[Utterance], labels: Sequence[str]) -> di
         "speakers": len({u.speaker for u in utterances}),
         "hours": round(sum(u.duration for u in utterances) / 3600, 4),
         "per_label": {label: counts.get(label, 0) for label in labels},
+        "votes_only": counts.get(VOTES_ONLY, 0),
     }
 
 
@@ -95,10 +96,13 @@ def summarize(
 def summary_text(summary: dict[str, Any]) -> str:
     """A short, aligned plain-text rendering of `summarize`'s result."""
     labels = summary["labels"]
+    votes_only = summary["votes"]["kept_for_votes"] > 0
     header = f"{'':16}{'utts':>7}{'spk':>5}{'hours':>8}" + "".join(f"{n[:9]:>10}" for n in labels)
+    header += f"{'votes-only':>11}" if votes_only else ""
 
     def line(name: str, part: dict[str, Any]) -> str:
         cells = "".join(f"{part['per_label'][label]:>10}" for label in labels)
+        cells += f"{part['votes_only']:>11}" if votes_only else ""
         return f"{name:16}{part['utterances']:>7}{part['speakers']:>5}{part['hours']:>8.2f}{cells}"
 
     lines = [
