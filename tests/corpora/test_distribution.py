@@ -209,3 +209,33 @@ def test_vote_only_utterance_with_no_in_set_vote_is_refused(iemocap, tmp_path):
                                                *prepared.manifest[first + 1:]])  # fmt: skip
     with pytest.raises(PreparedCorpusError, match="1 utterances have no label"):
         load_prepared(tmp_path)
+
+
+def test_cli_refuses_distribution_targets_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from peft_ser.cli import app
+
+    emodb = build_emodb(tmp_path / "emodb")
+    result = CliRunner().invoke(
+        app, ["prepare", "emodb", "--root", str(emodb), "--targets", "distribution"]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --targets distribution: EmoDB ships no per-annotator labels to count votes "
+        "from; use --targets categorical"
+    ]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"targets": "distribution", "attributes": ["arousal"], "scale": "1-5"}',
+        '{"targets": "votes", "attributes": []}',
+    ],
+)
+def test_a_damaged_targets_file_is_refused(iemocap, tmp_path, document):
+    prepare_corpus("iemocap", iemocap, tmp_path, targets="distribution")
+    (tmp_path / "targets.json").write_text(document)
+    with pytest.raises(PreparedCorpusError, match=r"targets\.json: "):
+        load_prepared(tmp_path)

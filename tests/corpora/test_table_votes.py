@@ -8,9 +8,12 @@ import json
 
 import pytest
 from _clips import FORMATS, report, tone, write_table
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from peft_ser.corpora import CorpusError, OwnDataOptions, prepare_table
 from peft_ser.data.manifest import read_prepared
+from peft_ser.utils.errors import UserError
 
 SPEAKERS = ("s1", "s2", "s3", "s4", "s5", "s6")
 LABELS = ("angry", "calm", "sad")
@@ -166,3 +169,58 @@ def test_a_folder_corpus_has_no_votes(tmp_path):
     with pytest.raises(CorpusError, match="--targets distribution: the folder layout has no "
                        "annotator votes"):  # fmt: skip
         prepare_folder(tmp_path / "data", tmp_path / "out", options=_options())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("vote-clips")
+    return [tone(folder / f"c{index}.wav", hz=200 + 10 * index) for index in range(20)]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(1, 6),  # speaker
+            st.sampled_from(["angry", "calm", "sad", ""]),  # "" : the consensus is missing
+            st.dictionaries(
+                st.sampled_from(["angry", "calm", "sad", "bored"]), st.integers(0, 3), max_size=3
+            ),
+        ),
+        min_size=6,
+        max_size=20,
+    ),
+    split_by=st.sampled_from(["speaker", "utterance"]),
+)
+def test_the_labelled_view_is_the_categorical_preparation_of_any_table(
+    clips, tmp_path_factory, rows, split_by
+):
+    folder = tmp_path_factory.mktemp("random-votes")
+    table = write_table(folder / "t.csv", [
+        {"path": str(clips[i]), "label": label, "speaker": f"s{speaker}",
+         "votes": json.dumps(votes)}
+        for i, (speaker, label, votes) in enumerate(rows)
+    ])  # fmt: skip
+    results = []
+    for targets in ("categorical", "distribution"):
+        options = OwnDataOptions(targets=targets, folds_k=3, split_by=split_by)
+        try:
+            results.append(prepare_table(table, folder / targets, options=options))
+        except UserError as error:
+            results.append(str(error))
+    categorical, distribution = results
+    if isinstance(categorical, str):
+        # a corpus too small for categorical folds stays too small: its vote-only rows
+        # decide no fold
+        assert isinstance(distribution, str)
+        return
+    assert not isinstance(distribution, str), distribution
+    labelled = read_prepared(folder / "distribution").labelled()
+    assert labelled.manifest == categorical.manifest
+    assert labelled.folds == categorical.folds and labelled.labels == categorical.labels
+    for u in distribution.manifest:
+        if u.label == "":
+            assert u.votes is not None and sum(u.votes.values()) > u.votes["other"]
