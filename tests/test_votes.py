@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peft_ser.corpora.votes import annotator_votes, in_set_weight, label_votes
+from peft_ser.corpora.votes import annotator_votes, first_answers, in_set_weight, label_votes
 from peft_ser.data.manifest import Utterance, parse_votes, read_manifest, write_manifest
 
 
@@ -57,3 +57,27 @@ def test_vote_columns_read_back_exactly(votes: dict[str, float]) -> None:
 def test_bad_vote_cells_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="votes"):
         parse_votes(text)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["neu", "hap", "exc", "fru", "xyz"]), weights, max_size=5),
+    st.sampled_from([("Neutral", "Happy"), ("Happy",), ()]),
+)
+def test_label_votes_keep_every_weight(raw: dict[str, float], labels: tuple[str, ...]) -> None:
+    mapping = {"neu": "Neutral", "hap": "Happy", "exc": "Happy"}
+    votes = label_votes(raw, mapping.get, labels)
+    assert list(votes) == [*labels, "other"]
+    assert math.isclose(sum(votes.values()), sum(raw.values()), rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(
+        in_set_weight(votes), sum(w for c, w in raw.items() if mapping.get(c) in labels),
+        rel_tol=1e-9, abs_tol=1e-9,
+    )  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.sampled_from("pqr"), st.lists(st.sampled_from("AHSN"))), max_size=9))
+def test_an_annotator_counts_once_by_their_first_answer(answers) -> None:
+    first = first_answers(answers)
+    assert len(first) == len({annotator for annotator, _ in answers})
+    assert first == [next(c for a, c in answers if a == who) for who in dict.fromkeys(
+        annotator for annotator, _ in answers
+    )]  # fmt: skip

@@ -72,8 +72,11 @@ def prepare(
         str,
         typer.Option(
             help="categorical (class labels), attributes (arousal, valence, dominance ratings;"
-            " utterances without them are excluded, the label set does not filter) or both;"
-            " table: from its arousal, valence, dominance columns; folder: categorical only"
+            " utterances without them are excluded, the label set does not filter), both, or"
+            " distribution (class labels and annotator votes; also keeps utterances whose"
+            " consensus is outside the label set when an annotator chose a label of it);"
+            " table: ratings from its arousal, valence, dominance columns, votes from a votes"
+            " or votes_<label> columns; folder: categorical only"
         ),
     ] = "categorical",
     columns: Annotated[

@@ -117,6 +117,8 @@ class Scan:
     entries: list[Entry]
     audio: set[str]
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Warnings about lines that were read only in part (vote lines that count no vote)."""
 
 
 Materialize = Callable[[Scan, Path, bool], Scan]
@@ -251,6 +253,8 @@ class Corpus:
     """For corpora shipped as media libsndfile cannot read (video): see `Materialize`."""
     attribute_scale: str = ""
     """The scale of the corpus's attribute ratings in words; empty: it has none."""
+    votes: str = ""
+    """Where the corpus's per-annotator labels come from, in words; empty: it ships none."""
 
 
 def stem(path: str) -> str:

@@ -54,10 +54,15 @@ def prepare_folder(
     """
     options = options or OwnDataOptions()
     if options.targets != "categorical":
+        kind, columns, targets = (
+            ("annotator votes", "a votes column", "distribution")
+            if options.targets == "distribution"
+            else ("attribute values", "arousal, valence or dominance columns", "attributes")
+        )
         raise CorpusError(
-            f"--targets {options.targets}: the folder layout has no attribute values (its "
-            "labels are folder names); list the clips with arousal, valence or dominance "
-            "columns in a table and run prepare table --manifest <table> --targets attributes"
+            f"--targets {options.targets}: the folder layout has no {kind} (its labels are "
+            f"folder names); list the clips with {columns} in a table and run prepare table "
+            f"--manifest <table> --targets {targets}"
         )
     path = Path(root).expanduser().resolve()
     if not path.is_dir():

@@ -12,6 +12,13 @@ copy with 3 of its 5 sessions). The rules then make as many speaker-independent 
 corpus allows and say what changed (`FoldPlan.warnings`); they raise `CorpusError` only when
 not even one fold with disjoint train, dev and test speakers can be made. On a complete
 corpus they make exactly the paper's folds, without warnings.
+
+Utterances kept for their annotator votes alone (``prepare --targets distribution``, label
+`VOTES_ONLY`) never decide a fold: the sessions, speakers, fold numbers and strata come from
+the labelled utterances (`_deciding`), and a vote-only utterance joins the split its session,
+speaker or split name is in (none, when that group has no labelled utterance, and none under
+utterance-level folds). The labelled utterances' folds are therefore those of a categorical
+preparation of the same corpus.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 
 from peft_ser.corpora.base import CorpusError, FoldPlan, FoldRule, Protocol, natural_key
 from peft_ser.data.manifest import SPLITS, Fold, Utterance
+from peft_ser.data.vote_columns import VOTES_ONLY
 
 MIN_SPEAKERS = 3
 """A fold needs a speaker each for train, dev (where training picks its epoch) and test."""
@@ -52,12 +60,17 @@ def _count(groups: Sequence[str], noun: str) -> str:
     return f"{len(groups)} {noun}{'' if len(groups) == 1 else 's'} ({names})"
 
 
+def _deciding(utterances: Sequence[Utterance]) -> list[Utterance]:
+    """The utterances whose groups make the folds: all but those kept for their votes alone."""
+    return [u for u in utterances if u.label != VOTES_ONLY]
+
+
 def _speakers(utterances: Sequence[Utterance]) -> list[str]:
-    return sorted({u.speaker for u in utterances}, key=natural_key)
+    return sorted({u.speaker for u in _deciding(utterances)}, key=natural_key)
 
 
 def _sessions(utterances: Sequence[Utterance]) -> list[str]:
-    return sorted({u.session for u in utterances}, key=natural_key)
+    return sorted({u.session for u in _deciding(utterances)}, key=natural_key)
 
 
 def _require_speakers(speakers: Sequence[str], context: str) -> None:
@@ -133,7 +146,7 @@ def session_folds_speaker_dev(utterances: Sequence[Utterance], n_folds: int) -> 
     sessions = _sessions(utterances)
     if len(sessions) < MIN_SESSIONS:
         return _speaker_folds_instead(utterances, n_folds, sessions)
-    speakers = {(u.session, u.gender, u.speaker) for u in utterances}
+    speakers = {(u.session, u.gender, u.speaker) for u in _deciding(utterances)}
     folds = []
     for index, test in enumerate(sessions, start=1):
         rest = [s for s in sessions if s != test]
@@ -208,7 +221,7 @@ def given_folds(numbers: Mapping[str, str]) -> FoldRule:
     last) and trains on the others, so every number is test once and dev once."""
 
     def rule(utterances: Sequence[Utterance], n_folds: int) -> FoldPlan:
-        present = {u.key for u in utterances}
+        present = {u.key for u in _deciding(utterances)}
         values = sorted({numbers[k] for k in present if k in numbers}, key=natural_key)
         if len(values) < MIN_SESSIONS:
             raise CorpusError(
@@ -250,14 +263,15 @@ def _kfold(utterances: Sequence[Utterance], k: int, seed: int, by_speaker: bool)
         return utterance.speaker if by_speaker else utterance.key
 
     noun = "speaker" if by_speaker else "utterance"
-    groups = np.array([group(u) for u in utterances], dtype=object)
+    deciding = _deciding(utterances)
+    groups = np.array([group(u) for u in deciding], dtype=object)
     distinct = sorted(set(groups.tolist()), key=natural_key)
     if len(distinct) < MIN_SPEAKERS:
         raise CorpusError(
             f"only {_count(distinct, noun)}: generated folds need {MIN_SPEAKERS}, one each for "
             "train, dev and test"
         )
-    labels = np.array([u.label for u in utterances], dtype=object)
+    labels = np.array([u.label for u in deciding], dtype=object)
     count = min(k, len(distinct))
     folds = []
     for index, (rest, test) in enumerate(_group_splits(labels, groups, count, seed, by_speaker), 1):

@@ -7,7 +7,8 @@ speaker-independent k-fold. Without a speaker the user must say what to do: name
 speaker, or accept utterance-level folds, which the prepared corpus then records as
 speaker-dependent (`PreparedCorpus.speaker_leakage`). Only a table can carry attribute
 values (its ``arousal``, ``valence``, ``dominance`` columns), so only a table can be prepared
-for attribute targets.
+for attribute targets, and only a table can carry annotator votes (a ``votes`` column or
+``votes_<label>`` columns, `peft_ser.corpora.table_votes`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ UNKNOWN_SPEAKER = "Unknown"
 """The speaker of rows that name none: one group, so they all land in the same split."""
 OWN_SCALE = "as given in the table"
 """The scale of a table's attribute values: the user's own, whatever it is."""
+OWN_VOTES = "the table's votes column or votes_<label> columns"
+"""Where a table's annotator votes come from."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def prepare_own(
     source = Source(
         name, name, root, own.scan, classify, label_set, label_set.description, protocol_name,
         protocol, options.targets, OWN_SCALE if own.rated else "", own.rated,
-        tuple(own.notes) + merged,
+        tuple(own.notes) + merged, votes=OWN_VOTES,
     )  # fmt: skip
     checks = Checks(options.check_silence, options.min_duration, options.min_per_class)
     out = Path(out) if out is not None else Path("prepared") / name
@@ -137,9 +140,12 @@ def _label_set(entries: list[Entry], spec: str | None) -> tuple[LabelSet, tuple[
     (ties: the first in sorted order); an empty label, which only attribute targets keep, is
     no class. With ``spec``, the mapping it asks for (`label_map`, its codes read by the rule
     of `peft_ser.corpora.cells`), a raw label that differs from one code only in case
-    counting as that code. Surrounding whitespace is stripped before either.
+    counting as that code. Surrounding whitespace is stripped before either. The categories
+    annotators voted for map as the labels do, but make no class of their own: a category
+    no label names counts as ``other``.
     """
     counts = Counter(entry.raw_label for entry in entries if entry.raw_label)
+    voted = {code for entry in entries for code in entry.raw_votes or {}} - set(counts)
     if spec is None:
         groups: dict[str, list[str]] = {}
         for raw in sorted(counts, key=natural_key):
@@ -148,6 +154,7 @@ def _label_set(entries: list[Entry], spec: str | None) -> tuple[LabelSet, tuple[
             folded: max(spellings, key=lambda r: counts[r]) for folded, spellings in groups.items()
         }
         codes = {raw: name_of[raw.casefold()] for raw in counts}
+        codes |= {code: name_of[code.casefold()] for code in voted if code.casefold() in name_of}
         names = sorted(set(codes.values()), key=natural_key)
         label_set = LabelSet(tuple(names), codes, "labels from the data")
     else:
@@ -156,7 +163,7 @@ def _label_set(entries: list[Entry], spec: str | None) -> tuple[LabelSet, tuple[
         for code, name in mapped.codes.items():
             if codes.setdefault(text_cell(code), name) != name:
                 raise CorpusError(f"--labels {spec!r}: {code!r} is mapped twice")
-        for raw in counts:
+        for raw in [*counts, *sorted(voted)]:
             match = raw if raw in codes else match_name(raw, codes)
             if match is not None:
                 codes[raw] = codes[match]

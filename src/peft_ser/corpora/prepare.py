@@ -53,13 +53,17 @@ from peft_ser.corpora.summary import (
 )
 from peft_ser.corpora.targets import (
     check_targets,
+    check_votes,
     is_rated,
     label_names,
+    require_votes,
     unmapped_label,
     uses_labels,
 )
+from peft_ser.corpora.votes import kept_for_votes, with_votes
 from peft_ser.data.audio import AudioError, AudioInfo, probe
 from peft_ser.data.manifest import ATTRIBUTES, PreparedCorpus, Utterance, save_prepared
+from peft_ser.data.vote_columns import VOTES_ONLY
 from peft_ser.utils.errors import suggest
 from peft_ser.utils.fileio import write_atomic
 from peft_ser.utils.progress import progress_bar
@@ -120,13 +124,15 @@ class Source:
     protocol_name: str
     protocol: Protocol
     targets: str = "categorical"
-    """``categorical``, ``attributes`` or ``both``: see `peft_ser.corpora.targets`."""
+    """One of `peft_ser.data.manifest.TARGETS`: see `peft_ser.corpora.targets`."""
     attribute_scale: str = ""
     rated: tuple[str, ...] = ATTRIBUTES
     """The attributes the corpus's rows may carry (a table: those it has columns for)."""
     notes: tuple[str, ...] = ()
-    """Warnings about how the rows were read (label spellings merged, files reached twice),
-    logged and kept in the summary with the others."""
+    """Warnings about how the rows were read (label spellings merged, files reached twice,
+    vote lines that count no vote), logged and kept in the summary with the others."""
+    votes: str = ""
+    """Where the rows' annotator votes come from, in words (for the error when none has)."""
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -155,8 +161,8 @@ def prepare_corpus(
     decodes each file up to its first non-silent block (files stored as floats are always
     decoded to the end, to find NaN and ±inf samples); clips shorter than ``min_duration``
     seconds and classes with fewer than ``min_per_class`` usable utterances are excluded.
-    ``targets`` (``categorical``, ``attributes``, ``both``) says what the corpus is prepared
-    to train (see `peft_ser.corpora.targets`).
+    ``targets`` (``categorical``, ``attributes``, ``both``, ``distribution``) says what the
+    corpus is prepared to train (see `peft_ser.corpora.targets`).
     ``verbose`` shows progress bars and prints the summary. A corpus too small for the
     protocol's folds gets as many as it allows, with warnings. Raises `CorpusError` when
     ``root`` is not the corpus, an option is unknown, or no usable utterance or fold is left
@@ -168,6 +174,7 @@ def prepare_corpus(
     protocol_name = protocol or next(iter(corpus.protocols))
     chosen = _choose(corpus.protocols, protocol_name, "protocol", corpus.name)
     check_targets(targets, corpus.title, corpus.attribute_scale)
+    check_votes(targets, corpus.title, corpus.votes)
     root = locate_root(corpus, root)
     out = check_out(out if out is not None else Path("prepared") / corpus.name)
     scan = corpus.scan(root)
@@ -179,7 +186,7 @@ def prepare_corpus(
 
     source = Source(
         corpus.name, corpus.title, root, scan, classify, label_set, labels, protocol_name, chosen,
-        targets, corpus.attribute_scale,
+        targets, corpus.attribute_scale, notes=tuple(scan.notes), votes=corpus.votes,
     )  # fmt: skip
     return prepare_source(source, out, checks, verbose=verbose)
 
@@ -193,11 +200,14 @@ def prepare_source(
     `failure_report` and an earlier prepared folder is kept as it was."""
     out = check_out(out)
     scan = source.scan
+    require_votes(source.targets, scan.entries, f"{source.title} under {source.root}", source.votes)
     utterances, problems = _select(source, checks, verbose)
     labels, utterances, rare, class_warnings = _keep_classes(
         label_names(source.label_set.names, utterances), utterances, checks.min_per_class
     )
-    problems = scan.problems + problems + rare + _unlabelled(scan.audio, scan.entries)
+    classes = [name for name in labels if name in source.label_set.names]
+    utterances, unvoted = with_votes(utterances, source.label_set.codes.get, classes)
+    problems = scan.problems + problems + rare + unvoted + _unlabelled(scan.audio, scan.entries)
     report = report_text(problems)
     plan = _plan_folds(source, utterances, labels, problems, out, report)
     speaker_of = {u.key: u.speaker for u in utterances}
@@ -336,13 +346,20 @@ def _check_row(source: Source, entry: Entry, seen: set[str]) -> tuple[str | None
         return problem(base.MISSING_AUDIO, "label row has no audio file at this path")
     label, reason = source.classify(entry.raw_label)
     if label is None and uses_labels(source.targets):
-        return problem(reason, f"label {entry.raw_label!r}")
+        if not (source.targets == "distribution" and _kept_for_votes(source, entry, reason)):
+            return problem(reason, f"label {entry.raw_label!r}")
+        label = VOTES_ONLY
     if not is_rated(entry, source.attributes):
         return problem(base.NO_RATINGS, f"needs ratings of {', '.join(source.attributes)}")
     keep = source.protocol.keep
     if keep is not None and not keep(entry):
         return problem(base.OUTSIDE_PROTOCOL, source.protocol.description)
-    return label or unmapped_label(entry.raw_label), None
+    return (label if label is not None else unmapped_label(entry.raw_label)), None
+
+
+def _kept_for_votes(source: Source, entry: Entry, reason: str) -> bool:
+    label_set = source.label_set
+    return kept_for_votes(entry, reason, label_set.codes.get, label_set.names)
 
 
 def _measure(entry: Entry, info: AudioInfo, checks: Checks) -> AudioInfo | Problem:
@@ -364,12 +381,13 @@ def _keep_classes(
     names: Sequence[str], utterances: list[Utterance], minimum: int
 ) -> tuple[list[str], list[Utterance], list[Problem], list[str]]:
     """The label names kept (all, or those with at least ``minimum`` usable utterances),
-    their utterances, the others as ``rare_label`` problems, and a warning naming the
-    classes left out with their counts."""
+    their utterances and those kept for their votes alone, the others as ``rare_label``
+    problems, and a warning naming the classes left out with their counts."""
     counts = Counter(u.label for u in utterances)
     kept = [name for name in names if counts[name] >= minimum]
     if len(kept) == len(names):
         return kept, utterances, [], []
+    usable = {*kept, VOTES_ONLY}
     rare = [
         Problem(
             u.key,
@@ -379,12 +397,12 @@ def _keep_classes(
             f"minimum of {minimum}",
         )
         for u in utterances
-        if u.label not in kept
+        if u.label not in usable
     ]
     listed = ", ".join(f"{name} ({counts[name]})" for name in names if name not in kept)
     fewer = "no usable utterance" if minimum == 1 else f"fewer than {minimum} usable utterances"
     warning = f"classes with {fewer} left out: {listed}"
-    return kept, [u for u in utterances if u.label in kept], rare, [warning]
+    return kept, [u for u in utterances if u.label in usable], rare, [warning]
 
 
 def _probe_one(path: str, check_silence: bool) -> AudioInfo | Problem:

@@ -7,7 +7,9 @@ table's folder) and ``label``; optional ``speaker``, ``gender``, ``session``, ``
 labelled turns) and ``arousal``, ``valence``, ``dominance`` (numbers on the user's own scale;
 an empty cell is a missing value, which excludes the row from attribute targets as
 ``no_attribute_ratings``). With ``--targets attributes`` the label column may be left out:
-the class label is then no target, and a row without one is labelled ``none``.
+the class label is then no target, and a row without one is labelled ``none``. Annotator
+votes come from a ``votes`` column or ``votes_<label>`` columns (`peft_ser.corpora.table_votes`);
+with ``--targets distribution`` a row may leave its label empty when it has votes.
 ``--columns path=file,label=emotion`` maps these names onto the table's own (``fold=`` with
 nothing after ``=`` ignores a column). Header names match in any case.
 
@@ -40,13 +42,14 @@ from peft_ser.corpora.base import (
 )
 from peft_ser.corpora.cells import identifier
 from peft_ser.corpora.own import UNKNOWN_SPEAKER, OwnDataOptions, OwnScan, prepare_own
+from peft_ser.corpora.table_votes import VOTES, VoteColumns, row_votes, vote_columns
 from peft_ser.corpora.targets import check_choice, uses_labels
-from peft_ser.data.manifest import ATTRIBUTES, PreparedCorpus
+from peft_ser.data.manifest import ATTRIBUTE_TARGETS, ATTRIBUTES, PreparedCorpus
 from peft_ser.utils.errors import suggest
 
 COLUMNS = (
     "path", "label", "speaker", "gender", "session", "key", "split", "fold", "start", "end",
-    *ATTRIBUTES,
+    *ATTRIBUTES, VOTES,
 )  # fmt: skip
 FORMATS = {
     ".csv": "csv",
@@ -142,10 +145,16 @@ def scan_table(path: Path, columns: Mapping[str, str], targets: str = "categoric
     required = ("path", "label") if labels_needed else ("path",)
     chosen = _resolve_columns(path, header, columns, required)
     rated = tuple(name for name in ATTRIBUTES if name in chosen)
-    if targets != "categorical" and not rated:
+    if targets in ATTRIBUTE_TARGETS and not rated:
         raise CorpusError(
             f"--targets {targets}: {path} has no arousal, valence or dominance column; its "
             f"columns are {header}: map one with --columns arousal=<column>"
+        )
+    voting = vote_columns(path, header, chosen.get(VOTES))
+    if targets == "distribution" and not voting.present:
+        raise CorpusError(
+            f"--targets distribution: {path} has no votes column or votes_<label> columns; "
+            f"its columns are {header}: map one with --columns votes=<column>"
         )
     scan = Scan([], set())
     own = OwnScan(scan, "speaker" in chosen, "--columns speaker=<column>", rated=rated)
@@ -155,7 +164,9 @@ def scan_table(path: Path, columns: Mapping[str, str], targets: str = "categoric
                 raise MalformedRow(row.problem)
             cells = _cells(row, chosen, f"{path} {row.where}")
             values = {name: _value(cells[name], chosen[name]) for name in rated}
-            _add_row(own, cells, values, path.parent, row.where, labels_needed)
+            votes = _votes(row, voting)
+            empty_allowed = not labels_needed or (targets == "distribution" and bool(votes))
+            _add_row(own, cells, values, votes, path.parent, row.where, empty_allowed)
         except MalformedRow as error:
             key = row.text(chosen.get("key")) or row.text(chosen["path"])
             scan.problems.append(Problem(key, str(path), MALFORMED_ROW, f"{row.where}: {error}"))
@@ -165,6 +176,16 @@ def scan_table(path: Path, columns: Mapping[str, str], targets: str = "categoric
 
 IDENTIFIERS = ("speaker", "label")
 """The columns read by the rule of `peft_ser.corpora.cells` (typed, numbers normalised)."""
+
+
+def _votes(row: Row, columns: VoteColumns) -> dict[str, float] | None:
+    """The row's votes (None without vote columns or with empty vote cells)."""
+    if not columns.present:
+        return None
+    try:
+        return row_votes(row.cells, columns)
+    except ValueError as error:
+        raise MalformedRow(str(error)) from None
 
 
 def _cells(row: Row, chosen: Mapping[str, str], where: str) -> dict[str, str]:
@@ -183,12 +204,14 @@ def _add_row(
     own: OwnScan,
     cells: Mapping[str, str],
     values: Mapping[str, float | None],
+    votes: dict[str, float] | None,
     folder: Path,
     where: str,
-    labels_needed: bool,
+    empty_allowed: bool,
 ) -> None:
-    """Add one row's entry (or its empty-label problem, where labels are a target) with its
-    attribute ``values``, and its fold assignment, to ``own``."""
+    """Add one row's entry (or its empty-label problem, unless an empty label is allowed: no
+    label target, or votes to keep the row for) with its attribute ``values`` and ``votes``,
+    and its fold assignment, to ``own``."""
     if not cells["path"]:
         raise MalformedRow("no path")
     audio = os.path.abspath(os.path.join(folder, os.path.expanduser(cells["path"])))
@@ -197,7 +220,7 @@ def _add_row(
     split = _split(cells.get("split", ""))
     fold = _fold_number(cells.get("fold", ""))
     label = cells.get("label", "")
-    if not label and labels_needed:
+    if not label and not empty_allowed:
         own.scan.problems.append(Problem(key, audio, EMPTY_LABEL, f"{where}: the label is empty"))
         return
     speaker = cells.get("speaker") or UNKNOWN_SPEAKER
@@ -216,6 +239,7 @@ def _add_row(
             arousal=values.get("arousal"),
             valence=values.get("valence"),
             dominance=values.get("dominance"),
+            raw_votes=votes,
         )
     )
     if split:

@@ -7,9 +7,10 @@ corpus directory through this module only, so the on-disk formats are defined he
 * ``folds.json``: ``{"folds": [{"name", "train", "dev", "test"}, ...]}`` listing utterance keys,
   and ``"speaker_leakage"`` when some speaker is in two splits of a fold (see `PreparedCorpus`);
 * ``labels.json``: the ordered label names, index = class id;
-* ``targets.json``, for a corpus prepared to train attributes: ``{"targets": "attributes" |
-  "both", "attributes": [...], "scale": "..."}``; a corpus without it is categorical, as
-  every corpus prepared before attributes existed.
+* ``targets.json``, for a corpus prepared for anything but class labels alone:
+  ``{"targets": "attributes" | "both" | "distribution", "attributes": [...], "scale": "..."}``
+  (``distribution`` rates no attribute); a corpus without it is categorical, as every corpus
+  prepared before attributes existed.
 
 All files are written atomically (temporary file in the same directory, then ``os.replace``)
 so an interrupted run never leaves a half-written manifest that would later load silently.
@@ -23,9 +24,10 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from peft_ser.data.vote_columns import OTHER_VOTES, VOTES_ONLY, in_set_weight, parse_votes
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
 
@@ -34,8 +36,11 @@ PAPER4: tuple[str, ...] = ("Neutral", "Angry", "Sad", "Happy")
 
 ATTRIBUTES: tuple[str, ...] = ("arousal", "valence", "dominance")
 """The emotional attributes (dimensions) an utterance may be rated on, in column order."""
-TARGETS = ("categorical", "attributes", "both")
-"""What a corpus can be prepared for: class labels, attribute ratings, or both."""
+TARGETS = ("categorical", "attributes", "both", "distribution")
+"""What a corpus can be prepared for: class labels, attribute ratings, both, or the
+annotators' vote distributions (class labels, plus the utterances kept for their votes)."""
+ATTRIBUTE_TARGETS = ("attributes", "both")
+"""The targets that train attribute ratings."""
 
 MANIFEST_FILE = "manifest.csv"
 FOLDS_FILE = "folds.json"
@@ -102,7 +107,7 @@ class Utterance(Entry):
     weight, in label order, then ``other`` for the weight on codes outside the label space;
     ``None`` without per-annotator labels. An utterance kept for its votes alone (its
     consensus is outside the label space, ``prepare --targets distribution``) has the empty
-    ``label``.
+    ``label`` (`VOTES_ONLY`).
     """
 
     corpus: str
@@ -138,13 +143,28 @@ class PreparedCorpus:
     labels: list[str]
     speaker_leakage: str | None = None
     targets: str = "categorical"
-    """``categorical``, ``attributes`` or ``both``: what the corpus was prepared to train."""
+    """One of `TARGETS`: what the corpus was prepared to train."""
     attributes: tuple[str, ...] = ()
     """The attributes every utterance is rated on (empty for a categorical corpus)."""
     attribute_scale: str = ""
     """The ratings' scale in words (``1-7``), as the corpus documents it."""
     directory: Path | None = field(default=None, compare=False)
     """The folder the corpus was read from or written to; None for one built in memory."""
+
+    def labelled(self) -> PreparedCorpus:
+        """The corpus without the utterances kept for their votes alone (`VOTES_ONLY`), in
+        the manifest and in every fold: what a class or attribute task trains and scores on,
+        the same utterances and folds as a categorical preparation of the corpus."""
+        if all(u.label != VOTES_ONLY for u in self.manifest):
+            return self
+        keep = {u.key for u in self.manifest if u.label != VOTES_ONLY}
+
+        def kept(keys: list[str]) -> list[str]:
+            return [key for key in keys if key in keep]
+
+        folds = [Fold(f.name, kept(f.train), kept(f.dev), kept(f.test)) for f in self.folds]
+        manifest = [u for u in self.manifest if u.key in keep]
+        return replace(self, manifest=manifest, folds=folds)
 
 
 MANIFEST_COLUMNS = (
@@ -153,8 +173,6 @@ MANIFEST_COLUMNS = (
 )  # fmt: skip
 """The columns of ``manifest.csv``, in their order: every field of `Utterance`. The vote
 columns hold a JSON object (``{"Neutral": 2.5, "Sad": 0.5, "other": 1.0}``) or nothing."""
-OTHER_VOTES = "other"
-"""The key of ``Utterance.votes`` that holds the weight on categories outside the label space."""
 _VOTE_COLUMNS = {"raw_votes", "votes"}
 _OPTIONAL_COLUMNS = {
     "start": "0.0", "end": "", **dict.fromkeys(ATTRIBUTES, ""), **dict.fromkeys(_VOTE_COLUMNS, ""),
@@ -273,24 +291,6 @@ def _parse_value(name: str, text: str) -> object:
     return value
 
 
-def parse_votes(text: str) -> dict[str, float]:
-    """A vote column's JSON object: category names to finite, non-negative weights."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError(f"votes {text!r} are not a JSON object") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"votes {text!r} are not a JSON object")
-    votes = {}
-    for name, weight in document.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ValueError(f"votes {text!r}: {name!r} has no number")
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"votes {text!r}: {name!r} is not a finite weight ≥ 0")
-        votes[name] = float(weight)
-    return votes
-
-
 def write_folds(
     path: str | Path, folds: Sequence[Fold], speaker_leakage: str | None = None
 ) -> None:
@@ -377,8 +377,8 @@ def read_targets(path: str | Path) -> tuple[str, tuple[str, ...], str]:
         attributes = document.get("attributes", [])
         if not _is_text_list(attributes) or not set(attributes) <= set(ATTRIBUTES):
             raise ValueError(f"attributes must be a list drawn from {list(ATTRIBUTES)}")
-        if (document["targets"] != "categorical") != bool(attributes):
-            raise ValueError("attribute targets need attributes, categorical ones none")
+        if (document["targets"] in ATTRIBUTE_TARGETS) != bool(attributes):
+            raise ValueError("attribute targets need attributes, the others none")
         return document["targets"], tuple(attributes), str(document.get("scale", ""))
 
 
@@ -436,7 +436,9 @@ def _require_agreement(directory: Path, prepared: PreparedCorpus) -> None:
                     f"keys absent from {MANIFEST_FILE} (first {absent[:3]}): the files come "
                     "from different runs; run `peft-ser prepare` again"
                 )
-    unknown = sorted({u.label for u in prepared.manifest} - set(prepared.labels))
+    _require_votes_agreement(directory, prepared)
+    labelled = {u.label for u in prepared.manifest if u.label != VOTES_ONLY}
+    unknown = sorted(labelled - set(prepared.labels))
     if unknown:
         raise PreparedCorpusError(
             f"{directory / MANIFEST_FILE}: labels {unknown} are not in {LABELS_FILE} "
@@ -448,6 +450,33 @@ def _require_agreement(directory: Path, prepared: PreparedCorpus) -> None:
             f"{directory / MANIFEST_FILE}: {len(unrated)} utterances lack a rating of "
             f"{list(prepared.attributes)} that {TARGETS_FILE} promises (first {unrated[:3]}); "
             "run `peft-ser prepare` again"
+        )
+
+
+def _require_votes_agreement(directory: Path, prepared: PreparedCorpus) -> None:
+    """Votes may only name labels of labels.json and `OTHER_VOTES`; an utterance without a
+    label (`VOTES_ONLY`) belongs only in a corpus prepared with ``--targets distribution``,
+    and only with a vote in the label space."""
+    allowed = {*prepared.labels, OTHER_VOTES}
+    for u in prepared.manifest:
+        if u.votes is not None and not set(u.votes) <= allowed:
+            raise PreparedCorpusError(
+                f"{directory / MANIFEST_FILE}: the votes of {u.key} name "
+                f"{sorted(set(u.votes) - allowed)}, not in {LABELS_FILE} {prepared.labels} "
+                f"or {OTHER_VOTES!r}; run `peft-ser prepare` again"
+            )
+    distribution = prepared.targets == "distribution"
+    bare = [
+        u.key
+        for u in prepared.manifest
+        if u.label == VOTES_ONLY and not (distribution and u.votes and in_set_weight(u.votes))
+    ]
+    if bare:
+        raise PreparedCorpusError(
+            f"{directory / MANIFEST_FILE}: {len(bare)} utterances have no label (first "
+            f"{bare[:3]}); only a corpus prepared with --targets distribution keeps an "
+            "utterance for its votes alone, and only with a vote in the label set; run "
+            "`peft-ser prepare` again"
         )
 
 

@@ -190,13 +190,14 @@ def evaluation_plan(
     corpus: str | Path | None,
     folds: Sequence[FoldSelector] | None,
 ) -> tuple[PreparedCorpus, list[tuple[str, list[Fold]]]]:
-    """The corpus to score on, and each model to load (a saved folder or a zoo name) with the
-    folds to score it on: a run's completed folds, each by its own model, or one model on the
-    selected folds."""
+    """The corpus to score on (its labelled utterances: a model is scored on classes and
+    attributes, not on the utterances kept for their votes alone), and each model to load (a
+    saved folder or a zoo name) with the folds to score it on: a run's completed folds, each
+    by its own model, or one model on the selected folds."""
     if isinstance(source, RunDir):
         run = source.read_config()
         data = run.data if corpus is None else run.data.model_copy(update={"corpus": str(corpus)})
-        prepared = resolve_corpus(data)
+        prepared = resolve_corpus(data).labelled()
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
         models = run_models(source, chosen)
         check_fits(run.model, prepared, source.path)
@@ -205,7 +206,7 @@ def evaluation_plan(
         raise UserError(
             f"{source}: evaluating a saved model or a zoo model needs a prepared corpus (--corpus)"
         )
-    prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)}))
+    prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)})).labelled()
     return prepared, [(source, select_folds(prepared.folds, folds))]
 
 

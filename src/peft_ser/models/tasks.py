@@ -23,10 +23,15 @@ from peft_ser.data.manifest import PreparedCorpus
 from peft_ser.models.config import ModelConfig
 from peft_ser.utils.errors import UserError
 
-_TASK_OF_TARGETS = {"categorical": "categorical", "attributes": "attributes", "both": "multitask"}
+_TASK_OF_TARGETS = {
+    "categorical": "categorical",
+    "attributes": "attributes",
+    "both": "multitask",
+    "distribution": "categorical",
+}
 """The task a prepared corpus trains when the config does not choose one."""
 _TARGETS_OF_TASK = {
-    "categorical": ("categorical", "both"),
+    "categorical": ("categorical", "both", "distribution"),
     "attributes": ("attributes", "both"),
     "multitask": ("both",),
 }
