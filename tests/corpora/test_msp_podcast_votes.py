@@ -176,3 +176,19 @@ def test_prepared_manifest_keeps_the_votes_and_the_report_the_bad_rows(tmp_path:
     with open(out / "report.csv", newline="") as handle:
         reasons = [row["reason"] for row in csv.DictReader(handle)]
     assert reasons.count("malformed_label_row") == 5
+
+
+def test_distribution_targets_keep_the_no_agreement_segment_with_its_votes(tmp_path: Path) -> None:
+    """0101_0002's consensus is X (no agreement); its raters chose H, N, S and U once each."""
+    corpus = build_release(tmp_path / "in", {"labels_detailed.csv": DETAILED_ROWS})
+    categorical = prepare_corpus("msp-podcast", corpus, tmp_path / "hard", labels="challenge8")
+    assert "MSP-PODCAST_0101_0002" not in {u.key for u in categorical.manifest}
+    prepared = prepare_corpus(
+        "msp-podcast", corpus, tmp_path / "soft", labels="challenge8", targets="distribution"
+    )
+    kept = {u.key: u for u in prepared.manifest}["MSP-PODCAST_0101_0002"]
+    assert kept.label == "" and kept.raw_label == "X"
+    assert kept.votes is not None
+    assert {name: weight for name, weight in kept.votes.items() if weight} == {
+        "Sad": 1.0, "Happy": 1.0, "Surprise": 1.0, "Neutral": 1.0,
+    }  # fmt: skip

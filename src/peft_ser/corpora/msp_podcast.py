@@ -179,4 +179,5 @@ CORPUS = Corpus(
     },
     top_dirs=("MSP-PODCAST", "MSP-Podcast"),
     attribute_scale="1-7 (EmoAct, EmoVal, EmoDom: 1 = very calm, negative, weak)",
+    votes="the primary choices of Labels/labels_detailed.csv or .json (each rater's EmoClass)",
 )
