@@ -18,11 +18,17 @@ speakers in five folds of two), this script
    fresh feature store (cold, then warm) and prints both times and the clips the backbone
    encoded; with ``--original``, the original recipe's frozen baseline (no feature cache: the
    encoder runs on every clip in every epoch) first runs the same five folds and epochs, one
-   process per fold.
+   process per fold;
+4. with ``--top-layers K``, ``--workload`` or ``--accuracy-seeds N``, the top-k case
+   (``model.tune_layers``, ``epoch_topk.py``): LoRA on the top ``K`` layers, uncached and
+   cached, against all layers and the original; a five-fold workload, cached against
+   uncached, results checked equal; test accuracy over seeds, top layers against all.
 
 Run it from the repository root, bounded and at low priority on a shared machine:
 
     nice -n 5 .venv/bin/python bench/bench_epoch.py --clips 320 --repeats 3 --original
+    nice -n 5 .venv/bin/python bench/bench_epoch.py --clips 320 --repeats 3 --original \
+        --skip-epoch --skip-frozen --top-layers 2 --workload
 """
 
 from __future__ import annotations
@@ -401,6 +407,8 @@ def print_epochs(epochs: dict[str, dict], repeats: int) -> None:
 
 
 def main() -> None:
+    import epoch_topk  # it builds on this module's functions
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=320)
     parser.add_argument("--backbone", default="ct2-whisper-tiny.en")
@@ -420,6 +428,7 @@ def main() -> None:
     )
     default_venv = Path("~/.cache/peft-ser/bench-original-venv").expanduser()
     parser.add_argument("--venv", type=Path, default=default_venv, help="original's environment")
+    epoch_topk.add_arguments(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="peft-ser-bench-epoch-") as scratch:
         root = Path(scratch)
@@ -436,6 +445,7 @@ def main() -> None:
         if not args.skip_frozen:
             baseline = original_frozen_folds(prepared, root, args, original) if original else None
             print_frozen(frozen_folds(prepared, root, args), baseline)
+        epoch_topk.run(prepared, root, args, original)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ CASES = [
     ),
     ("tiny-whisper", "frozen", {}),
     ("tiny-wavlm", "combined", {}),  # relative position bias over prompts and clip
+    ("tiny-wavlm", "combined", {"tune_layers": 1}),  # the bias recomputed where prompts start
     ("tiny-wav2vec2", "adapter", {}),
 ]
 """With `test_cli_exports...` (adapter_l on wav2vec2) every method's kind of graph: merged tuners

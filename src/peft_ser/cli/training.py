@@ -148,6 +148,9 @@ def params(
     prompt_length: Annotated[int, typer.Option(help="prompt vectors per layer")] = 5,
     peft_config: Annotated[str | None, typer.Option(help=PEFT_CONFIG_HELP)] = None,
     num_classes: Annotated[int, typer.Option(help="number of emotion classes")] = 4,
+    tune_layers: Annotated[
+        int | None, typer.Option(help="model.tune_layers: adapt only the top k encoder layers")
+    ] = None,
 ) -> None:
     """Print trainable and total parameters, computed from configs alone (no weights, no network
     for named backbones). An option of another method than --method must keep its default."""
@@ -166,6 +169,7 @@ def params(
         "adapter_dim": adapter_dim,
         "prompt_length": prompt_length,
         "labels": [f"class{i}" for i in range(num_classes)],
+        "tune_layers": tune_layers,
     }
     if peft_config is not None:
         settings["peft_config"] = read_peft_config(peft_config)

@@ -245,8 +245,10 @@ class RunConfig(StrictModel):
 
     feature_cache: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="keep the frozen backbone's hidden states in memory after the first pass; "
-        "auto = on for method frozen. Training on cached states skips waveform augmentation",
+        description="keep the frozen backbone's hidden states (with model.tune_layers, those "
+        "below the tuned layers) in memory after the first pass; auto = on for method frozen, "
+        "and for model.tune_layers without augmentation. Training on cached states skips "
+        "waveform augmentation",
     )
     feature_cache_persist: bool = Field(
         True,

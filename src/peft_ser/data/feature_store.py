@@ -2,10 +2,12 @@
 processes.
 
 With a frozen backbone every fold of a cross-validation encodes the same utterances again, and so
-does every run of a grid over head settings or seeds. The store keeps each clip's states in its
-own safetensors file, named by a digest of
+does every run of a grid over head settings or seeds; with ``model.tune_layers``, so do the
+layers below the tuned ones. The store keeps each clip's states in its own safetensors file,
+named by a digest of
 
-* the backbone fingerprint (a digest of its weights, front-end settings and precision),
+* the backbone fingerprint (a digest of its weights, front-end settings and precision; under
+  ``model.tune_layers``, of the weights below the first tuned layer ``k`` and of ``k``),
 * the audio's content (a digest of the file's bytes and the segment's start and end), and
 * the crop (the samples kept, or none for the whole clip),
 
@@ -15,14 +17,19 @@ front end or crop can never be served. Files are grouped in one folder per finge
 
 The store is a `peft_ser.data.cache.DiskCache`: atomic writes that concurrent writers share, a
 damaged entry deleted and treated as a miss, a size budget over the least recently used. Each
-entry carries a checksum of its name, shape and bytes in its metadata, so states that are not the
-float16 ``[L+1, F, D]`` an entry was written with (truncated, overwritten with other numbers,
-copied from another entry) are a miss and the clip is encoded again; an entry without a checksum
-(written by an earlier version) is a quiet miss.
+entry carries a checksum of its name, dtype, shape and bytes in its metadata, so states that are
+not the ``[L+1, F, D]`` of the store's dtype an entry was written with (truncated, overwritten
+with other numbers or another dtype, copied from another entry) are a miss and the clip is
+encoded again; an entry without a checksum (written by an earlier version) is a quiet miss.
+
+A frozen backbone's states are stored in float16 (the head alone reads them, and half the bytes
+count); the states below tuned layers in float32 (`EXACT_DTYPE`), which the layers above then
+read exactly as the uncached forward hands them on.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -39,8 +46,11 @@ ENV_VAR = "PEFT_SER_FEATURE_CACHE"
 DEFAULT_BUDGET_GB = 20.0
 _CHUNK = 1 << 20
 DTYPE = "float16"
-"""The states' torch dtype, by name: torch is imported where tensors are read or written, so
-``peft-ser cache`` (which only lists and deletes files) and its ``--help`` do not load it."""
+"""The frozen backbone's states' torch dtype, by name: torch is imported where tensors are read
+or written, so ``peft-ser cache`` (which only lists and deletes files) and its ``--help`` do not
+load it."""
+EXACT_DTYPE = "float32"
+"""The dtype of the states below tuned layers (``model.tune_layers``)."""
 
 
 class FeatureStoreError(UserError):
@@ -78,15 +88,19 @@ def content_digest(
 
 
 class StatesCodec:
-    """Hidden states as a safetensors file: float16 ``[L+1, F, D]`` with their checksum."""
+    """Hidden states as a safetensors file: ``[L+1, F, D]`` of ``dtype`` (a torch dtype's name)
+    with their checksum; states of another dtype are not this codec's entry."""
 
     suffix = ".safetensors"
+
+    def __init__(self, dtype: str = DTYPE) -> None:
+        self.dtype = dtype
 
     def dump(self, name: str, value: torch.Tensor) -> bytes:
         import torch
         from safetensors.torch import save as serialize
 
-        tensor = value.detach().to("cpu", getattr(torch, DTYPE)).contiguous()
+        tensor = value.detach().to("cpu", getattr(torch, self.dtype)).contiguous()
         return serialize({"states": tensor}, metadata={"checksum": checksum(name, tensor)})
 
     def read(self, path: Path) -> torch.Tensor:
@@ -101,8 +115,10 @@ class StatesCodec:
             raise
         except (SafetensorError, OSError, KeyError) as error:
             raise Unusable(f"unreadable: {error}") from error
-        if states.dtype != getattr(torch, DTYPE) or states.dim() != 3:
-            raise Unusable(f"{states.dtype} {tuple(states.shape)}, not torch.{DTYPE} [L+1, F, D]")
+        if states.dtype != getattr(torch, self.dtype) or states.dim() != 3:
+            raise Unusable(
+                f"{states.dtype} {tuple(states.shape)}, not torch.{self.dtype} [L+1, F, D]"
+            )
         if "checksum" not in metadata:
             raise Unusable("has no checksum", stale=True)
         if metadata["checksum"] != checksum(path.name, states):
@@ -117,20 +133,38 @@ STATES = StatesCodec()
 
 
 class FeatureStore(DiskCache["torch.Tensor"]):
-    """Hidden states ``[L+1, F, D]`` (float16) on disk, one file per clip and crop, in one
-    folder per backbone fingerprint."""
+    """Hidden states ``[L+1, F, D]`` (of ``dtype``: float16 unless told) on disk, one file per
+    clip and crop, in one folder per backbone fingerprint."""
 
     budget_bytes: int
+    codec: StatesCodec
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, budget_gb: float | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        budget_gb: float | None = None,
+        dtype: str = DTYPE,
+    ) -> None:
         folder = Path(root).expanduser() if root is not None else default_root()
         if folder.exists() and not folder.is_dir():
             raise FeatureStoreError(f"{folder}: the feature cache location is not a folder")
         budget = round((DEFAULT_BUDGET_GB if budget_gb is None else budget_gb) * 1e9)
         super().__init__(
-            folder, STATES, what="feature cache", redo="encoding it again", budget_bytes=budget,
-            grouped=True,
+            folder, StatesCodec(dtype), what="feature cache", redo="encoding it again",
+            budget_bytes=budget, grouped=True,
         )  # fmt: skip
+
+    @property
+    def dtype(self) -> str:
+        return self.codec.dtype
+
+    def holding(self, dtype: str) -> FeatureStore:
+        """This store (its folder and budget) for states of ``dtype``."""
+        if dtype == self.dtype:
+            return self
+        other = copy.copy(self)
+        other.codec = StatesCodec(dtype)
+        return other
 
     def entry(self, fingerprint: str, content: str, crop: int | None) -> Path:
         """Where the states of ``content`` (cropped to ``crop`` samples) under ``fingerprint``

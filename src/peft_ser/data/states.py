@@ -1,5 +1,6 @@
-"""A frozen backbone's hidden states, computed once per clip and kept: which states a clip needs
-(`states_crop`), the cache that keeps them (`FeatureCache`) and batches of them (`stack_states`).
+"""A frozen backbone's hidden states (or, under ``model.tune_layers``, those below the tuned
+layers), computed once per clip and kept: which states a clip needs (`states_crop`), the cache
+that keeps them (`FeatureCache`) and batches of them (`stack_states`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ def states_crop(utterance: Utterance, max_samples: int | None) -> int | None:
 
 
 class FeatureCache:
-    """Hidden states of a frozen backbone, one ``[L+1, F, D]`` tensor per utterance and crop.
+    """Hidden states of a frozen backbone, one ``[L+1, F, D]`` tensor per utterance and crop
+    (or the ``[k+1, F, D]`` below tuned layers).
 
     Entries are keyed by utterance key and crop (`states_crop`), since a cropped clip and the
-    whole clip have different states. States are kept on the CPU in float16 (half the memory;
-    the head computes in float32). ``fingerprint`` identifies the backbone, audio front end
-    and precision the states came from: `bind` to a different one empties the cache.
+    whole clip have different states. States are kept on the CPU in the dtype `bind` names:
+    float16 for a frozen backbone (half the memory; the head computes in float32), float32 for
+    the states below tuned layers. ``fingerprint`` identifies the backbone, audio front end
+    and precision the states came from: `bind` to a different one (or dtype) empties the cache.
 
     With a ``store`` (`FeatureStore`), states also persist on disk, keyed by the audio's
     content: `recall` reads what another fold, run or process stored, and `put` stores. Memory
@@ -40,6 +43,7 @@ class FeatureCache:
 
     def __init__(self, store: FeatureStore | None = None) -> None:
         self.fingerprint: str | None = None
+        self.dtype = torch.float16
         self._states = MemoryFirst[tuple[str, int | None], torch.Tensor, FeatureStore](
             STATES.size, store
         )
@@ -49,10 +53,12 @@ class FeatureCache:
         """The persistent store, until it refuses a write (`without_store`)."""
         return self._states.disk
 
-    def bind(self, fingerprint: str) -> None:
-        if fingerprint != self.fingerprint:
+    def bind(self, fingerprint: str, dtype: torch.dtype = torch.float16) -> None:
+        if (fingerprint, dtype) != (self.fingerprint, self.dtype):
             self._states.clear()
-            self.fingerprint = fingerprint
+            self.fingerprint, self.dtype = fingerprint, dtype
+        if self.store is not None:
+            self._states.disk = self.store.holding(str(dtype).removeprefix("torch."))
 
     def __contains__(self, entry: tuple[str, int | None]) -> bool:
         return entry in self._states
@@ -64,7 +70,7 @@ class FeatureCache:
         self, key: str, crop: int | None, states: torch.Tensor, content: str | None = None
     ) -> None:
         """Keep ``states``; with a store and the audio's ``content`` digest, store them too."""
-        kept = states.detach().to("cpu", torch.float16)
+        kept = states.detach().to("cpu", self.dtype)
         self._states.keep((key, crop), kept)
         if self.store is not None and content is not None and self.fingerprint is not None:
             self._states.write(self.store.entry(self.fingerprint, content, crop), kept)

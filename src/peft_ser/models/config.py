@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from peft_ser.data.manifest import PAPER4
-from peft_ser.models.backbones.registry import BACKBONES, BackboneError, resolve_backbone
+from peft_ser.models.backbones.registry import (
+    BACKBONES,
+    BackboneError,
+    encoder_layers,
+    resolve_backbone,
+)
+from peft_ser.models.tuning.lora import check_layered_tuner
 from peft_ser.models.tuning.registry import (
     METHODS,
     SPECS,
@@ -87,6 +93,14 @@ class ModelConfig(_WithMethodOptions):
         "crop",
         description="crop: encode only the clip's frames (fast, the paper's choice); "
         "pad30: pad to Whisper's 30-s training window",
+    )
+    tune_layers: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SIZE,
+        description="adapt only the top k encoder layers (1 to the backbone's layers); the front "
+        "end and the layers below run as a fixed feature extractor (eval mode, no gradients), "
+        "whose states the feature cache can keep; null: every layer",
     )
 
     @model_validator(mode="after")
@@ -167,6 +181,36 @@ class ModelConfig(_WithMethodOptions):
                 f"not an option of method {method!r} ({spec.describe_options()}); {key} is an "
                 f"option of {', '.join(methods_taking(key))}"
             )
+        return value
+
+    @field_validator("tune_layers", mode="before")
+    @classmethod
+    def _a_count_of_layers(cls, value: Any) -> Any:
+        """``true`` would read as 1 layer."""
+        if isinstance(value, bool):
+            raise ConfigError(f"{value!r} is not a number of layers; give k, to adapt the top k")
+        return value
+
+    @field_validator("tune_layers")
+    @classmethod
+    def _layers_the_method_adapts(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """Top layers of a method that adapts layers, no more than a registry backbone has
+        (any other backbone is checked when it is built, `Backbone.adapt_top`)."""
+        method, backbone = info.data.get("method"), info.data.get("backbone")
+        if value is None or method is None or backbone is None:
+            return value  # unset, or the method or backbone was refused: read that error
+        if not METHODS[method].by_layer:
+            raise ConfigError(
+                f"method {method!r} adapts no layer (it trains the head alone); leave "
+                "tune_layers unset"
+            )
+        layers = encoder_layers(backbone)
+        if layers is not None and value > layers:
+            raise ConfigError(
+                f"{value} layers, but {backbone} has {layers} encoder layers; give 1 to {layers}"
+            )
+        if method == "peft" and info.data.get("peft_config") is not None:
+            check_layered_tuner(info.data["peft_config"])
         return value
 
     @property

@@ -47,8 +47,9 @@ _MOVED_BACKBONE_HINT = (
 )
 
 
-_ADDED_KEYS = {"task", "attributes"}
-"""Config keys newer than the first saved models, which are categorical without them."""
+_ADDED_KEYS = {"task", "attributes", "tune_layers"}
+"""Config keys newer than the first saved models, which are categorical and adapt every layer
+without them."""
 
 
 class WeightsError(UserError, ValueError):
@@ -84,6 +85,13 @@ class SERModel(nn.Module):
             lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long)
         output = self.backbone(waveforms, lengths.to(waveforms.device))
         return output.hidden_states, output.frame_lengths
+
+    def encode_below(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states below the first tuned layer ``k`` ``[k+1, B, F, D]`` and valid frames per
+        clip: what the feature cache keeps under ``model.tune_layers`` (see `FromStates`)."""
+        return self.backbone.states_below(waveforms, lengths.to(waveforms.device))
 
     def forward(
         self,
@@ -199,6 +207,20 @@ class SERModel(nn.Module):
         with _reported_in(weights_path):
             model.load_trainable_state_dict(state)
         return model.to(map_location).eval()
+
+
+class FromStates(nn.Module):
+    """The part of ``model`` above its states below the first tuned layer (`encode_below`): the
+    tuned layers and the head, so that a run on cached states computes the model's logits
+    without its front end and lower layers (they have no trainable weight: `apply_method`)."""
+
+    def __init__(self, model: SERModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, states: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        output = self.model.backbone.from_states(states, frame_lengths)
+        return self.model.head(output.hidden_states, output.frame_lengths)
 
 
 @contextmanager

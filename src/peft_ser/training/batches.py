@@ -1,9 +1,13 @@
-"""Where a fold's batches come from: decoded waveforms, or the frozen backbone's cached states.
+"""Where a fold's batches come from: decoded waveforms, or the backbone's cached states.
 
 With a frozen backbone (method ``frozen``), the backbone's hidden states of every clip are
-computed once and kept (`FeatureCache`); every epoch then trains only the head on them. Clips
-that cannot be decoded, or whose states are not finite, are reported to the run's
-``bad_audio.csv`` and left out, in both paths.
+computed once and kept (`FeatureCache`); every epoch then trains only the head on them. With
+``model.tune_layers`` the states below the first tuned layer ``k`` are kept instead (float32),
+and every epoch runs layers ``k`` to ``L`` and the head on them (`FromStates`): the part below
+runs in eval mode without gradients in either path, and the batches are those of the uncached
+run (sized by samples), so the cached run computes what the uncached one does. Clips that
+cannot be decoded, or whose states are not finite, are reported to the run's ``bad_audio.csv``
+and left out, in both paths.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from accelerate import Accelerator
 
 from peft_ser.config import RunConfig
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
-from peft_ser.data.feature_store import content_digest
+from peft_ser.data.feature_store import DTYPE, EXACT_DTYPE, content_digest
 from peft_ser.data.manifest import Utterance
 from peft_ser.data.sampler import LengthBucketSampler
 from peft_ser.data.states import FeatureBatch, FeatureCache, stack_states, states_crop
@@ -47,6 +51,8 @@ class BatchSource:
         self.splits = splits
         self.cache = cache
         self.report = report
+        # States below tuned layers, rather than a frozen backbone's whole stack.
+        self.below = cache is not None and config.model.tune_layers is not None
 
     @property
     def _eval_budget(self) -> int | None:
@@ -70,7 +76,11 @@ class BatchSource:
         dataset = self.splits[split]
         if self.cache is not None:
             items = self._cached_items(split)
-            lengths = [self._state(split, i).shape[1] for i in items]
+            if self.below:  # the uncached run's lengths, so its batches
+                samples = dataset.lengths()
+                lengths = [samples[i] for i in items]
+            else:
+                lengths = [self._state(split, i).shape[1] for i in items]
             labels = [dataset.label_of(i) for i in items]
         else:
             lengths = dataset.lengths()
@@ -86,7 +96,7 @@ class BatchSource:
             seed=self.config.seed,
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
-            max_batch_samples=None if self.cache is not None else self._eval_budget,
+            max_batch_samples=self._eval_budget if self.cache is None or self.below else None,
             accumulate=accumulate,
         )
         sampler.set_epoch(epoch)
@@ -137,7 +147,8 @@ class BatchSource:
         """Encode every clip neither in memory nor in the persistent store once, in eval mode,
         without augmentation; then keep the store within its budget."""
         assert self.cache is not None
-        self.cache.bind(_fingerprint(model, self.accelerator.mixed_precision))
+        dtype = getattr(torch, EXACT_DTYPE if self.below else DTYPE)
+        self.cache.bind(_fingerprint(model, self.accelerator.mixed_precision), dtype)
         model.eval()
         for split, dataset in self.splits.items():
             missing = [i for i in range(len(dataset)) if not self._recall(dataset, i)]
@@ -183,7 +194,8 @@ class BatchSource:
                 continue
             batch = to_device(batch, self.accelerator.device)
             with torch.no_grad(), self.accelerator.autocast():
-                hidden, frames = model.encode(batch.waveforms, batch.lengths)
+                encode = model.encode_below if self.below else model.encode
+                hidden, frames = encode(batch.waveforms, batch.lengths)
             bad = []
             for row, index in enumerate(batch.indices.tolist()):
                 states = hidden[:, row, : int(frames[row])]
@@ -211,10 +223,15 @@ def _content(utterance: Utterance) -> str | None:
 
 def _fingerprint(model: SERModel, precision: str) -> str:
     """A digest of the frozen backbone's weights, front-end settings and the precision it
-    computes in (cache validity)."""
+    computes in (cache validity); under ``model.tune_layers``, of the weights below the first
+    tuned layer ``k`` (`Backbone.fixed_state`: the trained ones above change nothing below, so
+    a resumed run, another fold or another seed hits) and of ``k``."""
+    backbone = model.backbone
     front_end = model.config.model_dump_json(include={"backbone", "whisper_window"})
-    digest = hashlib.sha256(f"{front_end}\0{precision}".encode())
-    for name, tensor in model.backbone.state_dict().items():
+    below = "" if backbone.tuned_from is None else f"\0below layer {backbone.tuned_from}"
+    digest = hashlib.sha256(f"{front_end}\0{precision}{below}".encode())
+    state = backbone.state_dict().items() if backbone.tuned_from is None else backbone.fixed_state()
+    for name, tensor in state:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

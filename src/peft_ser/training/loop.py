@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from torch import nn
 
 from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data.audio_cache import RunAudio
@@ -35,7 +36,13 @@ from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
 from peft_ser.evaluation.objectives import Objective
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
 from peft_ser.evaluation.scoring import Outputs, forward, to_device
-from peft_ser.models.ser_model import WEIGHTS_FILE, SERModel, build_model, read_weights
+from peft_ser.models.ser_model import (
+    WEIGHTS_FILE,
+    FromStates,
+    SERModel,
+    build_model,
+    read_weights,
+)
 from peft_ser.runs.layout import FoldDir
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
@@ -94,11 +101,11 @@ class FoldRunner:
         steps = math.ceil(len(self.splits["train"]) / self.step_batch)
         self.scheduler = build_scheduler(optimizer, config.optim, steps)
         self.model.to(accelerator.device)
-        # The module whose forward runs in training: only the head when states are cached, so
-        # that a multi-process wrapper synchronises exactly the parameters that learn.
-        self.trained, self.optimizer = accelerator.prepare(
-            self.model.head if self.source.cached else self.model, optimizer
-        )
+        # The module whose forward runs in training: only the head when a frozen backbone's
+        # states are cached, the layers above the cached ones and the head under
+        # model.tune_layers, so that a multi-process wrapper synchronises exactly the
+        # parameters that learn.
+        self.trained, self.optimizer = accelerator.prepare(self._trained_part(), optimizer)
         self.class_weights = _class_weights(self.splits["train"], len(self.labels), config)
         self.objective = Objective(
             self.model.layout, self.labels, config.model.attributes, config.optim,
@@ -112,16 +119,34 @@ class FoldRunner:
         self.stopped: dict[str, Any] | None = None
 
     def _use_cache(self) -> bool:
+        """Whether the fold trains on cached states: a frozen backbone's, or those below the
+        tuned layers (``model.tune_layers``). ``auto`` caches a frozen backbone's states even
+        with augmentation (training then skips it), but not the states below tuned layers:
+        augmentation there changes what the tuned layers learn from, so they keep it."""
         frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
-        if self.config.feature_cache == "on" and not frozen:
+        below = self.config.model.tune_layers is not None
+        setting, augmented = self.config.feature_cache, self.config.augment.enabled
+        if setting == "on" and not (frozen or below):
             raise UserError(
-                f"feature_cache 'on' needs a frozen backbone; method {self.config.model.method!r}"
-                " trains backbone parameters (use 'auto' or 'off')"
+                f"feature_cache 'on' needs a frozen backbone or model.tune_layers; method "
+                f"{self.config.model.method!r} trains backbone parameters (use 'auto' or 'off')"
             )
-        use = self.config.feature_cache == "on" or (self.config.feature_cache == "auto" and frozen)
-        if use and self.config.augment.enabled:
+        if setting == "auto" and below and augmented:
+            log.info(
+                "feature cache off: augmentation changes the training waveforms, so the layers "
+                "below the top %d run every step (augment.enabled false caches them)",
+                self.config.model.tune_layers,
+            )
+            return False
+        use = setting == "on" or (setting == "auto" and (frozen or below))
+        if use and augmented:
             log.info("feature cache on: training uses clean cached states, no augmentation")
         return use
+
+    def _trained_part(self) -> nn.Module:
+        if not self.source.cached:
+            return self.model
+        return FromStates(self.model) if self.source.below else self.model.head
 
     # -- the loop ---------------------------------------------------------------------------
 

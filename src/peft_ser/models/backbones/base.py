@@ -4,16 +4,27 @@ A family subclass supplies three pieces: the front end (waveform to the first la
 number of valid frames), how one encoder layer runs with a validity mask, and the final touch on the
 last hidden state. The loop that collects every layer's output, and the embedding prompts that some
 PEFT methods prepend to each layer's input, live here once for all families.
+
+The loop runs in two parts: the states below the first tuned layer (`states_below`: the input
+embeddings and the outputs of the layers under it) and the rest from those states
+(`from_states`). With ``model.tune_layers`` (`adapt_top`), the part below is a fixed feature
+extractor: it runs in eval mode (no dropout) and without gradients whatever mode the model is
+in, so a clip's states below are one function of its samples in training and evaluation alike,
+and a cache of them (`peft_ser.training.batches`) gives the numbers the full forward gives.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from peft_ser.utils.settings import ConfigError
 
 
 @dataclass
@@ -46,6 +57,7 @@ class Backbone(nn.Module, ABC):
     layers), ``hidden_size``, ``lora_targets`` (default LoRA module names: the two feed-forward
     projections), ``ffn_output(layer)`` (the module whose output is the feed-forward contribution)
     and ``post_attention(layer)`` (the module whose input is the residual stream after attention).
+    ``tuned_layers`` are the layers a method adapts: every layer, or the top ones (`adapt_top`).
     """
 
     family: str = ""
@@ -59,11 +71,61 @@ class Backbone(nn.Module, ABC):
         self.model = model
         self.layers = layers
         self.hidden_size = hidden_size
-        self.prompts: nn.ParameterList | None = None
+        # Prompts by layer index ("0", "1", ...): the names a list of every layer's gave them.
+        self.prompts: nn.ParameterDict | None = None
+        self.tuned_from: int | None = None
+        """The first adapted layer under ``model.tune_layers`` (None: every layer, and the front
+        end runs in the model's mode, as it always has)."""
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
+
+    @property
+    def tuned_layers(self) -> range:
+        """Indices of the layers a PEFT method adapts."""
+        return range(self.tuned_from or 0, self.num_layers)
+
+    @property
+    def layers_pattern(self) -> str:
+        """The name of the layer list in ``model``'s module names (peft's ``layers_pattern``:
+        ``layers`` in ``layers.3.fc1`` and ``encoder.layers.3.feed_forward``)."""
+        path = next(name for name, module in self.model.named_modules() if module is self.layers)
+        return path.rpartition(".")[2]
+
+    def adapt_top(self, count: int) -> None:
+        """Let PEFT methods adapt only the top ``count`` layers; the front end and the layers
+        below run as a fixed feature extractor (see the module's docstring)."""
+        if not 1 <= count <= self.num_layers:
+            raise ConfigError(
+                f"model.tune_layers {count}: the backbone has {self.num_layers} encoder layers; "
+                f"give 1 to {self.num_layers}"
+            )
+        self.tuned_from = self.num_layers - count
+
+    def trained_outside_tuned_layers(self) -> list[str]:
+        """Names of trainable parameters outside the tuned layers and their prompts."""
+        inside = {id(p) for i in self.tuned_layers for p in self.layers[i].parameters()}
+        if self.prompts is not None:
+            inside |= {id(p) for key, p in self.prompts.items() if int(key) in self.tuned_layers}
+        return [
+            name for name, p in self.named_parameters() if p.requires_grad and id(p) not in inside
+        ]
+
+    def fixed_state(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """The weights and buffers the states below the first tuned layer depend on: all but
+        those of the tuned layers and of the prompts (what a cache of those states is bound
+        to; training changes none of them)."""
+        above = {
+            id(tensor)
+            for index in self.tuned_layers
+            for tensor in self.layers[index].state_dict(keep_vars=True).values()
+        }
+        if self.prompts is not None:
+            above |= {id(p) for p in self.prompts.parameters()}
+        for name, tensor in self.state_dict(keep_vars=True).items():
+            if id(tensor) not in above:
+                yield name, tensor.detach()
 
     @abstractmethod
     def embed(
@@ -75,7 +137,9 @@ class Backbone(nn.Module, ABC):
     def run_layer(
         self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
     ) -> tuple[torch.Tensor, Any]:
-        """One encoder layer, padded frames masked; ``carry`` passes state between layers."""
+        """One encoder layer, padded frames masked; ``carry`` passes state between layers. The
+        first layer run gets None, and it may be any layer (`from_states`): a layer given None
+        computes what it needs."""
 
     def finalize(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """The family's last touch on the final layer's output (e.g. a closing layer norm)."""
@@ -90,23 +154,65 @@ class Backbone(nn.Module, ABC):
         """Module whose input is the residual stream right after self-attention."""
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BackboneOutput:
-        hidden, frame_lengths = self.embed(waveforms, lengths)
+        return self._from(*self._below(waveforms, lengths))
+
+    def states_below(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The states ``[k+1, B, F, D]`` up to the one entering the first tuned layer ``k``
+        (the input embeddings first), and valid frames per item."""
+        states, frame_lengths = self._below(waveforms, lengths)
+        return torch.stack(states), frame_lengths
+
+    def from_states(self, states: torch.Tensor, frame_lengths: torch.Tensor) -> BackboneOutput:
+        """All hidden states, from the `states_below` of a batch: layers ``k`` to ``L`` run."""
+        return self._from(list(states.unbind(0)), frame_lengths)
+
+    def _below(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        with self._fixed_part():
+            hidden, frame_lengths = self.embed(waveforms, lengths)
+            valid = frame_mask(frame_lengths, hidden.shape[1])
+            states = [hidden]
+            carry: Any = None
+            for index in range(self.tuned_from or 0):
+                hidden, carry = self._run_prompted_layer(index, hidden, valid, carry)
+                states.append(hidden)
+        return states, frame_lengths
+
+    def _from(self, states: list[torch.Tensor], frame_lengths: torch.Tensor) -> BackboneOutput:
+        hidden = states[-1]
         valid = frame_mask(frame_lengths, hidden.shape[1])
-        states = [hidden]
         carry: Any = None
-        for index in range(self.num_layers):
+        for index in range(len(states) - 1, self.num_layers):
             hidden, carry = self._run_prompted_layer(index, hidden, valid, carry)
             states.append(hidden)
         states[-1] = self.finalize(states[-1])
         return BackboneOutput(torch.stack(states), frame_lengths)
 
+    @contextmanager
+    def _fixed_part(self) -> Iterator[None]:
+        """Under ``model.tune_layers``: eval mode and no gradients for the part below the tuned
+        layers, the model's mode restored after."""
+        if self.tuned_from is None:
+            yield
+            return
+        training = self.training
+        self.train(False)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(training)
+
     def _run_prompted_layer(
         self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
     ) -> tuple[torch.Tensor, Any]:
         """Prepend this layer's prompts (always attended to), run it, and drop them again."""
-        if self.prompts is None:
+        if self.prompts is None or str(index) not in self.prompts:
             return self.run_layer(index, hidden, valid, carry)
-        prompt = self.prompts[index].to(hidden.dtype).expand(hidden.shape[0], -1, -1)
+        prompt = self.prompts[str(index)].to(hidden.dtype).expand(hidden.shape[0], -1, -1)
         n_prompt = prompt.shape[1]
         prompt_valid = torch.ones(valid.shape[0], n_prompt, dtype=torch.bool, device=valid.device)
         hidden, carry = self.run_layer(

@@ -144,6 +144,16 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def encoder_layers(name: str) -> int | None:
+    """The encoder layers of the registry backbone ``name`` (None for any other source: its
+    architecture is known when it is built)."""
+    spec = BACKBONES.get(name)
+    if spec is None:
+        return None
+    config = spec.config()
+    return int(config.encoder_layers if spec.model_type == "whisper" else config.num_hidden_layers)
+
+
 def build_backbone(
     source: str,
     whisper_window: str = "crop",

@@ -11,7 +11,10 @@ Two things make batching exact here:
   WavLM's relative position bias is computed from the same lengths as the hidden states.
 
 Layer drop and SpecAugment-style masking belong to pre-training and are never applied: the layer
-loop is ours and every layer feeds the weighted layer sum.
+loop is ours and every layer feeds the weighted layer sum, and ``embed`` runs the feature
+encoder without transformers' ``_mask_hidden_states``. What remains of train mode is dropout
+(feature projection, encoder input, attention and feed-forward), which ``model.tune_layers``
+turns off below the tuned layers (`peft_ser.models.backbones.base`).
 """
 
 from __future__ import annotations
@@ -152,8 +155,19 @@ class SSLBackbone(Backbone):
     ) -> tuple[torch.Tensor, Any]:
         layer = self.layers[index]
         if self.relative_position_bias:
+            if index > 0 and (carry is None or carry.shape[-1] != hidden.shape[1]):
+                carry = self._position_bias(hidden)
             return layer(hidden, attention_mask=valid.long(), position_bias=carry, index=index)
         return layer(hidden, attention_mask=additive_key_mask(valid, hidden.dtype)), carry
+
+    def _position_bias(self, hidden: torch.Tensor) -> torch.Tensor:
+        """WavLM's relative position bias for ``hidden``'s length, as its first layer computes
+        it and passes on: for a run that starts above the first layer (`from_states`), or a
+        layer whose prompts make its sequence longer than the one before."""
+        attention = self.layers[0].attention
+        batch, length = hidden.shape[:2]
+        bias = attention.compute_bias(length, length).unsqueeze(0).repeat(batch, 1, 1, 1)
+        return bias.view(batch * attention.num_heads, length, length)
 
     def finalize(self, last_hidden: torch.Tensor) -> torch.Tensor:
         if self.stable_layer_norm:

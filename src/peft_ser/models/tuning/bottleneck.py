@@ -70,16 +70,21 @@ class _AddAdapterOf:
 
 
 def add_sequential_adapters(backbone: Backbone, bottleneck: int) -> None:
-    """``ffn_out ← ffn_out + adapter(ffn_out)`` in every layer."""
-    for layer in backbone.layers:
+    """``ffn_out ← ffn_out + adapter(ffn_out)`` in every tuned layer."""
+    for layer in _tuned(backbone):
         layer.adapter = Bottleneck(backbone.hidden_size, bottleneck)
         backbone.ffn_output(layer).register_forward_hook(_AddOwnOutput(layer.adapter))
 
 
 def add_parallel_adapters(backbone: Backbone, bottleneck: int) -> None:
-    """``ffn_out ← ffn_out + adapter(residual after attention)`` in every layer."""
-    for layer in backbone.layers:
+    """``ffn_out ← ffn_out + adapter(residual after attention)`` in every tuned layer."""
+    for layer in _tuned(backbone):
         layer.adapter = Bottleneck(backbone.hidden_size, bottleneck)
         seen: dict[str, torch.Tensor] = {}
         backbone.post_attention(layer).register_forward_pre_hook(_RememberInput(seen))
         backbone.ffn_output(layer).register_forward_hook(_AddAdapterOf(layer.adapter, seen))
+
+
+def _tuned(backbone: Backbone) -> list[Any]:
+    """The layers a method adapts (every layer, or the top ``model.tune_layers``)."""
+    return [backbone.layers[index] for index in backbone.tuned_layers]

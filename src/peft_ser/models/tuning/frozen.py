@@ -1,5 +1,5 @@
 """No PEFT: the backbone stays frozen (``frozen``, alias ``finetune`` as in the paper) or trains
-entirely (``full``). Neither has options."""
+entirely (``full``; with ``model.tune_layers``, its top layers). Neither has options."""
 
 from __future__ import annotations
 
@@ -16,9 +16,15 @@ def frozen(backbone: Backbone, options: NoOptions) -> None:
 
 
 def full(backbone: Backbone, options: NoOptions) -> None:
-    """Every backbone weight trains (the upper bound PEFT methods are compared with)."""
-    backbone.requires_grad_(True)
+    """Every backbone weight trains (the upper bound PEFT methods are compared with); with
+    ``model.tune_layers``, every weight of the top layers (the front end, the layers below and
+    the final norm stay frozen)."""
+    if backbone.tuned_from is None:
+        backbone.requires_grad_(True)
+        return
+    for index in backbone.tuned_layers:
+        backbone.layers[index].requires_grad_(True)
 
 
-FROZEN = MethodSpec(("frozen", "finetune"), NoOptions, frozen)
+FROZEN = MethodSpec(("frozen", "finetune"), NoOptions, frozen, by_layer=False)
 FULL = MethodSpec(("full",), NoOptions, full)

@@ -1,12 +1,14 @@
 """LoRA (``lora``) and every other injectable tuner of the ``peft`` library (``peft``).
 
 ``lora`` puts low-rank updates on the two feed-forward projections of every encoder layer, as the
-paper did. Its default ``lora_alpha = 1`` gives the scaling ``1 / r`` of loralib's defaults, which
-the paper used. ``peft`` runs any tuner given as ``peft_config``, a config dict (``peft_type``
-plus its options) checked with peft's own config classes when the config is validated: DoRA
-(``use_dora``), IA3, LoHa, LoKr, ... Tuners that keep state shared across layers (VeRA) or
-schedule ranks during training (AdaLoRA) need peft's own model wrapper and are not injectable.
-peft (and with it torch) is imported only to check a ``peft_config`` or to build a model.
+paper did (of the top ones with ``model.tune_layers``: peft's ``layers_to_transform``, which
+``peft`` sets for any tuner that has it). Its default ``lora_alpha = 1`` gives the scaling
+``1 / r`` of loralib's defaults, which the paper used. ``peft`` runs any tuner given as
+``peft_config``, a config dict (``peft_type`` plus its options) checked with peft's own config
+classes when the config is validated: DoRA (``use_dora``), IA3, LoHa, LoKr, ... Tuners that
+keep state shared across layers (VeRA) or schedule ranks during training (AdaLoRA) need peft's
+own model wrapper and are not injectable. peft (and with it torch) is imported only to check a
+``peft_config`` or to build a model.
 """
 
 from __future__ import annotations
@@ -108,6 +110,45 @@ def tuner_config(options: Mapping[str, Any]) -> PeftConfig:
     return config
 
 
+LAYER_KEYS = ("layers_to_transform", "layers_pattern")
+"""peft's options that choose layers: ``model.tune_layers`` sets them."""
+
+
+def check_layered_tuner(options: Mapping[str, Any]) -> None:
+    """Refuse, in one line, a tuner config that ``model.tune_layers`` cannot restrict to the
+    top layers: a tuner without ``layers_to_transform`` (IA3, ...), one that chooses its layers
+    itself, or ``target_modules`` given as a regular expression (peft ignores the layers then).
+    """
+    config = tuner_config(options)
+    kind = getattr(config.peft_type, "value", config.peft_type)
+    given = [key for key in LAYER_KEYS if options.get(key) is not None]
+    if given:
+        raise ConfigError(
+            f"the peft_config sets {', '.join(given)}: choose the layers there or with "
+            "tune_layers, not both"
+        )
+    if not hasattr(config, "layers_to_transform"):
+        raise ConfigError(
+            f"peft tuner {kind} cannot be restricted to layers (it has no layers_to_transform); "
+            "leave tune_layers unset, or use a tuner that has it (LORA, LOHA, LOKR, ...)"
+        )
+    if isinstance(getattr(config, "target_modules", None), str):
+        raise ConfigError(
+            "the peft_config gives target_modules as a regular expression, which peft applies "
+            "to every layer; give module names (e.g. [fc1, fc2]) to use tune_layers"
+        )
+
+
+def _layers(backbone: Backbone) -> dict[str, Any]:
+    """peft's layer options for the backbone's tuned layers (none when it tunes every layer)."""
+    if backbone.tuned_from is None:
+        return {}
+    return {
+        "layers_to_transform": list(backbone.tuned_layers),
+        "layers_pattern": backbone.layers_pattern,
+    }
+
+
 def lora_config(backbone: Backbone, options: LoraOptions) -> LoraConfig:
     from peft import LoraConfig
 
@@ -116,6 +157,7 @@ def lora_config(backbone: Backbone, options: LoraOptions) -> LoraConfig:
         lora_alpha=options.lora_alpha,  # type: ignore[arg-type]  # peft scales by any number
         lora_dropout=options.lora_dropout,
         target_modules=list(options.lora_targets or backbone.lora_targets),
+        **_layers(backbone),
     )
 
 
@@ -132,7 +174,7 @@ def lora(backbone: Backbone, options: LoraOptions) -> None:
 
 def any_peft_tuner(backbone: Backbone, options: PeftOptions) -> None:
     assert options.peft_config is not None, "PeftOptions refuses a missing peft_config"
-    peft_config = tuner_config(options.peft_config)
+    peft_config = tuner_config({**options.peft_config, **_layers(backbone)})
     if getattr(peft_config, "target_modules", "absent") is None:
         peft_config.target_modules = set(backbone.lora_targets)  # type: ignore[attr-defined]
     inject(backbone, peft_config)

@@ -1,5 +1,5 @@
 """Embedding prompts (``embedding_prompt``): ``prompt_length`` learnable vectors prepended to
-every encoder layer's input.
+every tuned encoder layer's input (every layer, or the top ``model.tune_layers``).
 
 The backbone's layer loop prepends them, marks them valid in the attention mask (so every frame can
 attend to them), and drops them from the layer's output; WavLM's relative position bias is computed
@@ -29,11 +29,11 @@ def add_prompts(backbone: Backbone, length: int) -> None:
     import torch
     from torch import nn
 
-    prompts = nn.ParameterList()
-    for _ in range(backbone.num_layers):
+    prompts = nn.ParameterDict()
+    for index in backbone.tuned_layers:
         prompt = torch.empty(length, backbone.hidden_size)
         nn.init.xavier_uniform_(prompt)
-        prompts.append(nn.Parameter(prompt))
+        prompts[str(index)] = nn.Parameter(prompt)
     backbone.prompts = prompts
 
 

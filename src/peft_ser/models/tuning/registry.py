@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from peft_ser.models.tuning import adapter, combined, frozen, lora, prompt
 from peft_ser.models.tuning.spec import MethodSpec
 from peft_ser.utils.errors import UserError, match_name, suggest
+from peft_ser.utils.settings import ConfigError
 
 if TYPE_CHECKING:
     from peft_ser.models.backbones import Backbone
@@ -79,8 +80,20 @@ def resolve_method(name: str) -> str:
 
 
 def apply_method(backbone: Backbone, config: ModelConfig) -> None:
-    """Freeze the backbone, then let the configured method add or unfreeze what it trains."""
+    """Freeze the backbone, then let the configured method add or unfreeze what it trains: in
+    the top ``config.tune_layers`` layers when that is set (`Backbone.adapt_top`), where
+    nothing outside them may train (a ``peft`` tuner that targets module names peft does not
+    filter by layer is refused)."""
     spec = METHODS[resolve_method(config.method)]
     options = config.method_options
     backbone.requires_grad_(False)
+    if config.tune_layers is not None:
+        backbone.adapt_top(config.tune_layers)
     spec.apply(backbone, options)
+    stray = backbone.trained_outside_tuned_layers() if config.tune_layers is not None else []
+    if stray:
+        raise ConfigError(
+            f"model.tune_layers {config.tune_layers}: method {spec.name!r} also trains "
+            f"{stray[0]}, outside the top {config.tune_layers} layers; give the tuner module "
+            "names that peft filters by layer"
+        )

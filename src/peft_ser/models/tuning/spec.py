@@ -37,12 +37,15 @@ class MethodSpec(Generic[Options]):
     names the method without a setting gets it (a field that must be given refuses its default
     in a validator with ``validate_default=True``, as ``peft_config`` does).
     ``apply``: adds the method's trainable parameters to a frozen backbone, or unfreezes what it
-    trains, given the validated options.
+    trains, given the validated options; only in the backbone's ``tuned_layers``.
+    ``by_layer``: whether it adapts layers, so ``model.tune_layers`` can choose which (not
+    ``frozen``, which adapts none).
     """
 
     names: tuple[str, ...]
     options: type[Options]
     apply: Callable[[Backbone, Options], None]
+    by_layer: bool = True
 
     @property
     def name(self) -> str:
