@@ -75,11 +75,11 @@ LOWER_IS_BETTER = frozenset({"jsd"})
 
 
 def improves(metric: str, value: float, best: float | None) -> bool:
-    """Whether a dev ``value`` of ``metric`` beats ``best`` (None: no best yet). A value that
-    is not finite (an empty dev split's) never does."""
+    """Whether a dev ``value`` of ``metric`` beats ``best`` (None, or not finite: no best yet).
+    A value that is not finite (the divergence of an empty dev split) never does."""
     if not math.isfinite(value):
         return False
-    if best is None:
+    if best is None or not math.isfinite(best):
         return True
     return value < best if metric in LOWER_IS_BETTER else value > best
 
@@ -307,7 +307,7 @@ class Objective:
             if self.distribution:
                 header += [f"votes_{name}" for name in self.labels]
                 header += [f"probability_{name}" for name in self.labels]
-                shares = self.shares[split][outputs.indices].tolist()
+                shares = list(self.shares[split][outputs.indices].numpy())  # 0.6, not 0.6000000238
                 probabilities = torch.softmax(logits.double(), dim=-1).tolist()
                 for line, share, probability in zip(table, shares, probabilities, strict=True):
                     line += [*share, *probability]

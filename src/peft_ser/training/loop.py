@@ -186,7 +186,8 @@ class FoldRunner:
             last = self.config.optim.select == "last"
             metric, progress = self.objective.selection, self.progress
             best = progress.best_uar if progress.best_epoch else None
-            if last or improves(metric, row[f"dev_{metric}"], best):
+            # the first epoch is the best until one beats it, even without a dev score
+            if last or best is None or improves(metric, row[f"dev_{metric}"], best):
                 progress.best_epoch = epoch
                 progress.best_uar = row[f"dev_{metric}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
