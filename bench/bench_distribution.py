@@ -20,7 +20,8 @@ dev UAR). Each saved model then predicts the test clips through `peft_ser.infere
   give it.
 
 It prints one line per run, then each task's mean ± standard deviation over seeds (ddof 1) and
-range. From the repository root (about 6 minutes on 2 cores for 5 seeds, 40 epochs):
+range, and the scores as JSON. From the repository root (about 4 minutes for 3 seeds on 2
+shared cores, 40 epochs; docs/training.md shows the measured table):
 
     nice -n 5 .venv/bin/python bench/bench_distribution.py --seeds 0,1,2,3,4 --votes sampled
 """
