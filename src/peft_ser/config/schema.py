@@ -192,6 +192,21 @@ class OptimConfig(StrictModel):
     attribute_weight: float = Field(
         1.0, ge=0, description="multitask: loss = cross entropy + attribute_weight * attribute loss"
     )
+    distribution_temperature: float = Field(
+        1.0,
+        ge=0.1,
+        le=10.0,
+        description="distribution task: each vote share is raised to 1/temperature and the "
+        "target renormalised: below 1 sharpens toward the majority (at 0.1 a 2:1 vote is "
+        "already 1024:1, a hard label), above 1 flattens (at 10 it is 1.07:1)",
+    )
+    distribution_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="distribution task: the target mixed with the uniform distribution, "
+        "(1 - smoothing)·target + smoothing / classes (1 would erase the votes)",
+    )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm; None = off")
     max_nonfinite_steps: int = Field(
         3,

@@ -23,6 +23,10 @@ from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.augment import AugmentConfig, augment
 from peft_ser.data.manifest import Utterance
 
+NO_LABEL = -1
+"""The class id of an utterance without a majority label in the label set (label ""; kept for
+its annotator votes alone): batches carry it, and only the distribution task trains on it."""
+
 
 def seconds_to_samples(seconds: float | None) -> int | None:
     """A crop length in samples at 16 kHz (``None`` stays ``None``: keep the whole clip)."""
@@ -68,7 +72,7 @@ class UtteranceDataset(Dataset[Example]):
         self.utterances = list(utterances)
         self.decoded = decoded
         self.label_names = list(labels)
-        self.label_ids = {name: i for i, name in enumerate(labels)}
+        self.label_ids = {"": NO_LABEL, **{name: i for i, name in enumerate(labels)}}
         self.max_samples = max_samples
         self.augmentation = augmentation if augmentation and augmentation.enabled else None
         self.seed = seed

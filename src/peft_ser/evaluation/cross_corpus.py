@@ -90,7 +90,8 @@ def score_model(
     batch_size: int = 16,
 ) -> Cell:
     """UAR of one model (a saved folder or a zoo name) on the classes it shares with
-    ``prepared``, choosing among those classes only."""
+    ``prepared``, choosing among those classes only (a distribution model too: its argmax
+    against the majority labels)."""
     accelerator = accelerator_for("auto")
     model = load_model(model_ref, device=accelerator.device)
     if not model.layout.logits_width:
@@ -105,7 +106,7 @@ def score_model(
     _, metrics = score_utterances(
         accelerator, accelerator.prepare(model).eval(), model.layout, utterances, split,
         batch_size, shared, attributes=[], columns=[model.labels.index(n) for n in shared],
-        interval=False,
+        interval=False, votes=False,
     )  # fmt: skip
     counts = {name: sum(u.label == name for u in utterances) for name in shared}
     return Cell(metrics["uar"], shared, metrics["n"], counts)

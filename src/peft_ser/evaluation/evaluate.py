@@ -3,7 +3,9 @@ model of the zoo.
 
 Every model is scored through the one scoring path (`Objective.score`, via
 `score_utterances`), with the metrics and files a run's test split gets: classes by UAR,
-accuracy, macro-F1 and fairness, attributes by CCC, Pearson's r and RMSE per attribute.
+accuracy, macro-F1 and fairness, attributes by CCC, Pearson's r and RMSE per attribute,
+predicted distributions by JSD and KLD from the vote shares (and UAR, accuracy and macro-F1 on
+the utterances with a majority label).
 
 What a single model (a saved folder or a zoo name) is scored on: ``split`` of every selected
 fold of ``corpus`` (default: all of them), each fold a row, as a run's fold models are. A model
@@ -25,11 +27,13 @@ from accelerate import Accelerator
 from torch import nn
 
 from peft_ser.config import DataConfig, FoldSelector, ModelConfig
+from peft_ser.data.dataset import NO_LABEL
 from peft_ser.data.manifest import Fold, PreparedCorpus, select
 from peft_ser.evaluation.metrics import (
     attribute_scatter_figure,
     classification_metrics,
     confusion_figure,
+    distribution_metrics,
     fold_title,
     regression_metrics,
     summarize,
@@ -39,7 +43,7 @@ from peft_ser.evaluation.results import json_text, metrics_csv, save_figure, sco
 from peft_ser.evaluation.scoring import Outputs
 from peft_ser.evaluation.sources import ModelSource, model_source, run_models
 from peft_ser.inference.loading import load_model
-from peft_ser.models.tasks import OutputLayout
+from peft_ser.models.tasks import OutputLayout, require_votes
 from peft_ser.runs.corpus import resolve_corpus, select_folds
 from peft_ser.runs.layout import EVALUATION, RunDir, fold_folder, safe_name
 from peft_ser.utils.errors import UserError
@@ -66,8 +70,8 @@ def evaluate(
     (default: all; see the module's docstring). Metrics (JSON, CSV) go to ``output_dir``
     (default ``<source>/evaluation``, ``evaluation/<name>`` for a zoo name) with the plots of
     the pooled predictions: ``confusion.png`` for classes, ``attributes.png`` for attributes.
-    A categorical model adds ``confusion-<fold>.png`` per fold; an attribute or multitask
-    model writes what training writes for its test split into ``fold-<name>/``
+    A categorical model adds ``confusion-<fold>.png`` per fold; an attribute, multitask or
+    distribution model writes what training writes for its test split into ``fold-<name>/``
     (``predictions.csv``, ``attributes.png``, and ``confusion.png`` with classes). The
     metrics are also returned.
     """
@@ -95,6 +99,11 @@ def evaluate(
         pooled |= classification_metrics(truth, predicted, labels, genders, interval=True)
         figure = confusion_figure(pooled["confusion"], labels, f"all folds ({split})")
         save_figure(out / "confusion.png", figure)
+    if scores[0].shares is not None:
+        shares = torch.cat([score.shares for score in scores if score.shares is not None])
+        logits = torch.cat([score.logits for score in scores if score.logits is not None])
+        counts = {"n": int(shares.shape[0]), "n_labelled": pooled["n"]}
+        pooled |= distribution_metrics(shares, logits) | counts
     if attributes:
         ratings = np.concatenate([score.ratings for score in scores])
         values = np.concatenate([score.values for score in scores])
@@ -133,7 +142,9 @@ def _default_output(source: str | Path) -> Path:
 @dataclass
 class FoldScore:
     """One fold's metrics, and the predictions that pooling over folds needs: class ids with
-    the speakers' genders (``classes``), attribute values ``[N, A]`` true and predicted."""
+    the speakers' genders (``classes``; the items with a majority label), attribute values
+    ``[N, A]`` true and predicted, vote shares and logits ``[N, C]`` (a distribution model;
+    else None)."""
 
     metrics: dict[str, Any]
     classes: bool
@@ -142,6 +153,8 @@ class FoldScore:
     genders: list[str] = field(default_factory=list)
     ratings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    shares: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
 
 def _score_fold(
@@ -157,7 +170,8 @@ def _score_fold(
 ) -> FoldScore:
     """Score a model on ``split`` of ``fold`` as training scores its test split, and write the
     fold's files: ``confusion-<fold>.png`` for a categorical model, the test split's files
-    (`Objective.write_split_files`) in ``fold-<name>/`` for an attribute or multitask one."""
+    (`Objective.write_split_files`) in ``fold-<name>/`` for an attribute, multitask or
+    distribution one."""
     title = f"{fold_title(fold.name)} ({split})"
     utterances = select(prepared, getattr(fold, split))
     objective, metrics = score_utterances(
@@ -175,10 +189,14 @@ def _score_fold(
     rows = torch.from_numpy(outputs.values).float().reshape(-1, layout.width)
     logits, values = objective.outputs(rows)
     score = FoldScore({**metrics, "fold": fold.name}, logits is not None)
+    truth = [dataset.label_of(i) for i in outputs.indices]
     if logits is not None:
-        score.truth = [dataset.label_of(i) for i in outputs.indices]
-        score.predicted = logits.argmax(dim=-1).tolist()
-        score.genders = [dataset.utterances[i].gender for i in outputs.indices]
+        labelled = [i for i in range(len(outputs.indices)) if truth[i] != NO_LABEL]
+        score.truth = [truth[i] for i in labelled]
+        score.predicted = logits[labelled].argmax(dim=-1).tolist()
+        score.genders = [dataset.utterances[outputs.indices[i]].gender for i in labelled]
+    if logits is not None and objective.distribution:
+        score.shares, score.logits = objective.shares[split][outputs.indices], logits
     if values is not None:
         score.ratings = objective.targets[split][outputs.indices].numpy()
         score.values = values.numpy()
@@ -190,14 +208,15 @@ def evaluation_plan(
     corpus: str | Path | None,
     folds: Sequence[FoldSelector] | None,
 ) -> tuple[PreparedCorpus, list[tuple[str, list[Fold]]]]:
-    """The corpus to score on (its labelled utterances: a model is scored on classes and
-    attributes, not on the utterances kept for their votes alone), and each model to load (a
-    saved folder or a zoo name) with the folds to score it on: a run's completed folds, each
-    by its own model, or one model on the selected folds."""
+    """The corpus to score on, and each model to load (a saved folder or a zoo name) with the
+    folds to score it on: a run's completed folds, each by its own model, or one model on the
+    selected folds. Each model is scored on the utterances its task can use
+    (`peft_ser.models.tasks.usable`): a class or attribute model not on those kept for their
+    votes alone, a distribution model on every one with votes on its labels."""
     if isinstance(source, RunDir):
         run = source.read_config()
         data = run.data if corpus is None else run.data.model_copy(update={"corpus": str(corpus)})
-        prepared = resolve_corpus(data).labelled()
+        prepared = resolve_corpus(data)
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
         models = run_models(source, chosen)
         check_fits(run.model, prepared, source.path)
@@ -206,18 +225,20 @@ def evaluation_plan(
         raise UserError(
             f"{source}: evaluating a saved model or a zoo model needs a prepared corpus (--corpus)"
         )
-    prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)})).labelled()
+    prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)}))
     return prepared, [(source, select_folds(prepared.folds, folds))]
 
 
 def check_fits(config: ModelConfig, prepared: PreparedCorpus, source: str | Path) -> None:
     """`UserError` unless the corpus has what the model at ``source`` predicts: its classes,
-    in its order (unless it predicts attributes alone), and a rating of every attribute it
+    in its order (unless it predicts attributes alone), a rating of every attribute it
     predicts on every utterance (a corpus prepared with ``--targets attributes`` or ``both``
-    that rates them)."""
+    that rates them), and votes for a distribution model (``--targets distribution``)."""
     task = config.task or "categorical"
     if task != "attributes" and list(prepared.labels) != list(config.labels):
         raise UserError(f"model labels {config.labels} differ from the corpus's {prepared.labels}")
+    if task == "distribution":
+        require_votes(prepared, f"{source} (a distribution model)")
     unrated = [name for name in config.attributes if name not in prepared.attributes]
     if unrated:
         targets = "both" if task == "multitask" else "attributes or both"

@@ -16,6 +16,13 @@ of these numbers only), as differences ``F − M`` so the sign says who is favou
   in recall of c; ``equal_opportunity_difference`` is the largest absolute value over classes
   that occur in both genders. (The mean of the signed per-class values is ``uar_gap``.)
 
+Predicted distributions (the distribution task) are scored against the annotators' shares of
+the label set, item by item, averaged over items: ``jsd``, the Jensen-Shannon divergence, in
+nats (natural log: 0 for equal distributions, at most ln 2 ≈ 0.693 for disjoint ones;
+symmetric), and ``kld``, the KL divergence KL(shares ‖ predicted), the loss's own formula
+(`peft_ser.models.tasks.kl_divergence`), unbounded where the model is sure of a label the
+annotators did not choose. A split without items has neither (NaN, ``null`` in JSON).
+
 Attribute predictions (arousal, valence, dominance on the corpus's scale) are scored per
 attribute by the concordance correlation coefficient (CCC, the challenge metric: it falls with
 any difference of correlation, mean or spread), Pearson's r and the root mean squared error;
@@ -37,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, f1_score
 
-from peft_ser.models.tasks import concordance
+from peft_ser.models.tasks import concordance, kl_divergence
 
 SCALARS: tuple[str, ...] = (
     "uar",
@@ -50,6 +57,8 @@ SCALARS: tuple[str, ...] = (
     "equal_opportunity_difference",
 )
 """The scalar metrics, in the order tables list them."""
+DISTRIBUTION_SCALARS: tuple[str, ...] = ("jsd", "kld")
+"""The distribution task's scores (lower is better), in the order tables list them."""
 ATTRIBUTE_STATS = ("ccc", "pearson", "rmse")
 """Per-attribute metrics: flat keys ``ccc_arousal``, ``pearson_valence``, ``rmse_dominance``."""
 
@@ -200,13 +209,37 @@ def regression_metrics(
     return result
 
 
+def jensen_shannon(shares: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """The Jensen-Shannon divergence of each row pair of ``[N, C]`` distributions, in nats:
+    ½·KL(p ‖ m) + ½·KL(q ‖ m) with m = (p + q) / 2 and 0·log 0 = 0; in [0, ln 2], exactly 0
+    for equal rows (m is then p itself), clamped at 0 against rounding below it."""
+    p, q = shares.double(), predicted.double()
+    m = (p + q) / 2
+    xlogy = torch.special.xlogy
+    divergence = 0.5 * (xlogy(p, p) - xlogy(p, m) + xlogy(q, q) - xlogy(q, m)).sum(dim=-1)
+    return divergence.clamp_min(0.0)
+
+
+def distribution_metrics(shares: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """``jsd`` and ``kld`` of the predicted distributions ``softmax(logits)`` against the vote
+    ``shares`` (``[N, C]`` each), means over items in float64 (see the module docstring)."""
+    if shares.shape[0] == 0:
+        return {"jsd": float("nan"), "kld": float("nan")}
+    logits = logits.double()
+    predicted = torch.softmax(logits, dim=-1)
+    return {
+        "jsd": float(jensen_shannon(shares, predicted).mean()),
+        "kld": float(kl_divergence(logits, shares.double()).mean()),
+    }
+
+
 def summarize(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation (population, ddof 0) of each scalar across folds."""
     summary: dict[str, dict[str, float]] = {}
     attributes = list(
         dict.fromkeys(key[4:] for m in per_fold for key in m if key.startswith("ccc_"))
     )
-    for name in (*SCALARS, "score", *regression_scalars(attributes)):
+    for name in (*DISTRIBUTION_SCALARS, *SCALARS, "score", *regression_scalars(attributes)):
         values = [float(m[name]) for m in per_fold if name in m]
         if values:
             summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from peft_ser.config import RunConfig
 from peft_ser.data.manifest import csv_text
 from peft_ser.evaluation.metrics import (
+    DISTRIBUTION_SCALARS,
     SCALARS,
     confusion_figure,
     emobox_line,
@@ -113,7 +114,9 @@ def overall_metrics(
 def metrics_csv(per_fold: Sequence[dict[str, Any]], mean_std: dict[str, dict[str, float]]) -> str:
     attributes = [key[4:] for key in per_fold[0] if key.startswith("ccc_")] if per_fold else []
     categorical = not per_fold or "uar" in per_fold[0]
-    columns = ["fold", "n", *(SCALARS if categorical else ()), *regression_scalars(attributes)]
+    distribution = DISTRIBUTION_SCALARS if per_fold and "jsd" in per_fold[0] else ()
+    columns = ["fold", "n", *distribution, *(SCALARS if categorical else ())]
+    columns += regression_scalars(attributes)
     columns += ["score"] if per_fold and "score" in per_fold[0] else []
     scalars = columns[2:]
     rows = [[m.get(c, "") for c in columns] for m in per_fold]
@@ -184,6 +187,8 @@ def score_lines(
     and its dev score when it comes from training: those columns are then shown too.
     """
     lines = []
+    if "jsd" in fold_results[0]["test"]:
+        lines += _distribution_table(fold_results)
     if "uar" in fold_results[0]["test"]:
         lines += _categorical_table(fold_results)
     if "ccc" in fold_results[0]["test"]:
@@ -191,6 +196,23 @@ def score_lines(
     lines.append("")
     for name, stats in mean_std.items():
         lines.append(f"{name:<32}{stats['mean']:.3f} ± {stats['std']:.3f}")
+    return lines
+
+
+def _distribution_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
+    """Per fold: the tested epoch and its dev score (from training), the divergences from the
+    vote shares (JSD, KLD), the items scored and those of them with a majority label (the
+    UAR of the table below counts those)."""
+    lines = [
+        "",
+        f"{'fold':<12}{_training_head(fold_results)}{'JSD':>8}{'KLD':>8}{'n':>7}{'labelled':>9}",
+    ]
+    for fold in fold_results:
+        test = fold["test"]
+        lines.append(
+            f"{fold['fold']:<12}{_training_cells(fold)}{test['jsd']:>8.3f}{test['kld']:>8.3f}"
+            f"{test['n']:>7}{test['n_labelled']:>9}"
+        )
     return lines
 
 
@@ -237,7 +259,12 @@ def _training_cells(fold: dict[str, Any]) -> str:
     return f"{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}" if "best_epoch" in fold else ""
 
 
-_DEV_SCORES = {"dev_uar": "dev UAR", "dev_ccc": "dev CCC", "dev_score": "dev score"}
+_DEV_SCORES = {
+    "dev_uar": "dev UAR",
+    "dev_ccc": "dev CCC",
+    "dev_score": "dev score",
+    "dev_jsd": "dev JSD",
+}
 """The dev score that picks a fold's best epoch, by task, and its column name."""
 
 

@@ -81,10 +81,11 @@ class ModelConfig(_WithMethodOptions):
         description="class names, filled from the prepared corpus; at least 2 unless the task "
         "is attributes (a corpus without class labels has one, none)",
     )
-    task: Literal["categorical", "attributes", "multitask"] | None = Field(
+    task: Literal["categorical", "attributes", "multitask", "distribution"] | None = Field(
         None,
         description="what the head predicts: class labels, attribute values (arousal, "
-        "valence, dominance) or both; None: what the prepared corpus was prepared for",
+        "valence, dominance), both, or the annotators' vote distribution over the labels; "
+        "None: what the prepared corpus was prepared for",
     )
     attributes: list[str] = Field(
         default_factory=list, description="attribute outputs, filled from the prepared corpus"

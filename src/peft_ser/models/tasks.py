@@ -1,11 +1,17 @@
-"""What a model predicts: class labels, emotional attributes, or both, and their losses.
+"""What a model predicts: class labels, the annotators' vote distribution over them, emotional
+attributes, or labels and attributes both, and their losses.
 
 A model's head ends in one output row per clip, laid out by `OutputLayout`: first one logit per
-class (``categorical`` and ``multitask``), then one value per attribute (``attributes`` and
-``multitask``), on the corpus's own rating scale. Keeping one tensor keeps every path that
-moves outputs around (batches, the feature cache, accelerate's gathering, export) unchanged.
+class (``categorical``, ``distribution`` and ``multitask``), then one value per attribute
+(``attributes`` and ``multitask``), on the corpus's own rating scale. Keeping one tensor keeps
+every path that moves outputs around (batches, the feature cache, accelerate's gathering,
+export) unchanged; a ``distribution`` model's outputs are a categorical model's (its softmax is
+the predicted distribution), so loading, prediction and export need nothing of their own.
 
-The categorical loss is the class-weighted cross entropy (`weighted_cross_entropy`). Attribute
+The categorical loss is the class-weighted cross entropy (`weighted_cross_entropy`). The
+distribution loss is the class-weighted KL divergence from the annotators' shares of the label
+set (`vote_shares`, shaped by `shape_targets`) to the predicted distribution
+(`distribution_loss`). Attribute
 losses: ``ccc`` (1 − the concordance correlation coefficient of each attribute over
 the batch, averaged over attributes: the challenge metric itself, so scale and offset must be
 learned as well as correlation) or ``mse``. Multi-task training adds the attribute loss, times
@@ -14,12 +20,13 @@ learned as well as correlation) or ``mse``. Multi-task training adds the attribu
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from peft_ser.data.manifest import PreparedCorpus
+from peft_ser.data.manifest import PreparedCorpus, Utterance
 from peft_ser.models.config import ModelConfig
 from peft_ser.utils.errors import UserError
 
@@ -27,7 +34,7 @@ _TASK_OF_TARGETS = {
     "categorical": "categorical",
     "attributes": "attributes",
     "both": "multitask",
-    "distribution": "categorical",
+    "distribution": "distribution",
 }
 """The task a prepared corpus trains when the config does not choose one."""
 _TARGETS_OF_TASK = {
@@ -35,6 +42,10 @@ _TARGETS_OF_TASK = {
     "attributes": ("attributes", "both"),
     "multitask": ("both",),
 }
+"""The preparations whose corpus holds what a task needs; ``distribution`` needs votes, which
+any preparation may hold (`require_votes` checks the corpus itself)."""
+ATTRIBUTE_TASKS = ("attributes", "multitask")
+"""The tasks whose outputs include attribute values."""
 
 
 class TaskError(UserError):
@@ -55,8 +66,9 @@ class OutputLayout:
 
     @property
     def values_width(self) -> int:
-        """Attribute values after the class logits (none for a categorical model)."""
-        return self.attributes if self.task != "categorical" else 0
+        """Attribute values after the class logits (none for a categorical or distribution
+        model)."""
+        return self.attributes if self.task in ATTRIBUTE_TASKS else 0
 
     @property
     def width(self) -> int:
@@ -67,14 +79,14 @@ class OutputLayout:
         return outputs[:, : self.logits_width] if self.logits_width else None
 
     def values(self, outputs: torch.Tensor) -> torch.Tensor | None:
-        """The attribute values ``[B, A]``, or None for a categorical model."""
-        return outputs[:, self.logits_width :] if self.task != "categorical" else None
+        """The attribute values ``[B, A]``, or None for a categorical or distribution model."""
+        return outputs[:, self.logits_width :] if self.task in ATTRIBUTE_TASKS else None
 
 
 def layout_of(config: ModelConfig) -> OutputLayout:
     """The output layout of a model built from ``config`` (no task: categorical)."""
     task = config.task or "categorical"
-    if task != "categorical" and not config.attributes:
+    if task in ATTRIBUTE_TASKS and not config.attributes:
         raise TaskError(
             f"model.task {task} needs model.attributes (training fills them from a corpus "
             "prepared with --targets attributes or both)"
@@ -87,16 +99,107 @@ def resolve_task(config: ModelConfig, prepared: PreparedCorpus) -> ModelConfig:
     config's own, or the one the corpus was prepared for. `TaskError` when the corpus lacks
     what the chosen task needs."""
     task = config.task or _TASK_OF_TARGETS[prepared.targets]
-    if prepared.targets not in _TARGETS_OF_TASK[task]:
+    if task == "distribution":
+        require_votes(prepared, "model.task distribution")
+    elif prepared.targets not in _TARGETS_OF_TASK[task]:
         need = " or ".join(f"--targets {t}" for t in _TARGETS_OF_TASK[task])
         raise TaskError(
             f"model.task {task}: the corpus was prepared with --targets {prepared.targets}; "
             f"prepare it with {need}"
         )
-    attributes = list(prepared.attributes) if task != "categorical" else []
+    attributes = list(prepared.attributes) if task in ATTRIBUTE_TASKS else []
     return config.model_copy(
         update={"labels": prepared.labels, "task": task, "attributes": attributes}
     )
+
+
+def require_votes(prepared: PreparedCorpus, what: str) -> None:
+    """`TaskError` unless some utterance of ``prepared`` has annotator votes on its labels:
+    ``what`` (the task, or the model to score) needs them as its targets."""
+    if not any(vote_shares(u.votes, prepared.labels) for u in prepared.manifest):
+        where = prepared.directory or "the corpus"
+        raise TaskError(
+            f"{what}: {where} holds no annotator votes on its labels; prepare it with "
+            "--targets distribution (from a corpus that ships every annotator's label)"
+        )
+
+
+def vote_shares(votes: Mapping[str, float] | None, labels: Sequence[str]) -> list[float] | None:
+    """The annotators' shares of each label of ``labels``: the in-set weights normalised to
+    sum to 1, the weight on categories outside the label set (``other``) dropped. None without
+    votes, or when no annotator chose a label of the set: such an utterance is no target."""
+    if votes is None:
+        return None
+    weights = [votes.get(label, 0.0) for label in labels]
+    total = sum(weights)
+    return [weight / total for weight in weights] if total > 0 else None
+
+
+def usable(utterances: Sequence[Utterance], task: str, labels: Sequence[str]) -> list[Utterance]:
+    """The utterances ``task`` can train on or be scored on: every one for ``attributes``;
+    for ``distribution`` those with votes on ``labels`` (`vote_shares`); for the tasks that
+    learn one class, those with one (an utterance kept for its votes alone has the label "")."""
+    if task == "attributes":
+        return list(utterances)
+    if task == "distribution":
+        return [u for u in utterances if vote_shares(u.votes, labels) is not None]
+    return [u for u in utterances if u.label]
+
+
+def shape_targets(shares: torch.Tensor, temperature: float, smoothing: float) -> torch.Tensor:
+    """Vote shares ``[N, C]`` as training targets: each share raised to ``1 / temperature``
+    and renormalised (below 1 sharpens toward the majority, above 1 flattens toward a uniform
+    share of the labels that got votes; labels nobody chose stay at 0), then mixed with the
+    uniform distribution, ``(1 − smoothing)·t + smoothing / C`` (the only way a label nobody
+    chose gets a share). 1 and 0 leave the shares as they are.
+
+    The power is taken of each share divided by its row's largest, so no row underflows to
+    zeros however small the temperature."""
+    shaped = shares.double()
+    if temperature != 1.0:
+        top = shaped.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        shaped = (shaped / top) ** (1.0 / temperature)
+        shaped = shaped / shaped.sum(dim=-1, keepdim=True)
+    if smoothing:
+        shaped = (1.0 - smoothing) * shaped + smoothing / shares.shape[-1]
+    return shaped.to(shares.dtype)
+
+
+def kl_divergence(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """KL(target ‖ softmax(logits)) of each row, in nats: Σ_c t_c·(log t_c − log q_c), with
+    0·log 0 = 0. The one definition: the distribution loss and the ``kld`` metric (in float64)
+    both call it. Taken from the log-softmax, it stays finite where a predicted probability
+    underflows to 0."""
+    log_predicted = torch.log_softmax(logits, dim=-1)
+    return (torch.special.xlogy(targets, targets) - targets * log_predicted).sum(dim=-1)
+
+
+def distribution_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    reduction: Literal["mean", "none"] = "mean",
+) -> torch.Tensor:
+    """The class-weighted KL divergence to the target distributions, the distribution task's loss.
+
+    Item i weighs ``w_i = Σ_c w[c]·t_ic``, its target's expected class weight, and its loss is
+    ``w_i · KL(t_i ‖ softmax(logits_i))`` (``reduction="none"``); a set's loss is
+    Σ w_i·ℓ_i / Σ w_i (``"mean"``). On one-hot targets this is `weighted_cross_entropy`
+    exactly (the KL of a one-hot target is its cross entropy), and its gradient is the soft
+    cross entropy's (they differ by the target's entropy, a constant).
+    """
+    weights = item_weights(targets, class_weights)
+    losses = weights * kl_divergence(logits, targets)
+    if reduction == "none":
+        return losses
+    return losses.sum() / weights.sum()
+
+
+def item_weights(targets: torch.Tensor, class_weights: torch.Tensor | None) -> torch.Tensor:
+    """Each target distribution's expected class weight, ``t_i · w`` (no weights: 1 each)."""
+    if class_weights is None:
+        return torch.ones(targets.shape[0], dtype=targets.dtype, device=targets.device)
+    return targets @ class_weights.to(device=targets.device, dtype=targets.dtype)
 
 
 def concordance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

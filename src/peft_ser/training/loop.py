@@ -29,11 +29,11 @@ from torch import nn
 from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
-from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text, select
+from peft_ser.data.manifest import Fold, PreparedCorpus, Utterance, csv_text, select
 from peft_ser.data.sampler import padding_waste
 from peft_ser.data.states import FeatureBatch, FeatureCache
 from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
-from peft_ser.evaluation.objectives import Objective
+from peft_ser.evaluation.objectives import Objective, class_counts, improves
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
 from peft_ser.evaluation.scoring import Outputs, forward, to_device
 from peft_ser.models.ser_model import (
@@ -43,6 +43,7 @@ from peft_ser.models.ser_model import (
     build_model,
     read_weights,
 )
+from peft_ser.models.tasks import usable
 from peft_ser.runs.layout import FoldDir
 from peft_ser.training.batches import BatchSource
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
@@ -77,12 +78,14 @@ class FoldRunner:
         self.bad_audio = bad_audio
         crop = seconds_to_samples(config.data.crop_seconds)
         full = seconds_to_samples(config.data.eval_max_seconds)
+        self.left_out: dict[str, int] = {}
+        chosen = self._usable(prepared, config.model.task or "categorical")
         self.splits = {
             "train": UtteranceDataset(
-                select(prepared, fold.train), self.labels, crop, config.augment, config.seed, audio
+                chosen["train"], self.labels, crop, config.augment, config.seed, audio
             ),
-            "dev": UtteranceDataset(select(prepared, fold.dev), self.labels, full, decoded=audio),
-            "test": UtteranceDataset(select(prepared, fold.test), self.labels, full, decoded=audio),
+            "dev": UtteranceDataset(chosen["dev"], self.labels, full, decoded=audio),
+            "test": UtteranceDataset(chosen["test"], self.labels, full, decoded=audio),
         }
         set_seed(config.seed)
         self.model = _build_seeded(config.model, config.seed)
@@ -106,7 +109,10 @@ class FoldRunner:
         # model.tune_layers, so that a multi-process wrapper synchronises exactly the
         # parameters that learn.
         self.trained, self.optimizer = accelerator.prepare(self._trained_part(), optimizer)
-        self.class_weights = _class_weights(self.splits["train"], len(self.labels), config)
+        counts = class_counts(
+            self.splits["train"], config.optim, config.model.task == "distribution"
+        )
+        self.class_weights = _class_weights(counts, config)
         self.objective = Objective(
             self.model.layout, self.labels, config.model.attributes, config.optim,
             self.class_weights, self.splits,
@@ -117,6 +123,29 @@ class FoldRunner:
         )
         self.progress = Progress()
         self.stopped: dict[str, Any] | None = None
+
+    def _usable(self, prepared: PreparedCorpus, task: str) -> dict[str, list[Utterance]]:
+        """Each split's utterances that ``task`` can learn from (`usable`); how many were
+        left out goes to the log and to the fold's results (``left_out``). A training split
+        left empty is refused."""
+        chosen = {}
+        for split in ("train", "dev", "test"):
+            utterances = select(prepared, getattr(self.fold, split))
+            chosen[split] = usable(utterances, task, self.labels)
+            if dropped := len(utterances) - len(chosen[split]):
+                self.left_out[split] = dropped
+        why = "votes on the label set" if task == "distribution" else "a majority label"
+        if self.left_out:
+            log.info(
+                "fold %s: left out utterances without %s (task %s): %s", self.fold.name, why,
+                task, ", ".join(f"{split} {count}" for split, count in self.left_out.items()),
+            )  # fmt: skip
+        if self.fold.train and not chosen["train"]:
+            raise UserError(
+                f"fold {self.fold.name}: none of its {len(self.fold.train)} training "
+                f"utterances has {why}, which model.task {task} trains on"
+            )
+        return chosen
 
     def _use_cache(self) -> bool:
         """Whether the fold trains on cached states: a frozen backbone's, or those below the
@@ -180,9 +209,12 @@ class FoldRunner:
             self.progress.epoch = epoch
             self.progress.history.append(row)
             last = self.config.optim.select == "last"
-            if last or row[f"dev_{self.objective.selection}"] > self.progress.best_uar:
-                self.progress.best_epoch = epoch
-                self.progress.best_uar = row[f"dev_{self.objective.selection}"]
+            metric, progress = self.objective.selection, self.progress
+            best = progress.best_uar if progress.best_epoch else None
+            # the first epoch is the best until one beats it, even without a dev score
+            if last or best is None or improves(metric, row[f"dev_{metric}"], best):
+                progress.best_epoch = epoch
+                progress.best_uar = row[f"dev_{metric}"]
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
             reporters.epoch(row)
             self._log_epoch(row)
@@ -392,6 +424,7 @@ class FoldRunner:
             f"dev_{self.objective.selection}": self.progress.best_uar,
             "test": test,
             "history": self.progress.history,
+            **({"left_out": self.left_out} if self.left_out else {}),
             "bad_audio": len(self.bad_audio),
             "skipped_steps": self.nonfinite.count,
             "warnings": collapse_warnings(self.progress.history, len(self.labels)),
@@ -471,12 +504,10 @@ def _build_seeded(config: ModelConfig, seed: int) -> SERModel:
         return build_model(config)
 
 
-def _class_weights(dataset: UtteranceDataset, classes: int, config: RunConfig) -> torch.Tensor:
-    """Inverse class frequency of the training split, normalised as n / (C · n_c)."""
-    counts = torch.bincount(
-        torch.tensor([dataset.label_of(i) for i in range(len(dataset))], dtype=torch.long),
-        minlength=classes,
-    ).float()
+def _class_weights(counts: torch.Tensor, config: RunConfig) -> torch.Tensor:
+    """Inverse class frequency of the training split, normalised as n / (C · n_c), from its
+    class ``counts`` (`class_counts`)."""
+    classes = counts.shape[0]
     if config.optim.class_weights == "none":
         return torch.ones(classes)
     present = counts > 0

@@ -110,7 +110,8 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
-    prepared = prepared.labelled()  # class and attribute tasks: no vote-only utterance
+    if config.model.task != "distribution":
+        prepared = prepared.labelled()  # class and attribute tasks: no vote-only utterance
     folds = select_folds(prepared.folds, config.data.folds)
     lock = FolderLock(run.path, "training")
     if accelerator.is_main_process:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from peft_ser.config import OptimConfig
+from peft_ser.evaluation.objectives import improves
 from peft_ser.utils.errors import UserError
 
 
@@ -81,15 +82,16 @@ def _factor(optim: OptimConfig, warmup: int, total: int) -> Callable[[int], floa
 def early_stop(history: Sequence[dict[str, Any]], metric: str, patience: int | None) -> str | None:
     """Why a fold stops after the last epoch of ``history``, or None to train on.
 
-    It stops once the dev ``metric`` has not risen above its best for ``patience`` epochs.
-    Epochs without a dev score (an empty dev split) never count as the best, and a fold that
-    has had none trains on: there is nothing to stop on.
+    It stops once the dev ``metric`` has not improved on its best (risen, or fallen for a
+    divergence: `improves`) for ``patience`` epochs. Epochs without a dev score (an empty dev
+    split) never count as the best, and a fold that has had none trains on: there is nothing
+    to stop on.
     """
     if patience is None:
         return None
-    best, best_epoch = -math.inf, 0
+    best, best_epoch = None, 0
     for row in history:
-        if row[f"dev_{metric}"] > best:
+        if improves(metric, row[f"dev_{metric}"], best):
             best, best_epoch = row[f"dev_{metric}"], row["epoch"]
     stale = len(history) and history[-1]["epoch"] - best_epoch
     if not best_epoch or stale < patience:
