@@ -22,11 +22,13 @@ from accelerate import Accelerator
 from peft_ser.config import RunConfig
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.feature_store import DTYPE, EXACT_DTYPE, content_digest
-from peft_ser.data.manifest import Utterance
+from peft_ser.data.manifest import Fold, PreparedCorpus, Utterance, select
 from peft_ser.data.sampler import LengthBucketSampler
 from peft_ser.data.states import FeatureBatch, FeatureCache, stack_states, states_crop
 from peft_ser.evaluation.scoring import loader_batches, to_device
 from peft_ser.models.ser_model import SERModel
+from peft_ser.models.tasks import usable
+from peft_ser.utils.errors import UserError
 from peft_ser.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -235,3 +237,55 @@ def _fingerprint(model: SERModel, precision: str) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def usable_splits(
+    prepared: PreparedCorpus, fold: Fold, task: str
+) -> tuple[dict[str, list[Utterance]], dict[str, int]]:
+    """Each split's utterances that ``task`` can learn from (`usable`), and how many each split
+    left out (logged, and written to the fold's results as ``left_out``). A training split left
+    empty is refused."""
+    chosen, left_out = {}, {}
+    for split in ("train", "dev", "test"):
+        utterances = select(prepared, getattr(fold, split))
+        chosen[split] = usable(utterances, task, prepared.labels)
+        if dropped := len(utterances) - len(chosen[split]):
+            left_out[split] = dropped
+    why = "votes on the label set" if task == "distribution" else "a majority label"
+    if left_out:
+        log.info(
+            "fold %s: left out utterances without %s (task %s): %s", fold.name, why, task,
+            ", ".join(f"{split} {count}" for split, count in left_out.items()),
+        )  # fmt: skip
+    if fold.train and not chosen["train"]:
+        raise UserError(
+            f"fold {fold.name}: none of its {len(fold.train)} training utterances has {why}, "
+            f"which model.task {task} trains on"
+        )
+    return chosen, left_out
+
+
+def uses_cache(config: RunConfig, model: SERModel) -> bool:
+    """Whether the fold trains on cached states: a frozen backbone's, or those below the
+    tuned layers (``model.tune_layers``). ``auto`` caches a frozen backbone's states even
+    with augmentation (training then skips it), but not the states below tuned layers:
+    augmentation there changes what the tuned layers learn from, so they keep it."""
+    frozen = not any(p.requires_grad for p in model.backbone.parameters())
+    below = config.model.tune_layers is not None
+    setting, augmented = config.feature_cache, config.augment.enabled
+    if setting == "on" and not (frozen or below):
+        raise UserError(
+            f"feature_cache 'on' needs a frozen backbone or model.tune_layers; method "
+            f"{config.model.method!r} trains backbone parameters (use 'auto' or 'off')"
+        )
+    if setting == "auto" and below and augmented:
+        log.info(
+            "feature cache off: augmentation changes the training waveforms, so the layers "
+            "below the top %d run every step (augment.enabled false caches them)",
+            config.model.tune_layers,
+        )
+        return False
+    use = setting == "on" or (setting == "auto" and (frozen or below))
+    if use and augmented:
+        log.info("feature cache on: training uses clean cached states, no augmentation")
+    return use

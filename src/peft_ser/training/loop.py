@@ -29,7 +29,7 @@ from torch import nn
 from peft_ser.config import ModelConfig, RunConfig
 from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
-from peft_ser.data.manifest import Fold, PreparedCorpus, Utterance, csv_text, select
+from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text
 from peft_ser.data.sampler import padding_waste
 from peft_ser.data.states import FeatureBatch, FeatureCache
 from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
@@ -43,15 +43,13 @@ from peft_ser.models.ser_model import (
     build_model,
     read_weights,
 )
-from peft_ser.models.tasks import usable
 from peft_ser.runs.layout import FoldDir
-from peft_ser.training.batches import BatchSource
+from peft_ser.training.batches import BatchSource, usable_splits, uses_cache
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
 from peft_ser.training.reporting import FoldReporters
 from peft_ser.training.schedule import build_scheduler, early_stop, per_step
 from peft_ser.training.tracker import EpochTracker
-from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import write_atomic
 from peft_ser.utils.progress import progress_bar
 
@@ -78,8 +76,7 @@ class FoldRunner:
         self.bad_audio = bad_audio
         crop = seconds_to_samples(config.data.crop_seconds)
         full = seconds_to_samples(config.data.eval_max_seconds)
-        self.left_out: dict[str, int] = {}
-        chosen = self._usable(prepared, config.model.task or "categorical")
+        chosen, self.left_out = usable_splits(prepared, fold, config.model.task or "categorical")
         self.splits = {
             "train": UtteranceDataset(
                 chosen["train"], self.labels, crop, config.augment, config.seed, audio
@@ -89,8 +86,9 @@ class FoldRunner:
         }
         set_seed(config.seed)
         self.model = _build_seeded(config.model, config.seed)
+        cached = uses_cache(config, self.model)
         self.source = BatchSource(
-            config, accelerator, self.splits, cache if self._use_cache() else None, self._report
+            config, accelerator, self.splits, cache if cached else None, self._report
         )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(
@@ -123,54 +121,6 @@ class FoldRunner:
         )
         self.progress = Progress()
         self.stopped: dict[str, Any] | None = None
-
-    def _usable(self, prepared: PreparedCorpus, task: str) -> dict[str, list[Utterance]]:
-        """Each split's utterances that ``task`` can learn from (`usable`); how many were
-        left out goes to the log and to the fold's results (``left_out``). A training split
-        left empty is refused."""
-        chosen = {}
-        for split in ("train", "dev", "test"):
-            utterances = select(prepared, getattr(self.fold, split))
-            chosen[split] = usable(utterances, task, self.labels)
-            if dropped := len(utterances) - len(chosen[split]):
-                self.left_out[split] = dropped
-        why = "votes on the label set" if task == "distribution" else "a majority label"
-        if self.left_out:
-            log.info(
-                "fold %s: left out utterances without %s (task %s): %s", self.fold.name, why,
-                task, ", ".join(f"{split} {count}" for split, count in self.left_out.items()),
-            )  # fmt: skip
-        if self.fold.train and not chosen["train"]:
-            raise UserError(
-                f"fold {self.fold.name}: none of its {len(self.fold.train)} training "
-                f"utterances has {why}, which model.task {task} trains on"
-            )
-        return chosen
-
-    def _use_cache(self) -> bool:
-        """Whether the fold trains on cached states: a frozen backbone's, or those below the
-        tuned layers (``model.tune_layers``). ``auto`` caches a frozen backbone's states even
-        with augmentation (training then skips it), but not the states below tuned layers:
-        augmentation there changes what the tuned layers learn from, so they keep it."""
-        frozen = not any(p.requires_grad for p in self.model.backbone.parameters())
-        below = self.config.model.tune_layers is not None
-        setting, augmented = self.config.feature_cache, self.config.augment.enabled
-        if setting == "on" and not (frozen or below):
-            raise UserError(
-                f"feature_cache 'on' needs a frozen backbone or model.tune_layers; method "
-                f"{self.config.model.method!r} trains backbone parameters (use 'auto' or 'off')"
-            )
-        if setting == "auto" and below and augmented:
-            log.info(
-                "feature cache off: augmentation changes the training waveforms, so the layers "
-                "below the top %d run every step (augment.enabled false caches them)",
-                self.config.model.tune_layers,
-            )
-            return False
-        use = setting == "on" or (setting == "auto" and (frozen or below))
-        if use and augmented:
-            log.info("feature cache on: training uses clean cached states, no augmentation")
-        return use
 
     def _trained_part(self) -> nn.Module:
         if not self.source.cached:
