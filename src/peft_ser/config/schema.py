@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from peft_ser.config.selection import check_select_on, selection_metric
 from peft_ser.data.augment import AugmentConfig
 from peft_ser.data.frames import MIN_SAMPLES
 from peft_ser.models.config import ModelConfig
@@ -183,6 +184,13 @@ class OptimConfig(StrictModel):
     select: Literal["best_dev", "last"] = Field(
         "best_dev", description="the epoch tested: the best dev score (the paper) or the last"
     )
+    select_on: str = Field(
+        "auto",
+        description="the dev score that picks the best epoch and drives early stopping: auto "
+        "(the task's: uar, ccc, score or jsd), or any dev metric the task computes: uar, "
+        "accuracy, macro_f1 (class tasks), ccc, ccc_<attribute> (attribute tasks), score "
+        "(multitask), jsd, kld (distribution), loss; the loss and divergences by their lowest",
+    )
     class_weights: Literal["inverse_frequency", "none"] = Field(
         "inverse_frequency", description="cross-entropy weights from the training split"
     )
@@ -214,6 +222,11 @@ class OptimConfig(StrictModel):
         description="steps with a non-finite loss or gradient are not applied; a fold with "
         "more than this many stops with an error",
     )
+
+    @field_validator("select_on")
+    @classmethod
+    def _a_dev_metric(cls, value: str) -> str:
+        return check_select_on(value)
 
     @model_validator(mode="after")
     def _warmup_within_the_run(self) -> OptimConfig:
@@ -287,6 +300,15 @@ class RunConfig(StrictModel):
         "core). Float sums are split differently over another thread count, so a run repeats "
         "exactly only with the same count: set it where a result must reproduce",
     )
+
+    @model_validator(mode="after")
+    def _selection_the_task_scores(self) -> RunConfig:
+        """A task named in the config is scored on dev on its own metrics only: selecting on
+        another is refused now, not after the first epoch (training checks the task the
+        corpus gives too, and the attribute names)."""
+        if self.model.task is not None:
+            selection_metric(self.optim.select_on, self.model.task, None)
+        return self
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

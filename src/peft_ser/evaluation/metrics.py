@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, f1_score
 
+from peft_ser.config.selection import metric_label
 from peft_ser.models.tasks import concordance, kl_divergence
 
 SCALARS: tuple[str, ...] = (
@@ -312,18 +313,19 @@ def confusion_figure(
 def learning_curves_figure(
     history: Sequence[Mapping[str, float]], title: str, metric: str = "uar", tested: int = 0
 ) -> Figure:
-    """Loss (train, dev) and the headline ``metric`` (train, dev: ``uar``, ``ccc``) per
-    epoch, side by side, on whole-epoch ticks; the ``tested`` epoch (when given) is marked on
-    both and its dev score is in the title."""
+    """Loss (train, dev) and the selection ``metric`` (``uar``, ``macro_f1``, ``ccc``, …: dev,
+    and train where its history holds it) per epoch, side by side, on whole-epoch ticks; the
+    ``tested`` epoch (when given) is marked on both and its dev score is in the title."""
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4))
     loss_axes, uar_axes = figure.subplots(1, 2)
     for split in ("train", "dev"):
         loss_axes.plot(epochs, [row[f"{split}_loss"] for row in history], marker=".", label=split)
-        uar_axes.plot(
-            epochs, [row[f"{split}_{metric}"] for row in history], marker=".", label=split
-        )
-    name = metric.upper()
+        if all(f"{split}_{metric}" in row for row in history):
+            uar_axes.plot(
+                epochs, [row[f"{split}_{metric}"] for row in history], marker=".", label=split
+            )
+    name = metric_label(metric)
     scored = f"{title}: {name}"
     if tested:
         dev = next(row[f"dev_{metric}"] for row in history if row["epoch"] == tested)
@@ -331,9 +333,9 @@ def learning_curves_figure(
         for axes in (loss_axes, uar_axes):
             axes.axvline(tested, color="grey", linestyle="--", linewidth=1, label="tested")
     loss_axes.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
-    uar_axes.set(
-        xlabel="epoch", ylabel=name, title=scored, ylim=(-0.1 if metric == "ccc" else 0, 1)
-    )
+    uar_axes.set(xlabel="epoch", ylabel=name, title=scored)
+    if metric not in ("loss", "kld"):  # the rest lie within [0, 1] (a CCC may dip below 0)
+        uar_axes.set_ylim(-0.1 if metric.startswith("ccc") else 0, 1)
     for axes in (loss_axes, uar_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)

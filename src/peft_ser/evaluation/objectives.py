@@ -15,6 +15,9 @@ scores of a whole split, the columns of its history and the files of its test pr
   (``jsd``, ``kld``, against the shares as the annotators gave them) and, on its items with a
   majority label, by `classification_metrics` (``n_labelled`` of them).
 
+Those selections are ``optim.select_on: auto``; the option picks any other metric the task
+scores on dev, or the dev loss (`peft_ser.config.selection`).
+
 Attribute targets and vote shares are looked up by the batch's dataset indices, so batches,
 samplers and the feature cache carry class labels only (`NO_LABEL` for an item without one)
 and work unchanged for every task.
@@ -37,6 +40,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from peft_ser.config import OptimConfig
+from peft_ser.config.selection import LOWER_IS_BETTER, history_metrics, selection_metric
 from peft_ser.data.dataset import NO_LABEL, Batch, UtteranceDataset
 from peft_ser.data.manifest import Utterance, csv_text
 from peft_ser.data.sampler import LengthBucketSampler
@@ -64,19 +68,11 @@ from peft_ser.models.tasks import (
 from peft_ser.runs.layout import ATTRIBUTES_PLOT, CONFUSION, PREDICTIONS
 from peft_ser.utils.fileio import write_atomic
 
-_SELECTION = {
-    "categorical": "uar",
-    "attributes": "ccc",
-    "multitask": "score",
-    "distribution": "jsd",
-}
-LOWER_IS_BETTER = frozenset({"jsd"})
-"""Selection metrics that improve by falling (divergences); the others improve by rising."""
-
 
 def improves(metric: str, value: float, best: float | None) -> bool:
-    """Whether a dev ``value`` of ``metric`` beats ``best`` (None, or not finite: no best yet).
-    A value that is not finite (the divergence of an empty dev split) never does."""
+    """Whether a dev ``value`` of ``metric`` beats ``best`` (None, or not finite: no best yet):
+    by falling for the loss and the divergences (`LOWER_IS_BETTER`), else by rising. A value
+    that is not finite (the divergence of an empty dev split) never does."""
     if not math.isfinite(value):
         return False
     if best is None or not math.isfinite(best):
@@ -143,6 +139,7 @@ class Objective:
     ) -> None:
         self.layout, self.labels, self.attributes = layout, labels, attributes
         self.kind, self.weight = optim.attribute_loss, optim.attribute_weight
+        self.select_on = optim.select_on
         self.temperature = optim.distribution_temperature
         self.smoothing = optim.distribution_smoothing
         self.class_weights = class_weights
@@ -183,9 +180,10 @@ class Objective:
 
     @property
     def selection(self) -> str:
-        """The dev metric that picks the best epoch: ``uar``, ``ccc``, ``score`` or ``jsd``
-        (lower is better: `improves`)."""
-        return _SELECTION[self.task]
+        """The dev metric that picks the best epoch and stops early: ``optim.select_on``, by
+        default the task's (``uar``, ``ccc``, ``score`` or ``jsd``); `improves` knows which
+        way is better."""
+        return selection_metric(self.select_on, self.task, self.attributes)
 
     def class_losses(
         self,
@@ -275,16 +273,9 @@ class Objective:
         return metrics
 
     def row(self, split: str, metrics: dict[str, Any]) -> dict[str, float]:
-        """The history columns of a split: the headline metrics, more of them for dev."""
-        keys = []
-        if self.distribution:
-            keys += ["jsd"] + (["kld"] if split != "train" else [])
-        if self.layout.logits_width:
-            keys += ["uar"] + (["accuracy", "macro_f1"] if split != "train" else [])
-        if self.layout.values_width:
-            keys += ["ccc"] + ([f"ccc_{a}" for a in self.attributes] if split != "train" else [])
-        if self.layout.task == "multitask":
-            keys.append("score")
+        """The history columns of a split: the headline metrics, more of them for dev
+        (`history_metrics`: those ``optim.select_on`` can choose among)."""
+        keys = history_metrics(self.task, self.attributes, split)
         return {f"{split}_{key}": metrics[key] for key in keys}
 
     def write_split_files(

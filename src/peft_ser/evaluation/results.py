@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from peft_ser.config import RunConfig
+from peft_ser.config.selection import metric_label
 from peft_ser.data.manifest import csv_text
 from peft_ser.evaluation.metrics import (
     DISTRIBUTION_SCALARS,
@@ -203,14 +204,12 @@ def _distribution_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
     """Per fold: the tested epoch and its dev score (from training), the divergences from the
     vote shares (JSD, KLD), the items scored and those of them with a majority label (the
     UAR of the table below counts those)."""
-    lines = [
-        "",
-        f"{'fold':<12}{_training_head(fold_results)}{'JSD':>8}{'KLD':>8}{'n':>7}{'labelled':>9}",
-    ]
-    for fold in fold_results:
+    head, training = _training_columns(fold_results)
+    lines = ["", f"{'fold':<12}{head}{'JSD':>8}{'KLD':>8}{'n':>7}{'labelled':>9}"]
+    for fold, cells in zip(fold_results, training, strict=True):
         test = fold["test"]
         lines.append(
-            f"{fold['fold']:<12}{_training_cells(fold)}{test['jsd']:>8.3f}{test['kld']:>8.3f}"
+            f"{fold['fold']:<12}{cells}{test['jsd']:>8.3f}{test['kld']:>8.3f}"
             f"{test['n']:>7}{test['n_labelled']:>9}"
         )
     return lines
@@ -219,15 +218,13 @@ def _distribution_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
 def _categorical_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
     """Per fold: the tested epoch and its dev score (from training), UAR, accuracy, macro-F1,
     gender gap."""
-    lines = [
-        "",
-        f"{'fold':<12}{_training_head(fold_results)}{'UAR':>8}{'acc':>8}{'F1':>8}{'gap F−M':>9}",
-    ]
-    for fold in fold_results:
+    head, training = _training_columns(fold_results)
+    lines = ["", f"{'fold':<12}{head}{'UAR':>8}{'acc':>8}{'F1':>8}{'gap F−M':>9}"]
+    for fold, cells in zip(fold_results, training, strict=True):
         test = fold["test"]
         gap = f"{test['uar_gap']:+.3f}" if "uar_gap" in test else "—"
         lines.append(
-            f"{fold['fold']:<12}{_training_cells(fold)}"
+            f"{fold['fold']:<12}{cells}"
             f"{test['uar']:>8.3f}{test['accuracy']:>8.3f}{test['macro_f1']:>8.3f}{gap:>9}"
         )
     return lines
@@ -237,40 +234,34 @@ def _attribute_table(fold_results: Sequence[dict[str, Any]]) -> list[str]:
     """Per fold: the tested epoch and its dev score (from training), mean CCC and CCC per
     attribute."""
     attributes = [key[4:] for key in fold_results[0]["test"] if key.startswith("ccc_")]
+    head, training = _training_columns(fold_results)
     lines = [
         "",
-        f"{'fold':<12}{_training_head(fold_results)}{'CCC':>8}"
-        + "".join(f"{'CCC ' + name[:3]:>9}" for name in attributes),
+        f"{'fold':<12}{head}{'CCC':>8}" + "".join(f"{'CCC ' + name[:3]:>9}" for name in attributes),
     ]
-    for fold in fold_results:
+    for fold, cells in zip(fold_results, training, strict=True):
         test = fold["test"]
-        cells = "".join(f"{test[f'ccc_{name}']:>9.3f}" for name in attributes)
-        lines.append(f"{fold['fold']:<12}{_training_cells(fold)}{test['ccc']:>8.3f}{cells}")
+        scores = "".join(f"{test[f'ccc_{name}']:>9.3f}" for name in attributes)
+        lines.append(f"{fold['fold']:<12}{cells}{test['ccc']:>8.3f}{scores}")
     return lines
 
 
-def _training_head(fold_results: Sequence[dict[str, Any]]) -> str:
+def _training_columns(fold_results: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The head and each fold's cells of the columns training adds: the tested epoch and the
+    dev score that picked it (empty when the folds come from an evaluation). The score's
+    column is as wide as its name needs (``dev macro-F1``), at least 9."""
     if "best_epoch" not in fold_results[0]:
-        return ""
-    return f"{'epoch':>8}{_dev_name(fold_results):>9}"
+        return "", ["" for _ in fold_results]
+    name = f"dev {metric_label(_dev_key(fold_results[0])[4:])}"
+    width = max(9, len(name) + 1)
+    cells = [
+        f"{fold['best_epoch']:>8}{float(fold[_dev_key(fold)]):>{width}.3f}" for fold in fold_results
+    ]
+    return f"{'epoch':>8}{name:>{width}}", cells
 
 
-def _training_cells(fold: dict[str, Any]) -> str:
-    return f"{fold['best_epoch']:>8}{_dev_score(fold):>9.3f}" if "best_epoch" in fold else ""
-
-
-_DEV_SCORES = {
-    "dev_uar": "dev UAR",
-    "dev_ccc": "dev CCC",
-    "dev_score": "dev score",
-    "dev_jsd": "dev JSD",
-}
-"""The dev score that picks a fold's best epoch, by task, and its column name."""
-
-
-def _dev_score(fold: dict[str, Any]) -> float:
-    return float(next(fold[key] for key in _DEV_SCORES if key in fold))
-
-
-def _dev_name(fold_results: Sequence[dict[str, Any]]) -> str:
-    return next(name for key, name in _DEV_SCORES.items() if key in fold_results[0])
+def _dev_key(fold: dict[str, Any]) -> str:
+    """The key of a fold's best dev score, ``dev_<metric>``: the metric that picked its tested
+    epoch (``optim.select_on``; ``dev_uar``, ``dev_ccc``, ``dev_score`` or ``dev_jsd`` by
+    default, and in runs written before the option)."""
+    return next(key for key in fold if key.startswith("dev_"))

@@ -85,7 +85,10 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list[Any]) -> 
 
 @dataclass
 class Progress:
-    """Where a fold's training stands: epochs done, their history, the best dev epoch so far."""
+    """Where a fold's training stands: epochs done, their history, the best dev epoch so far
+    and its dev score. ``best_uar`` keeps its first name (checkpoints hold it so) but is the
+    score of the run's selection metric (`peft_ser.config.selection`), which a resume cannot
+    change (the run's config is compared first)."""
 
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)

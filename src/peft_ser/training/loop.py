@@ -27,13 +27,14 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from peft_ser.config import ModelConfig, RunConfig
+from peft_ser.config.selection import metric_label
 from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import Batch, UtteranceDataset, seconds_to_samples
 from peft_ser.data.manifest import Fold, PreparedCorpus, csv_text
 from peft_ser.data.sampler import padding_waste
 from peft_ser.data.states import FeatureBatch, FeatureCache
 from peft_ser.evaluation.metrics import fold_title, learning_curves_figure
-from peft_ser.evaluation.objectives import Objective, class_counts, improves
+from peft_ser.evaluation.objectives import Objective, class_counts
 from peft_ser.evaluation.results import BadAudioLog, json_text, replace_dir, save_figure
 from peft_ser.evaluation.scoring import Outputs, forward, to_device
 from peft_ser.models.ser_model import (
@@ -48,7 +49,7 @@ from peft_ser.training.batches import BatchSource, usable_splits, uses_cache
 from peft_ser.training.checkpoint import FoldCheckpoints, Progress
 from peft_ser.training.guards import NonFiniteSteps, collapse_warnings
 from peft_ser.training.reporting import FoldReporters
-from peft_ser.training.schedule import build_scheduler, early_stop, per_step
+from peft_ser.training.schedule import build_scheduler, early_stop, per_step, selected_epoch
 from peft_ser.training.tracker import EpochTracker
 from peft_ser.utils.fileio import write_atomic
 from peft_ser.utils.progress import progress_bar
@@ -159,12 +160,9 @@ class FoldRunner:
             self.progress.epoch = epoch
             self.progress.history.append(row)
             last = self.config.optim.select == "last"
-            metric, progress = self.objective.selection, self.progress
-            best = progress.best_uar if progress.best_epoch else None
-            # the first epoch is the best until one beats it, even without a dev score
-            if last or best is None or improves(metric, row[f"dev_{metric}"], best):
-                progress.best_epoch = epoch
-                progress.best_uar = row[f"dev_{metric}"]
+            self.progress.best_epoch, self.progress.best_uar = selected_epoch(
+                self.progress.history, self.objective.selection, last
+            )
             self.checkpoints.save(self.progress, self.model, self.optimizer, self.scheduler)
             reporters.epoch(row)
             self._log_epoch(row)
@@ -213,13 +211,16 @@ class FoldRunner:
         }
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
+        """One line per epoch: the losses and the selection metric (on train where the
+        running tracker computes it: UAR, not macro-F1)."""
         metric = self.objective.selection
+        split = {s: _scored(row, s, metric) for s in ("train", "dev")}
         log.info(
-            "fold %s epoch %d/%d: train loss %.4f %s %.3f | dev loss %.4f %s %.3f | "
-            "lr %.2e | padding %.1f%% | %.1fs",
+            "fold %s epoch %d/%d: train loss %.4f%s | dev loss %.4f%s | lr %.2e | padding %.1f%% "
+            "| %.1fs",
             self.fold.name, row["epoch"], self.config.optim.epochs, row["train_loss"],
-            metric.upper(), row[f"train_{metric}"], row["dev_loss"], metric.upper(),
-            row[f"dev_{metric}"], row["lr"], 100 * row["padding_waste"], row["seconds"],
+            split["train"], row["dev_loss"], split["dev"], row["lr"], 100 * row["padding_waste"],
+            row["seconds"],
         )  # fmt: skip
 
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float], float]:
@@ -386,11 +387,12 @@ class FoldRunner:
             self.checkpoints.remove()
         self.accelerator.wait_for_everyone()
         metric = self.objective.selection
-        rule = "the last" if self.config.optim.select == "last" else f"best dev {metric.upper()}"
+        name = metric_label(metric)
+        rule = "the last" if self.config.optim.select == "last" else f"best dev {name}"
         log.info(
             "fold %s: tested epoch %d (%s): dev %s %.3f; test %s %.3f",
-            self.fold.name, self.progress.best_epoch, rule, metric.upper(),
-            self.progress.best_uar, metric.upper(), test[metric],
+            self.fold.name, self.progress.best_epoch, rule, name, self.progress.best_uar, name,
+            test[metric],
         )  # fmt: skip
         return result
 
@@ -427,6 +429,13 @@ def epoch_streams(seed: int, epoch: int, device: torch.device) -> Iterator[None]
     with torch.random.fork_rng(devices=devices, device_type=device.type):
         torch.manual_seed(int(derived))
         yield
+
+
+def _scored(row: dict[str, Any], split: str, metric: str) -> str:
+    """`` UAR 0.512``: a split's selection metric in an epoch's log line, if its history row
+    holds it and it is not the loss the line shows anyway."""
+    key = f"{split}_{metric}"
+    return f" {metric_label(metric)} {row[key]:.3f}" if key in row and metric != "loss" else ""
 
 
 def _groups(

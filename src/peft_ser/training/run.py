@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from peft_ser.config import ConfigError, RunConfig
+from peft_ser.config import ConfigError, RunConfig, with_defaults
+from peft_ser.config.selection import selection_metric
 from peft_ser.data.audio_cache import RunAudio, preprocessed
 from peft_ser.data.feature_store import FeatureStore
 from peft_ser.data.manifest import Fold, PreparedCorpus
@@ -110,6 +111,8 @@ def _train(config: RunConfig, resume: bool, cache: FeatureCache | None) -> RunRe
     with accelerator.main_process_first():
         prepared = resolve_corpus(config.data)
     config = config.model_copy(update={"model": resolve_task(config.model, prepared)})
+    # the task and attributes the corpus gave: refused before anything is written
+    selection_metric(config.optim.select_on, str(config.model.task), config.model.attributes)
     if config.model.task != "distribution":
         prepared = prepared.labelled()  # class and attribute tasks: no vote-only utterance
     folds = select_folds(prepared.folds, config.data.folds)
@@ -194,7 +197,7 @@ def claim_run_dir(run: RunDir, config: RunConfig, resume: bool) -> None:
                 "it, or choose another output_dir"
             )
         try:
-            previous = run.read_config_document()
+            previous = with_defaults(run.read_config_document())  # keys added since
         except ConfigError as error:
             raise RunDirError(
                 f"{error}; this run's record is damaged: restore it, or start again in another "

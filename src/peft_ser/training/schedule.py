@@ -1,4 +1,4 @@
-"""The learning-rate schedule of a fold and its early stop.
+"""The learning-rate schedule of a fold, its tested epoch and its early stop.
 
 ``plateau`` (the paper's) halves the rate when dev loss stalls and moves once per epoch.
 ``constant``, ``linear`` and ``cosine`` are fixed in advance: a linear warmup from
@@ -8,8 +8,10 @@ down to ``min_lr``, which the last epoch (or step) trains at. They move once per
 Hugging Face's ``Trainer`` does; a schedule is a ``LambdaLR`` of the moves made, so its
 checkpointed state is a count and a resumed run continues where it stopped.
 
-Early stopping is a function of the history alone (which every checkpoint holds), so a run
-killed after its stopping epoch stops again when it is resumed, without training on.
+The tested epoch and the early stop are functions of the history alone (which every
+checkpoint holds), so a resumed run picks the epoch the whole run picks, and a run killed
+after its stopping epoch stops again when it is resumed, without training on. Both follow the
+dev metric that ``optim.select_on`` names (`peft_ser.config.selection`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from peft_ser.config import OptimConfig
+from peft_ser.config.selection import metric_label
 from peft_ser.evaluation.objectives import improves
 from peft_ser.utils.errors import UserError
 
@@ -79,13 +82,30 @@ def _factor(optim: OptimConfig, warmup: int, total: int) -> Callable[[int], floa
     return factor
 
 
+def selected_epoch(
+    history: Sequence[dict[str, Any]], metric: str, last: bool = False
+) -> tuple[int, float]:
+    """The epoch a fold would test after ``history`` and its dev ``metric`` score: the last
+    epoch with ``last`` (``optim.select: last``), else the first to reach the best score
+    (the highest, or the lowest for the loss or a divergence: `improves`). The first epoch is
+    the best until one beats it, even without a dev score.
+
+    A function of the history alone, as a checkpoint holds it, so a resumed fold picks what
+    the whole run picks."""
+    chosen = history[-1] if last else history[0]
+    for row in history[1:] if not last else []:
+        if improves(metric, row[f"dev_{metric}"], chosen[f"dev_{metric}"]):
+            chosen = row
+    return chosen["epoch"], chosen[f"dev_{metric}"]
+
+
 def early_stop(history: Sequence[dict[str, Any]], metric: str, patience: int | None) -> str | None:
     """Why a fold stops after the last epoch of ``history``, or None to train on.
 
-    It stops once the dev ``metric`` has not improved on its best (risen, or fallen for a
-    divergence: `improves`) for ``patience`` epochs. Epochs without a dev score (an empty dev
-    split) never count as the best, and a fold that has had none trains on: there is nothing
-    to stop on.
+    It stops once the dev ``metric`` (``optim.select_on``'s) has not improved on its best
+    (risen, or fallen for the loss or a divergence: `improves`) for ``patience`` epochs.
+    Epochs without a dev score (an empty dev split) never count as the best, and a fold that
+    has had none trains on: there is nothing to stop on.
     """
     if patience is None:
         return None
@@ -97,6 +117,6 @@ def early_stop(history: Sequence[dict[str, Any]], metric: str, patience: int | N
     if not best_epoch or stale < patience:
         return None
     return (
-        f"dev {metric.upper()} did not improve for {stale} epochs after its best "
+        f"dev {metric_label(metric)} did not improve for {stale} epochs after its best "
         f"({best:.3f} at epoch {best_epoch})"
     )

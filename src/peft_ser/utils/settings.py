@@ -80,7 +80,9 @@ def format_validation_error(
         elif problem["type"] == "missing":
             lines.append(f"{prefix}{location}: required key is missing")
         elif isinstance(problem.get("ctx", {}).get("error"), UserError):
-            lines.append(f"{prefix}{location}: {problem['ctx']['error']}")  # names the value
+            # names the value, and its key where a check of the whole config raised it
+            where = f"{prefix}{location}: " if location else prefix
+            lines.append(f"{where}{problem['ctx']['error']}")
         else:
             lines.append(f"{prefix}{location}: {problem['msg']} (got {problem.get('input')!r})")
     if len(lines) == 1:
