@@ -6,7 +6,13 @@ overrides into them, with one-line errors naming the file, the key and the probl
 and the error wording are shared with every layer's own settings (`peft_ser.utils.settings`).
 """
 
-from peft_ser.config.files import CLI_ALIASES, load_run_config, read_config_file, set_dotted
+from peft_ser.config.files import (
+    CLI_ALIASES,
+    load_run_config,
+    read_config_file,
+    set_dotted,
+    with_defaults,
+)
 from peft_ser.config.schema import (
     MAX_LR,
     MIN_CLIP_SECONDS,
@@ -49,4 +55,5 @@ __all__ = [
     "load_run_config",
     "read_config_file",
     "set_dotted",
+    "with_defaults",
 ]

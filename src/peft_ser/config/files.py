@@ -6,10 +6,10 @@ expanding past `MAX_VALUES` refused, and validation errors formatted one line pe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from peft_ser.config.schema import RunConfig
 from peft_ser.utils.settings import (
@@ -34,6 +34,8 @@ CLI_ALIASES: dict[str, str] = {
     "seed": "seed",
 }
 """Short command-line options and the config keys they set."""
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
+"""Writes a default as a run's config.yaml holds it (a path as a string, a tuple as a list)."""
 
 
 def load_run_config(
@@ -103,3 +105,26 @@ def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"{dotted}: {part} is not a section")
         node = child
     node[leaf] = value
+
+
+def with_defaults(document: dict[str, Any], schema: type[BaseModel] = RunConfig) -> dict[str, Any]:
+    """``document`` (a config as a run wrote it) with every key it lacks that has a default
+    filled in with that default, section by section, as JSON values.
+
+    A key added after an older run was written reads as its default, the value that keeps
+    what the older code did, so comparing that run's config with the same settings today
+    finds nothing changed (a ``--resume`` or a sweep's complete cell is not refused for it).
+    """
+    filled = dict(document)
+    for name, field in schema.model_fields.items():
+        section = field.annotation
+        if name not in filled and not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            filled[name] = _JSON.dump_python(default, mode="json")
+        elif _is_section(section) and isinstance(filled.get(name), dict):
+            filled[name] = with_defaults(filled[name], section)
+    return filled
+
+
+def _is_section(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft_ser.config import RunConfig
+from peft_ser.config import RunConfig, with_defaults
 from peft_ser.sweep.grid import (
     Cell,
     Grid,
@@ -99,7 +99,7 @@ def refuse_changed_cells(grid: Grid) -> None:
     for cell in grid.cells:
         if not (cell.complete and cell.run.is_run):
             continue
-        saved = cell.run.read_config_document()
+        saved = with_defaults(cell.run.read_config_document())  # keys added since: defaults
         wanted = _with_corpus_facts(cell.config.model_dump(mode="json"), saved)
         differences = config_differences(saved, wanted)
         if differences:
