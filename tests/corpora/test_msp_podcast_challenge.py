@@ -86,3 +86,4 @@ def test_the_shipped_config_trains_on_the_corpus_the_docs_prepare() -> None:
     assert (config.data.corpus, config.optim.epochs, config.data.batch_size) == (
         "prepared/msp-podcast-challenge2025", 20, 32,
     )  # fmt: skip
+    assert config.optim.select_on == "macro_f1"  # the challenge's score picks the epoch
