@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _tones import tiny_run
+from _tones import make_attribute_corpus, tiny_run
 
 import peft_ser.training.checkpoint as checkpoint_module
 from peft_ser.config import (
@@ -21,7 +21,14 @@ from peft_ser.config import (
     read_config_file,
     with_defaults,
 )
-from peft_ser.config.selection import AUTO, history_metrics, selectable, selection_metric
+from peft_ser.config.selection import (
+    AUTO,
+    history_metrics,
+    metric_label,
+    selectable,
+    selection_metric,
+)
+from peft_ser.demo.disagreement import write_disagreement_corpus
 from peft_ser.evaluation.metrics import learning_curves_figure
 from peft_ser.evaluation.objectives import improves
 from peft_ser.runs.layout import RunDir
@@ -256,3 +263,31 @@ def test_a_run_written_before_the_option_resumes_and_a_changed_choice_is_refused
     assert "select_on" not in document["optim"] and "schedule" not in document["optim"]
     today = load_run_config(legacy).model_dump(mode="json")
     assert config_differences(with_defaults(document), today) == []
+
+
+def _task_corpus(task: str, root: Path) -> Path:
+    if task == "distribution":
+        return write_disagreement_corpus(root, clips_per_speaker=10, annotators=5).prepared
+    return make_attribute_corpus(root, "both" if task == "multitask" else "attributes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "metric", "head"),
+    [
+        ("attributes", "ccc_valence", "epoch dev CCC valence     CCC"),
+        ("multitask", "macro_f1", "epoch dev macro-F1     UAR"),
+        ("distribution", "kld", "epoch  dev KLD     JSD"),
+        ("distribution", "macro_f1", "epoch dev macro-F1     JSD"),
+    ],
+)
+def test_every_task_selects_on_the_dev_metric_chosen(
+    tmp_path: Path, task: str, metric: str, head: str
+) -> None:
+    corpus = _task_corpus(task, tmp_path / "corpus")
+    settings = {"model.task": task, "optim.select_on": metric, "optim.epochs": 3}
+    result = train(tiny_run(corpus, tmp_path / "run", **settings))
+    fold = result.folds[0]
+    assert (fold["best_epoch"], fold[f"dev_{metric}"]) == selected_epoch(fold["history"], metric)
+    assert head in result.summary
+    assert f"(best dev {metric_label(metric)})" in (tmp_path / "run" / "train.log").read_text()
