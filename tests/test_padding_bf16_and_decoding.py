@@ -14,6 +14,7 @@ from _tones import bf16_lora_step_setup, make_corpus, tiny_run
 
 import peft_ser.data.audio_cache as audio_cache
 import peft_ser.utils.precision as precision
+from peft_ser.config import load_run_config
 from peft_ser.corpora import preprocess_corpus
 from peft_ser.data.audio_cache import RunAudio
 from peft_ser.data.dataset import UtteranceDataset
@@ -113,9 +114,31 @@ def test_auto_precision_follows_the_devices_bf16(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(precision, "device_has_native_bf16", lambda _, native=native: native)
         assert precision.resolve_mixed_precision("auto") == expected
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert precision.resolve_mixed_precision("auto") == "no"  # measured: see docs/training.md
-    assert precision.resolve_mixed_precision("bf16") == "bf16"
+    # measured (bench/bench_bf16.py, docs/training.md): no less accurate and faster where native
+    for native, expected in ((True, "bf16"), (False, "no")):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert precision.resolve_mixed_precision("auto") == expected
+        assert precision.resolve_mixed_precision("bf16") == "bf16"
+        assert precision.resolve_mixed_precision("no") == "no"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_on_a_cpu_gives_the_accelerator_the_cpus_choice_without_a_warning(
+    native: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    accelerator = precision.accelerator_for("auto")
+    assert accelerator.mixed_precision == ("bf16" if native else "no")
+    assert "emulated" not in caplog.text
+    precision.accelerator_for("bf16")  # asked for: emulated bf16 is said to be slower
+    assert ("emulated" in caplog.text) is not native
+
+
+def test_the_demo_trains_in_fp32_on_every_cpu() -> None:
+    """The README's demo figures must not depend on whether the CPU has native bf16."""
+    config = load_run_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert config.mixed_precision == "no"
 
 
 def test_bf16_steps_compute_in_bf16_and_keep_fp32_weights_and_state(

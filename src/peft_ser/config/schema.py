@@ -267,8 +267,9 @@ class RunConfig(StrictModel):
     seed: int = Field(0, ge=0, lt=2**32, description="numpy takes seeds below 2**32")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
-        description="auto: bf16 on GPUs that support it, else fp16 on GPU, no on CPU; bf16 also "
-        "runs on CPUs (fastest where they have AVX512-BF16 or AMX); fp32 is a spelling of no",
+        description="auto: bf16 where the device computes it natively (GPUs that support it, "
+        "CPUs with AVX512-BF16 or AMX), else fp16 on GPU and no on CPU; bf16 on other CPUs is "
+        "emulated and slower; fp32 is a spelling of no",
     )
 
     feature_cache: Literal["auto", "on", "off"] = Field(
