@@ -11,14 +11,17 @@ import torch
 from typer.testing import CliRunner
 
 from peft_ser.cli import app
+from peft_ser.utils import precision
 from peft_ser.utils.errors import InvalidRequestError
 from peft_ser.utils.precision import (
+    SCORING,
     bf16_autocast,
     check_float32_weights,
     cpu_has_native_bf16,
     device_has_native_bf16,
     dtype_word,
     resolve_dtype,
+    resolve_mixed_precision,
     resolve_precision,
 )
 
@@ -78,12 +81,35 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def test_detection_matches_the_cpu_flags() -> None:
+def test_detection_matches_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     flags = _cpu_flags()
     if flags:
         assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
     assert device_has_native_bf16("cpu") == cpu_has_native_bf16()
     assert device_has_native_bf16("meta") is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ATEN_CPU_CAPABILITY", "avx2"), ("ATEN_CPU_CAPABILITY", "default"),
+     ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "avx512_core")],
+)  # fmt: skip
+def test_kernels_capped_below_avx512_count_as_no_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """Simulating an AVX2-only CPU on one with AMX: `auto` must not pick emulated bf16."""
+    monkeypatch.setenv(variable, value)
+    assert cpu_has_native_bf16() is False
+    assert resolve_mixed_precision("auto") == "no"
+
+
+def test_scoring_is_fp32_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve_mixed_precision("auto") == "bf16"
+    assert resolve_mixed_precision(SCORING) == "no"
 
 
 def test_autocast_runs_matmuls_in_bf16_and_can_be_off() -> None:

@@ -31,7 +31,7 @@ from peft_ser.runs.corpus import resolve_corpus
 from peft_ser.runs.layout import MODEL, RunDir
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import output_folder, write_atomic
-from peft_ser.utils.precision import accelerator_for
+from peft_ser.utils.precision import SCORING, accelerator_for
 
 SPLITS = ("all", "test")
 """Which test utterances a cell scores: the whole manifest, or every fold's test split."""
@@ -92,7 +92,7 @@ def score_model(
     """UAR of one model (a saved folder or a zoo name) on the classes it shares with
     ``prepared``, choosing among those classes only (a distribution model too: its argmax
     against the majority labels)."""
-    accelerator = accelerator_for("auto")
+    accelerator = accelerator_for(SCORING)
     model = load_model(model_ref, device=accelerator.device)
     if not model.layout.logits_width:
         raise UserError(f"{model_ref}: an attribute-only model has no classes to score")

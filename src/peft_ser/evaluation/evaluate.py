@@ -48,7 +48,7 @@ from peft_ser.runs.corpus import resolve_corpus, select_folds
 from peft_ser.runs.layout import EVALUATION, RunDir, fold_folder, safe_name
 from peft_ser.utils.errors import UserError
 from peft_ser.utils.fileio import output_folder, write_atomic
-from peft_ser.utils.precision import accelerator_for
+from peft_ser.utils.precision import SCORING, accelerator_for
 
 NOT_A_SOURCE = "neither a run directory nor a saved model"
 
@@ -75,9 +75,13 @@ def evaluate(
     (``predictions.csv``, ``attributes.png``, and ``confusion.png`` with classes). The
     metrics are also returned.
     """
-    accelerator = accelerator_for("auto")
+    named = model_source(source, NOT_A_SOURCE)
     out = output_folder(evaluation_folder(source, output_dir), "--output-dir")
-    prepared, plan = evaluation_plan(model_source(source, NOT_A_SOURCE), corpus, folds)
+    prepared, plan = evaluation_plan(named, corpus, folds)
+    # A run is scored in the precision it trained and tested in; a saved model the same on
+    # every CPU (SCORING).
+    precision = named.read_config().mixed_precision if isinstance(named, RunDir) else SCORING
+    accelerator = accelerator_for(precision)
     scores, attributes = [], []
     for model_ref, model_folds in plan:
         model = load_model(model_ref, device=accelerator.device)

@@ -22,6 +22,7 @@ names alone (``import peft_ser``, the command line's ``--help``, onnxruntime) lo
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
@@ -104,11 +105,34 @@ def check_float32_weights(precision: str, weights: str) -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True where this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX)."""
+    """True where this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX) and
+    PyTorch may use it: ``ATEN_CPU_CAPABILITY`` or ``ONEDNN_MAX_CPU_ISA`` capped below
+    AVX-512 (as when simulating an AVX2-only CPU) leave bf16 emulated, ten times slower."""
     import torch
 
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if aten in _BELOW_AVX512 or (onednn and onednn not in _ONEDNN_WITH_BF16):
+        return False
     cpu = torch.cpu
     return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+
+
+_BELOW_AVX512 = frozenset({"default", "avx2", "zvector", "vsx"})
+"""``ATEN_CPU_CAPABILITY`` values that keep PyTorch's kernels off AVX-512."""
+_ONEDNN_WITH_BF16 = frozenset(
+    {
+        "AVX512_CORE_BF16",
+        "AVX512_CORE_FP16",
+        "AVX512_CORE_AMX",
+        "AVX512_CORE_AMX_FP16",
+        "AVX10_1_512_AMX",
+        "AVX10_1_512_AMX_FP16",
+        "ALL",
+        "DEFAULT",
+    }
+)
+"""``ONEDNN_MAX_CPU_ISA`` values that let oneDNN multiply bf16 natively."""
 
 
 def device_has_native_bf16(device: torch.device | str) -> bool:
@@ -133,6 +157,11 @@ def bf16_autocast(device: torch.device | str, enabled: bool = True) -> AbstractC
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
+SCORING = "scoring"
+"""The precision word evaluation asks for a saved model: ``auto`` on a GPU, fp32 on every
+CPU (`resolve_mixed_precision`)."""
+
+
 def resolve_mixed_precision(setting: str) -> str:
     """The precision ``setting`` means here: ``auto`` is bf16 on GPUs and CPUs that compute it
     natively, fp16 on other GPUs, and fp32 (``no``) on other CPUs.
@@ -147,14 +176,17 @@ def resolve_mixed_precision(setting: str) -> str:
     1.2× on one thread of a busy one (docs/training.md). Other CPUs emulate bf16 about ten
     times slower than fp32, so they keep fp32. The demo's 32 test clips, where one clip moves
     UAR by 0.03, could not separate the two and once kept ``auto`` at fp32 everywhere.
+
+    `SCORING` is ``auto`` on a GPU and fp32 on every CPU: a saved model's scores then do not
+    depend on which CPU scores it (a run folder is scored in its own ``mixed_precision``).
     """
-    if setting != "auto":
+    if setting not in ("auto", SCORING):
         return setting
     import torch
 
     if torch.cuda.is_available():
         return "bf16" if device_has_native_bf16("cuda") else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "no"
+    return "bf16" if setting == "auto" and cpu_has_native_bf16() else "no"
 
 
 def accelerator_for(mixed_precision: str) -> Accelerator:
