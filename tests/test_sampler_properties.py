@@ -218,7 +218,13 @@ def test_a_run_batches_training_clips_with_the_configured_slack() -> None:
     sampler, lengths = source.sampler("train", 32, shuffle=True, epoch=3)
     assert sampler.slack == 0.5 and lengths == split.lengths()
     expected = LengthBucketSampler(
-        lengths, 32, shuffle=True, labels=split._labels, slack=0.5, seed=config.seed
+        lengths,
+        32,
+        shuffle=True,
+        labels=split._labels,
+        jitter=config.data.bucket_jitter,
+        slack=0.5,
+        seed=config.seed,
     )
     expected.set_epoch(3)
     assert sampler.global_batches() == expected.global_batches()
