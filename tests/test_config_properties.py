@@ -39,6 +39,7 @@ NUMERIC_KEYS = [
     "data.eval_batch_seconds",
     "data.bucket_pool",
     "data.bucket_jitter",
+    "data.bucket_slack",
     "data.num_workers",
     "augment.noise_p",
     "augment.snr_db",

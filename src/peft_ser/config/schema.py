@@ -100,6 +100,15 @@ class DataConfig(StrictModel):
         description="how far, in batches, a clip may move from its length-sorted place, so "
         "batch composition changes from epoch to epoch (larger: more mixing, more padding)",
     )
+    bucket_slack: float | None = Field(
+        None,
+        ge=0,
+        description="with bucketing, how far (in its share of a batch, at least one clip) a label "
+        "may run ahead of or behind its share as clips are laid out by length: every batch holds "
+        "each label within twice that of its share, and padding comes near that of sorting by "
+        "length where length does not follow the label; None = each label in proportion in "
+        "every batch (stratified), more padding on small folds",
+    )
     num_workers: int = Field(
         default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)),
         ge=0,

@@ -31,6 +31,18 @@ class LengthBucketSampler(Sampler[list[int]]):
     epoch to epoch: with one batch, about 30 % of a clip's batch-mates recur in the next epoch
     on the 96-clip demo fold (8 % with random batches, 46 % with half a batch).
 
+    Exact proportions cost padding on a small pool: each label's own length quantiles differ
+    from the pool's by sampling noise (256 clips of IEMOCAP-like lengths unrelated to the
+    label, six-second crops, batches of 32: 13.8 % padded even without jitter, against 8.0 %
+    sorted by length alone; mean of ten seeds, bench/bench_sampler.py). With ``slack`` set, a
+    pool is instead laid out by its (jittered) length rank, one clip at a time, the shortest
+    next, except that a label may run ahead of its share of the clips laid out so far by at
+    most its allowance, ``slack`` × its share of a batch (at least one clip), and goes next
+    when it falls further behind than that. Every batch then holds each label within twice its
+    allowance of the label's share of the batch, and padding comes near that of sorting by
+    length where length does not follow the label (12.5 % at ``slack=0.5``, jitter 0.5, on
+    the case above).
+
     With ``shuffle``, items are permuted, cut into pools of ``pool × batch_size`` items, each
     pool is sorted (as above) and cut into batches, and the batches are shuffled. Without
     ``shuffle`` (for evaluation, where batch composition cannot change a result) items are
@@ -61,6 +73,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         bucketing: bool = True,
         pool: int = 50,
         jitter: float = 1.0,
+        slack: float | None = None,
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
@@ -78,6 +91,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.bucketing = bucketing
         self.pool = pool
         self.jitter = jitter
+        self.slack = slack
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
@@ -143,17 +157,22 @@ class LengthBucketSampler(Sampler[list[int]]):
         return batches + ([current] if current else [])
 
     def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The pool's items ordered by (jittered) length rank within their label."""
+        """The pool's items ordered by (jittered) length rank within their label, or with
+        ``slack``, laid out by `_laid_out`."""
         groups = np.zeros(pool.shape[0]) if self.labels is None else self.labels[pool]
+        if self.slack is not None:
+            key = _quantiles(self.lengths[pool]) + self._jitter(pool.shape[0], rng)
+            return pool[_laid_out(key, groups, self.slack * self.batch_size)]
         quantile = np.empty(pool.shape[0])
         for group in np.unique(groups):
             members = np.flatnonzero(groups == group)
-            ranks = np.empty(members.shape[0])
-            ranks[np.argsort(self.lengths[pool[members]], kind="stable")] = np.arange(len(members))
-            quantile[members] = (ranks + 0.5) / members.shape[0]
-        batch_width = min(1.0, self.batch_size / pool.shape[0])
-        jitter = rng.uniform(-1.0, 1.0, pool.shape[0]) * batch_width * self.jitter
-        return pool[np.argsort(quantile + jitter, kind="stable")]
+            quantile[members] = _quantiles(self.lengths[pool[members]])
+        return pool[np.argsort(quantile + self._jitter(pool.shape[0], rng), kind="stable")]
+
+    def _jitter(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to ``jitter`` batches of a pool of ``count`` items, on a 0-1 scale, uniformly."""
+        batch_width = min(1.0, self.batch_size / count)
+        return rng.uniform(-1.0, 1.0, count) * batch_width * self.jitter
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.micro_batches():
@@ -175,3 +194,42 @@ def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> f
     used = sum(int(sizes[b].sum()) for b in batches if len(b))
     allocated = sum(len(b) * int(sizes[b].max()) for b in batches if len(b))
     return 1.0 - used / allocated if allocated else 0.0
+
+
+def _quantiles(lengths: np.ndarray) -> np.ndarray:
+    """Each item's length rank on a 0-1 scale (ties in their given order)."""
+    ranks = np.empty(lengths.shape[0])
+    ranks[np.argsort(lengths, kind="stable")] = np.arange(lengths.shape[0])
+    return (ranks + 0.5) / lengths.shape[0]
+
+
+def _laid_out(key: np.ndarray, groups: np.ndarray, slack_items: float) -> np.ndarray:
+    """Positions ordered by ``key``, one at a time, each group (label) kept near its share of
+    every prefix: after ``p`` items a group of share ``s`` should hold ``s·p``; it may run up
+    to ``max(1, s · slack_items)`` items (its allowance) ahead, and goes next when more than
+    that behind. Some group may always go: before each item the groups' leads sum to -1, so
+    one is behind, and an allowance of at least one item lets it take one more.
+    """
+    names, group_of = np.unique(groups, return_inverse=True)
+    queues = [np.flatnonzero(group_of == g) for g in range(names.shape[0])]
+    queues = [members[np.argsort(key[members], kind="stable")] for members in queues]
+    keys = [key[queue].tolist() for queue in queues]
+    share = [queue.shape[0] / key.shape[0] for queue in queues]
+    allowance = [max(1.0, s * slack_items) for s in share]
+    taken = [0] * len(queues)
+    order = []
+    for laid in range(1, key.shape[0] + 1):
+        lead = [taken[g] - share[g] * laid for g in range(len(queues))]
+        may_go = [
+            g
+            for g in range(len(queues))
+            if taken[g] < len(keys[g]) and lead[g] + 1 <= allowance[g] + 1e-9
+        ]
+        behind = [g for g in may_go if -lead[g] > allowance[g]]
+        if behind:
+            group = min(behind, key=lambda g: lead[g])
+        else:
+            group = min(may_go, key=lambda g: keys[g][taken[g]])
+        order.append(queues[group][taken[group]])
+        taken[group] += 1
+    return np.asarray(order, dtype=int)

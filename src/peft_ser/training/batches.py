@@ -95,6 +95,7 @@ class BatchSource:
             bucketing=self.config.data.bucketing or not shuffle,
             pool=self.config.data.bucket_pool,
             jitter=self.config.data.bucket_jitter,
+            slack=self.config.data.bucket_slack,
             seed=self.config.seed,
             num_replicas=self.accelerator.num_processes,
             rank=self.accelerator.process_index,
