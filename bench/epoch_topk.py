@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import yaml
 from bench_epoch import make_corpus, original_epoch, phase_timer, run_config, write_original_fold
 
 from peft_ser.training import train
@@ -45,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("top-k layers (model.tune_layers)")
     group.add_argument("--top-layers", type=int, default=0, help="K; 0: no top-k case")
     group.add_argument("--topk-precision", default="no", help="mixed_precision of its arms")
+    group.add_argument(
+        "--topk-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override of every top-k arm (YAML value), e.g. data.bucket_slack=0.5",
+    )
     group.add_argument("--workload", action="store_true", help="the five-fold workload")
     group.add_argument("--workload-clips", type=int, default=120)
     group.add_argument("--workload-folds", default="1,2,3,4,5")
@@ -63,7 +71,15 @@ def topk_settings(args: argparse.Namespace, layers: int | None, cached: bool) ->
         "augment.enabled": False,
         "feature_cache": "on" if cached else "off",
         "mixed_precision": args.topk_precision,
-    }
+    } | dict(_override(item) for item in args.topk_set)
+
+
+def _override(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--topk-set`` as a key and its YAML value."""
+    key, separator, value = item.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--topk-set {item!r}: expected KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 @contextmanager
