@@ -22,11 +22,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 from peft_ser.corpora.base import CorpusError
 from peft_ser.corpora.cells import text_cell
+from peft_ser.data.vote_columns import vote_weight
 
 VOTES = "votes"
 """Our name of the column holding a JSON object of votes per row."""
@@ -111,16 +111,11 @@ def _cell_weight(value: object, column: str) -> float | None:
 
 
 def _number(value: object, what: str) -> float:
-    """``value`` as a weight: a finite number of 0 or more (not a boolean), else `ValueError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"{what} {_shown(value)} is not a number")
+    """``value`` as a weight (`vote_weight`), else `ValueError` naming ``what`` and the value."""
     try:
-        number = float(value)
-    except OverflowError:  # an integer of 400 digits
-        number = math.inf
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{what} {_shown(value)} is not a finite weight of 0 or more")
-    return number
+        return vote_weight(value)
+    except ValueError as problem:
+        raise ValueError(f"{what} {_shown(value)} {problem}") from None
 
 
 def _shown(value: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 
 OTHER_VOTES = "other"
 """The key of ``Utterance.votes`` that holds the weight on categories outside the label space."""
@@ -27,16 +28,25 @@ def parse_votes(text: str) -> dict[str, float]:
         raise ValueError(f"votes {text!r} are not a JSON object")
     votes = {}
     for name, weight in document.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ValueError(f"votes {text!r}: {name!r} has no number")
         try:
-            value = float(weight)
-        except OverflowError:  # an integer of 400 digits
-            value = math.inf
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"votes {text!r}: {name!r} is not a finite weight ≥ 0")
-        votes[name] = value
+            votes[name] = vote_weight(weight)
+        except ValueError as problem:
+            raise ValueError(f"votes {text!r}: {name!r} {problem}") from None
     return votes
+
+
+def vote_weight(value: object) -> float:
+    """``value`` as one category's weight: a finite number of 0 or more (not a boolean), else
+    `ValueError` saying what it is not (the caller names the cell)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of 400 digits
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("is not a finite weight of 0 or more")
+    return number
 
 
 def in_set_weight(votes: dict[str, float]) -> float:
