@@ -12,7 +12,9 @@ from _vote_layouts import build_iemocap_votes
 
 import peft_ser.training.run as run_module
 from peft_ser.corpora import prepare_corpus
+from peft_ser.data.manifest import select
 from peft_ser.evaluation.evaluate import evaluation_plan
+from peft_ser.models.tasks import usable
 from peft_ser.training import train
 
 
@@ -41,7 +43,7 @@ def _what_training_reads(folder: Path, out: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(run_module, "FoldRunner", Recorder)
     with pytest.raises(_Seen):
-        train(tiny_run(folder, out))
+        train(tiny_run(folder, out, **{"model.task": "categorical"}))
     ((task, labels, prepared, fold),) = seen
     return task, labels, prepared.manifest, fold
 
@@ -54,18 +56,26 @@ def test_training_reads_the_categorical_utterances_and_folds(folders, tmp_path, 
     assert seen[0] == "categorical" and all(u.label for u in seen[2])
 
 
-def test_evaluation_reads_the_categorical_utterances_and_folds(folders):
+def test_evaluation_scores_a_class_model_on_the_categorical_utterances(folders):
+    """evaluate reads the whole folder; a class model is scored on the utterances its task can
+    use (`usable`), which are the categorical preparation's, fold by fold."""
     categorical, distribution = folders
     expected, _ = evaluation_plan("model-folder", categorical, None)
     seen, _ = evaluation_plan("model-folder", distribution, None)
-    assert (seen.manifest, seen.folds) == (expected.manifest, expected.folds)
+    assert [f.name for f in seen.folds] == [f.name for f in expected.folds]
+    for mine, theirs in zip(seen.folds, expected.folds, strict=True):
+        for split in ("train", "dev", "test"):
+            scored = usable(select(seen, getattr(mine, split)), "categorical", seen.labels)
+            assert scored == select(expected, getattr(theirs, split))
 
 
 @pytest.mark.slow
 def test_categorical_training_on_a_distribution_folder_is_unchanged(folders, tmp_path):
     categorical, distribution = folders
     results = [
-        train(tiny_run(folder, tmp_path / name, **{"optim.epochs": 1})).folds
+        train(
+            tiny_run(folder, tmp_path / name, **{"optim.epochs": 1, "model.task": "categorical"})
+        ).folds
         for name, folder in (("a", categorical), ("b", distribution))
     ]
     for fold in results:

@@ -75,8 +75,8 @@ def evaluate(
     (``predictions.csv``, ``attributes.png``, and ``confusion.png`` with classes). The
     metrics are also returned.
     """
-    named = model_source(source, NOT_A_SOURCE)
     out = output_folder(evaluation_folder(source, output_dir), "--output-dir")
+    named = model_source(source, NOT_A_SOURCE)
     prepared, plan = evaluation_plan(named, corpus, folds)
     # A run is scored in the precision it trained and tested in; a saved model the same on
     # every CPU (SCORING).
