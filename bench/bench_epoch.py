@@ -51,7 +51,7 @@ import soundfile as sf
 import torch
 from compare_original import ensure_original_environment, run_original, write_whisper_encoder
 
-from peft_ser.config import load_run_config
+from peft_ser.config import DataConfig, load_run_config
 from peft_ser.data.manifest import (
     PAPER4,
     Fold,
@@ -120,7 +120,8 @@ def make_corpus(root: Path, clips: int, seed: int = 0) -> Path:
 
 
 def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float]:
-    """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler,
+    """Padding waste per epoch (mean of three epochs) of fold 1's training batches, by sampler
+    (random batches whole, and in the encoder's groups of the default ``data.group_padding``),
     and of its dev and test clips, each split batched on its own as a run scores it: sorted
     within the default 160-s budget and padding bound, or in order."""
     corpus = read_prepared(prepared)
@@ -129,14 +130,20 @@ def padding(prepared: Path, batch_size: int, eval_batch: int) -> dict[str, float
     crop = [min(round(u.duration * RATE), 6 * RATE) for u in train_split]
     labels = [corpus.labels.index(u.label) for u in train_split]
     found: dict[str, float] = {}
-    for name, bucketing in (("stratified", True), ("random", False)):
+    grouping = DataConfig.model_fields["group_padding"].default
+    arms = (
+        ("stratified", True, None),
+        ("random", False, None),
+        ("random, grouped", False, grouping),
+    )
+    for name, bucketing, group_padding in arms:
         wastes = []
         for epoch in (1, 2, 3):
             sampler = LengthBucketSampler(
                 crop, batch_size, shuffle=True, labels=labels, bucketing=bucketing
             )
             sampler.set_epoch(epoch)
-            wastes.append(padding_waste(sampler.global_batches(), crop))
+            wastes.append(padding_waste(sampler.global_batches(), crop, group_padding))
         found[f"train, {name}"] = statistics.mean(wastes)
     scored = [
         [round(u.duration * RATE) for u in select(corpus, keys)] for keys in (fold.dev, fold.test)

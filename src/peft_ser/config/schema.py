@@ -85,6 +85,14 @@ class DataConfig(StrictModel):
         description="dev/test batches hold at most this much padded audio (clips × longest): "
         "many short clips or a few long ones, within memory",
     )
+    group_padding: float | None = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="a training batch runs through the encoder in groups of similar length, each "
+        "padded at most this share of its frames: the same batch and results, without computing "
+        "most of its padding; None = each batch runs whole",
+    )
     bucketing: bool = Field(
         False,
         description="batch clips of similar length, mixed in labels: less padding, but it "

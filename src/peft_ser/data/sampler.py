@@ -141,20 +141,9 @@ class LengthBucketSampler(Sampler[list[int]]):
         (items × longest) stays within ``max_batch_samples`` (a longer clip goes alone) and
         whose padding stays within ``max_padding`` of it (a batch of one has none)."""
         assert self.max_batch_samples is not None
-        batches: list[list[int]] = []
-        current: list[int] = []
-        longest = filled = 0  # the current batch's longest item and its unpadded samples
-        for item in order.tolist():
-            length = int(self.lengths[item])
-            padded = (len(current) + 1) * max(longest, length)
-            too_big = padded > self.max_batch_samples
-            too_padded = filled + length < (1 - self.max_padding) * padded
-            if current and (len(current) == self.batch_size or too_big or too_padded):
-                batches.append(current)
-                current, longest, filled = [], 0, 0
-            current.append(item)
-            longest, filled = max(longest, length), filled + length
-        return batches + ([current] if current else [])
+        return cut_by_padding(
+            order, self.lengths, self.max_padding, self.batch_size, self.max_batch_samples
+        )
 
     def _sorted_pool(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The pool's items ordered by (jittered) length rank within their label, or with
@@ -188,11 +177,61 @@ class LengthBucketSampler(Sampler[list[int]]):
         return math.ceil(self.lengths.shape[0] / self.batch_size)
 
 
-def padding_waste(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Share of a batch tensor's cells that are padding, over all batches."""
+def cut_by_padding(
+    order: Sequence[int] | np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
+    max_padding: float,
+    max_items: int | None = None,
+    max_samples: int | None = None,
+) -> list[list[int]]:
+    """Cut ``order`` (items, sorted by length) into consecutive runs, each cut where adding the
+    next item would pad more than ``max_padding`` of the run's padded size (items × longest),
+    or pass ``max_items`` items or ``max_samples`` padded samples (a longer item goes alone)."""
     sizes = np.asarray(lengths)
-    used = sum(int(sizes[b].sum()) for b in batches if len(b))
-    allocated = sum(len(b) * int(sizes[b].max()) for b in batches if len(b))
+    runs: list[list[int]] = []
+    current: list[int] = []
+    longest = filled = 0  # the current run's longest item and its unpadded samples
+    for item in np.asarray(order).tolist():
+        length = int(sizes[item])
+        padded = (len(current) + 1) * max(longest, length)
+        too_many = max_items is not None and len(current) == max_items
+        too_big = max_samples is not None and padded > max_samples
+        too_padded = filled + length < (1 - max_padding) * padded
+        if current and (too_many or too_big or too_padded):
+            runs.append(current)
+            current, longest, filled = [], 0, 0
+        current.append(item)
+        longest, filled = max(longest, length), filled + length
+    return runs + ([current] if current else [])
+
+
+def length_groups(lengths: Sequence[int] | np.ndarray, max_padding: float) -> list[list[int]]:
+    """A batch's rows in groups of similar length, each padded at most ``max_padding`` of its
+    padded size: the groups a training batch runs through the encoder in (see
+    `peft_ser.models.backbones.base.Backbone.group_padding`)."""
+    return cut_by_padding(np.argsort(lengths, kind="stable"), lengths, max_padding)
+
+
+def padding_waste(
+    batches: Sequence[Sequence[int]],
+    lengths: Sequence[int],
+    max_padding: float | None = None,
+) -> float:
+    """Share of the padded cells the encoder computes that are padding, over all batches; with
+    ``max_padding``, each batch runs in its `length_groups`."""
+    sizes = np.asarray(lengths)
+    used = allocated = 0
+    for batch in batches:
+        if not len(batch):
+            continue
+        rows = np.asarray(batch)
+        groups = (
+            [rows]
+            if max_padding is None
+            else [rows[g] for g in length_groups(sizes[rows], max_padding)]
+        )
+        used += sum(int(sizes[g].sum()) for g in groups)
+        allocated += sum(len(g) * int(sizes[g].max()) for g in groups)
     return 1.0 - used / allocated if allocated else 0.0
 
 

@@ -87,6 +87,7 @@ class FoldRunner:
         }
         set_seed(config.seed)
         self.model = _build_seeded(config.model, config.seed)
+        self.model.backbone.group_padding = config.data.group_padding
         cached = uses_cache(config, self.model)
         self.source = BatchSource(
             config, accelerator, self.splits, cache if cached else None, self._report
@@ -228,7 +229,7 @@ class FoldRunner:
         sampler, lengths = self.source.sampler(
             "train", self.step_batch, shuffle=True, epoch=epoch, accumulate=self.accumulate
         )
-        waste = padding_waste(sampler.micro_batches(), lengths)
+        waste = padding_waste(sampler.micro_batches(), lengths, self._group_padding())
         self.trained.train()
         bar = progress_bar(
             self.config.progress and self.accelerator.is_main_process,
@@ -251,6 +252,12 @@ class FoldRunner:
             bar.set_postfix(tracker.postfix(), refresh=False)
         bar.close()
         return tracker.loss(), tracker.metrics(), waste
+
+    def _group_padding(self) -> float | None:
+        """The training batches' grouping by length, where the encoder runs on them (a frozen
+        backbone's cached states feed the head alone, which runs on the whole batch)."""
+        head_only = self.source.cached and not self.source.below
+        return None if head_only else self.config.data.group_padding
 
     def _step(
         self, group: list[Batch | FeatureBatch | None], epoch: int

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from peft_ser.data.sampler import length_groups
 from peft_ser.utils.settings import ConfigError
 
 
@@ -76,6 +78,15 @@ class Backbone(nn.Module, ABC):
         self.tuned_from: int | None = None
         """The first adapted layer under ``model.tune_layers`` (None: every layer, and the front
         end runs in the model's mode, as it always has)."""
+        self.group_padding: float | None = None
+        """In a training step (train mode, gradients on), a batch runs through the encoder in
+        groups of similar length, each padded at most this share of its frames
+        (`length_groups`), and the groups' states are put back in the batch's order, padded
+        with zeros to its longest clip. Every family is padding-invariant, so each clip's
+        states are the ones the whole batch gives, up to float rounding, while random batches
+        no longer spend a third of their compute on padding; the head still sees the whole
+        batch, so its dropout draws what it would. None: the batch runs whole. Set by training
+        (``data.group_padding``); evaluation batches are sorted by length and run whole."""
 
     @property
     def num_layers(self) -> int:
@@ -154,7 +165,16 @@ class Backbone(nn.Module, ABC):
         """Module whose input is the residual stream right after self-attention."""
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BackboneOutput:
-        return self._from(*self._below(waveforms, lengths))
+        groups = self._groups(lengths)
+        if groups is None:
+            return self._from(*self._below(waveforms, lengths))
+        return _regrouped(
+            [
+                self._from(*self._below(waveforms[rows, : int(lengths[rows].max())], lengths[rows]))
+                for rows in groups
+            ],
+            groups,
+        )
 
     def states_below(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
@@ -166,7 +186,28 @@ class Backbone(nn.Module, ABC):
 
     def from_states(self, states: torch.Tensor, frame_lengths: torch.Tensor) -> BackboneOutput:
         """All hidden states, from the `states_below` of a batch: layers ``k`` to ``L`` run."""
-        return self._from(list(states.unbind(0)), frame_lengths)
+        groups = self._groups(frame_lengths)
+        if groups is None:
+            return self._from(list(states.unbind(0)), frame_lengths)
+        return _regrouped(
+            [
+                self._from(
+                    list(states[:, rows, : int(frame_lengths[rows].max())].unbind(0)),
+                    frame_lengths[rows],
+                )
+                for rows in groups
+            ],
+            groups,
+        )
+
+    def _groups(self, lengths: torch.Tensor) -> list[torch.Tensor] | None:
+        """The rows of a training batch by `group_padding`, or None to run it whole."""
+        if self.group_padding is None or not (self.training and torch.is_grad_enabled()):
+            return None
+        groups = length_groups(lengths.tolist(), self.group_padding)
+        if len(groups) < 2:
+            return None
+        return [torch.tensor(rows, device=lengths.device) for rows in groups]
 
     def _below(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
@@ -222,3 +263,17 @@ class Backbone(nn.Module, ABC):
             carry,
         )
         return hidden[:, n_prompt:], carry
+
+
+def _regrouped(parts: list[BackboneOutput], groups: list[torch.Tensor]) -> BackboneOutput:
+    """The groups' outputs as one batch in the rows' order, states zero-padded to the longest."""
+    frames = max(part.hidden_states.shape[2] for part in parts)
+    hidden = torch.cat(
+        [F.pad(p.hidden_states, (0, 0, 0, frames - p.hidden_states.shape[2])) for p in parts],
+        dim=1,
+    )
+    order = torch.cat(groups)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    lengths = torch.cat([part.frame_lengths for part in parts])
+    return BackboneOutput(hidden[:, inverse], lengths[inverse])
