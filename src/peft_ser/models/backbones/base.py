@@ -266,14 +266,23 @@ class Backbone(nn.Module, ABC):
 
 
 def _regrouped(parts: list[BackboneOutput], groups: list[torch.Tensor]) -> BackboneOutput:
-    """The groups' outputs as one batch in the rows' order, states zero-padded to the longest."""
+    """The groups' outputs as one batch in the rows' order, states zero-padded to the longest.
+
+    Rows are stacked in order from the padded groups: of the ways tried, the cheapest with its
+    backward pass (a third of joining the groups and reordering the rows by index, and writing
+    into a zero tensor by index was slower still)."""
     frames = max(part.hidden_states.shape[2] for part in parts)
-    hidden = torch.cat(
-        [F.pad(p.hidden_states, (0, 0, 0, frames - p.hidden_states.shape[2])) for p in parts],
-        dim=1,
+    rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for part, indices in zip(parts, groups, strict=True):
+        states = part.hidden_states
+        if states.shape[2] < frames:
+            states = F.pad(states, (0, 0, 0, frames - states.shape[2]))
+        for index, state, length in zip(
+            indices.tolist(), states.unbind(1), part.frame_lengths.unbind(0), strict=True
+        ):
+            rows[index] = (state, length)
+    ordered = [rows[index] for index in range(len(rows))]
+    return BackboneOutput(
+        torch.stack([state for state, _ in ordered], dim=1),
+        torch.stack([length for _, length in ordered]),
     )
-    order = torch.cat(groups)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    lengths = torch.cat([part.frame_lengths for part in parts])
-    return BackboneOutput(hidden[:, inverse], lengths[inverse])
