@@ -3,7 +3,11 @@ follows the label and where it does not.
 
 Samplers (``--samplers``, comma-separated):
 
-* ``random``: ``data.bucketing: false``, plain random batches;
+* ``random``: ``data.bucketing: false``, plain random batches, run whole
+  (``data.group_padding: null``);
+* ``grouped``: the same random batches, each run through the encoder in groups of similar
+  length (the default ``data.group_padding``), which changes the padding computed and nothing
+  else;
 * ``stratified``: ``data.bucketing: true`` with a jitter of one batch and no slack (stratified
   length buckets, each label in proportion in every batch), the earlier opt-in;
 * ``buckets:J`` and ``buckets:J:S``: ``data.bucketing: true`` with ``data.bucket_jitter: J``
@@ -55,7 +59,7 @@ from bench_epoch import RATE, clip_seconds
 from bench_train import make_corpus
 
 import peft_ser.training.batches
-from peft_ser.config import load_run_config
+from peft_ser.config import DataConfig, load_run_config
 from peft_ser.corpora.prepare import prepare_corpus
 from peft_ser.data.manifest import PAPER4, Fold, PreparedCorpus, Utterance, save_prepared
 from peft_ser.data.sampler import LengthBucketSampler, padding_waste
@@ -65,6 +69,7 @@ from peft_ser.training import train
 
 SPEAKERS = 10
 CROP_SECONDS = 6.0
+GROUPED = DataConfig.model_fields["group_padding"].default
 
 
 class LengthOnlySampler(LengthBucketSampler):
@@ -79,7 +84,9 @@ class LengthOnlySampler(LengthBucketSampler):
 def sampler_settings(name: str) -> dict[str, Any]:
     """The ``data.*`` settings of a sampler name (see the module docstring)."""
     if name == "random":
-        return {"data.bucketing": False}
+        return {"data.bucketing": False, "data.group_padding": None}
+    if name == "grouped":
+        return {"data.bucketing": False, "data.group_padding": GROUPED}
     if name == "stratified":
         return {"data.bucketing": True, "data.bucket_jitter": 1.0, "data.bucket_slack": None}
     if name == "length-only":
@@ -87,7 +94,8 @@ def sampler_settings(name: str) -> dict[str, Any]:
     kind, *numbers = name.split(":")
     if kind != "buckets" or len(numbers) not in (1, 2):
         raise SystemExit(
-            f"unknown sampler {name!r}: random, stratified, buckets:J, buckets:J:S, length-only"
+            f"unknown sampler {name!r}: random, grouped, stratified, buckets:J, buckets:J:S, "
+            "length-only"
         )
     slack = float(numbers[1]) if len(numbers) == 2 else None
     return {
@@ -153,7 +161,9 @@ def padding_report(args: argparse.Namespace, samplers: list[str]) -> None:
                     sampler = make_sampler(name, lengths, labels, args.batch_size, seed)
                     sampler.set_epoch(epoch)
                     epochs.append(sampler.global_batches())
-                rows["waste"].append(statistics.mean(padding_waste(b, lengths) for b in epochs))
+                grouping = sampler_settings(name).get("data.group_padding")
+                wastes = [padding_waste(batches, lengths, grouping) for batches in epochs]
+                rows["waste"].append(statistics.mean(wastes))
                 rows["again"].append(recurring_mates(epochs[0], epochs[1]))
                 rows["top"].append(statistics.mean(largest_label_share(b, labels) for b in epochs))
             found[name] = rows

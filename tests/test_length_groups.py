@@ -206,3 +206,23 @@ def test_group_padding_defaults_on_and_none_turns_it_off() -> None:
     assert load_run_config(overrides={"data.corpus": "x"}).data.group_padding == 0.1
     off = load_run_config(overrides={"data.corpus": "x", "data.group_padding": None})
     assert off.data.group_padding is None
+
+
+@pytest.mark.parametrize("backbone", ["tiny-whisper", "tiny-wav2vec2", "tiny-hubert", "tiny-wavlm"])
+def test_frame_counts_are_the_frames_the_front_end_gives(backbone: str) -> None:
+    """Waveform batches are grouped by these counts and cached states by their frame lengths,
+    so that both paths cut a batch alike (and draw dropout alike)."""
+    model = build_model(ModelConfig(backbone=backbone, method="lora")).eval()
+    lengths = torch.tensor([16_000, 4_321, 400, 12_345, 801])
+    with torch.no_grad():
+        found = model.backbone(torch.randn(5, 16_000), lengths).frame_lengths
+    assert model.backbone.frame_counts(lengths).tolist() == found.tolist()
+
+
+def test_whisper_in_its_30_s_window_runs_every_batch_whole() -> None:
+    model = build_model(ModelConfig(backbone="tiny-whisper", method="lora", whisper_window="pad30"))
+    model.backbone.group_padding = 0.1
+    waveforms, lengths = _clips(LENGTHS)
+    with _runs_in_groups(model.backbone) as spy:
+        model.train()(waveforms, lengths)
+    assert spy.call_count == 1

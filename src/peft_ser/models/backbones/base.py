@@ -16,7 +16,7 @@ and a cache of them (`peft_ser.training.batches`) gives the numbers the full for
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +145,12 @@ class Backbone(nn.Module, ABC):
         """Front end: ``[B, T]`` samples to the first layer's input ``[B, F, D]`` + frame counts."""
 
     @abstractmethod
+    def frame_counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The frames the layers compute for clips of ``lengths`` samples, padding aside: what
+        a training batch of waveforms is grouped by (the same numbers as the frame lengths of
+        its cached states, so that both paths group a batch alike)."""
+
+    @abstractmethod
     def run_layer(
         self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
     ) -> tuple[torch.Tensor, Any]:
@@ -165,7 +171,7 @@ class Backbone(nn.Module, ABC):
         """Module whose input is the residual stream right after self-attention."""
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BackboneOutput:
-        groups = self._groups(lengths)
+        groups = self._groups(lengths, self.frame_counts)
         if groups is None:
             return self._from(*self._below(waveforms, lengths))
         return _regrouped(
@@ -186,7 +192,7 @@ class Backbone(nn.Module, ABC):
 
     def from_states(self, states: torch.Tensor, frame_lengths: torch.Tensor) -> BackboneOutput:
         """All hidden states, from the `states_below` of a batch: layers ``k`` to ``L`` run."""
-        groups = self._groups(frame_lengths)
+        groups = self._groups(frame_lengths, lambda frames: frames)
         if groups is None:
             return self._from(list(states.unbind(0)), frame_lengths)
         return _regrouped(
@@ -200,11 +206,14 @@ class Backbone(nn.Module, ABC):
             groups,
         )
 
-    def _groups(self, lengths: torch.Tensor) -> list[torch.Tensor] | None:
-        """The rows of a training batch by `group_padding`, or None to run it whole."""
+    def _groups(
+        self, lengths: torch.Tensor, frames: Callable[[torch.Tensor], torch.Tensor]
+    ) -> list[torch.Tensor] | None:
+        """The rows of a training batch by `group_padding` of their ``frames(lengths)``, or None
+        to run it whole."""
         if self.group_padding is None or not (self.training and torch.is_grad_enabled()):
             return None
-        groups = length_groups(lengths.tolist(), self.group_padding)
+        groups = length_groups(frames(lengths).tolist(), self.group_padding)
         if len(groups) < 2:
             return None
         return [torch.tensor(rows, device=lengths.device) for rows in groups]

@@ -133,6 +133,12 @@ class SSLBackbone(Backbone):
             hidden = encoder.layer_norm(hidden)
         return encoder.dropout(hidden), frame_lengths
 
+    def frame_counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        for conv_layer in self.model.feature_extractor.conv_layers:
+            kernel, stride = conv_layer.conv.kernel_size[0], conv_layer.conv.stride[0]
+            lengths = conv_output_length(lengths, kernel, stride)
+        return lengths
+
     def _conv_features(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -174,6 +174,13 @@ class WhisperBackbone(Backbone):
             hidden = self._convolve(self.log_mel(waveforms, lengths), mel_lengths)
         return hidden, encoder_frame_lengths(mel_lengths)
 
+    def frame_counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Every clip's frames, or under ``pad30`` the whole window's: the layers then compute
+        the same frames for every clip, so a batch has nothing to gain from groups."""
+        if self.window == "pad30":
+            lengths = torch.full_like(lengths, WINDOW_SAMPLES)
+        return encoder_frame_lengths(mel_frame_lengths(lengths))
+
     def _embed_window(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Whisper's training condition: every clip zero-padded to the full 30-s window."""
         padded = F.pad(waveforms, (0, WINDOW_SAMPLES - waveforms.shape[1]))
