@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,30 +248,48 @@ def original_epoch(
     return found["seconds"] | {"test_uar": found["test_uar"]}
 
 
-def precision_epochs(
-    prepared: Path, root: Path, args: argparse.Namespace, original: Path | None
-) -> dict[str, dict]:
-    """Median phase seconds per side (the original when given, peft-ser fp32 and bf16), the
-    sides timed in turns."""
-    sides = ("original", "no", "bf16") if original else ("no", "bf16")
+def epochs_in_turns(
+    prepared: Path,
+    work: Path,
+    args: argparse.Namespace,
+    original: Path | None,
+    arms: dict[str, Callable[[int], Any]],
+    timers: Callable[[dict[str, list[float]]], AbstractContextManager[Any]] = phase_timer,
+) -> dict[str, dict[str, float]]:
+    """Median phase seconds and test UAR per side of one fold-1 epoch: the original's (when
+    given, run in ``work``) and each arm's run (``arms[name](repeat)`` is its config), the
+    sides in turns within each of ``args.repeats``, each run timed by ``timers``."""
+    sides = (["original"] if original else []) + list(arms)
     phases: dict[str, dict[str, list[float]]] = {side: defaultdict(list) for side in sides}
     if original:
-        (root / "original").mkdir()
-        write_original_fold(prepared, root / "original")
+        work.mkdir()
+        write_original_fold(prepared, work)
     for repeat in range(args.repeats):
         if original:
-            for name, value in original_epoch(original, root / "original", args).items():
+            for name, value in original_epoch(original, work, args).items():
                 phases["original"][name].append(value)
-        for precision in ("no", "bf16"):
-            out = root / f"epoch-{precision}-{repeat}"
-            config = run_config(prepared, out, args, mixed_precision=precision)
-            with phase_timer(phases[precision]):
-                result = train(config)
-            phases[precision]["test_uar"].append(result.folds[0]["test"]["uar"])
+        for arm, config_of in arms.items():
+            with timers(phases[arm]):
+                result = train(config_of(repeat))
+            phases[arm]["test_uar"].append(result.folds[0]["test"]["uar"])
     return {
-        precision: {name: statistics.median(values) for name, values in found.items()}
-        for precision, found in phases.items()
+        side: {name: statistics.median(values) for name, values in found.items()}
+        for side, found in phases.items()
     }
+
+
+def precision_epochs(
+    prepared: Path, root: Path, args: argparse.Namespace, original: Path | None
+) -> dict[str, dict[str, float]]:
+    """Median phase seconds per side: the original when given, peft-ser fp32 and bf16."""
+
+    def arm(precision: str) -> Callable[[int], Any]:
+        return lambda repeat: run_config(
+            prepared, root / f"epoch-{precision}-{repeat}", args, mixed_precision=precision
+        )
+
+    arms = {precision: arm(precision) for precision in ("no", "bf16")}
+    return epochs_in_turns(prepared, root / "original", args, original, arms)
 
 
 def counting_encodes() -> tuple[list[int], Callable[..., Any]]:

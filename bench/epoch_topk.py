@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 from unittest import mock
 
 import yaml
-from bench_epoch import make_corpus, original_epoch, phase_timer, run_config, write_original_fold
+from bench_epoch import epochs_in_turns, make_corpus, phase_timer, run_config
 
 from peft_ser.models.backbones.base import Backbone
 from peft_ser.training import train
@@ -106,29 +105,27 @@ ARMS = {"all": (False, False), "top": (True, False), "cached": (True, True)}
 def topk_epochs(
     prepared: Path, root: Path, args: argparse.Namespace, original: Path | None
 ) -> dict[str, dict[str, float]]:
-    """Median seconds per phase of one fold-1 epoch per arm, the arms in turns."""
-    sides = (["original"] if original else []) + list(ARMS)
-    phases: dict[str, dict[str, list[float]]] = {side: defaultdict(list) for side in sides}
-    if original:
-        (root / "topk-original").mkdir()
-        write_original_fold(prepared, root / "topk-original")
-    for repeat in range(args.repeats):
-        if original:
-            for name, value in original_epoch(original, root / "topk-original", args).items():
-                phases["original"][name].append(value)
-        for arm, (top, cached) in ARMS.items():
-            layers = args.top_layers if top else None
-            out = root / f"topk-{arm}-{repeat}"
-            settings = topk_settings(args, layers, cached)
-            settings["feature_cache_dir"] = str(root / f"topk-store-{repeat}")
-            config = run_config(prepared, out, args, **settings)
-            with phase_timer(phases[arm]), fill_timer(phases[arm]):
-                result = train(config)
-            phases[arm]["test_uar"].append(result.folds[0]["test"]["uar"])
-    return {
-        side: {name: statistics.median(values) for name, values in found.items()}
-        for side, found in phases.items()
-    }
+    """Median seconds per phase of one fold-1 epoch per arm (and the cache's first pass), the
+    arms in turns."""
+
+    def arm(name: str, top: bool, cached: bool) -> Callable[[int], Any]:
+        settings = topk_settings(args, args.top_layers if top else None, cached)
+
+        def config(repeat: int) -> Any:
+            store = {"feature_cache_dir": str(root / f"topk-store-{repeat}")}
+            return run_config(prepared, root / f"topk-{name}-{repeat}", args, **settings, **store)
+
+        return config
+
+    arms = {name: arm(name, top, cached) for name, (top, cached) in ARMS.items()}
+    return epochs_in_turns(prepared, root / "topk-original", args, original, arms, timers)
+
+
+@contextmanager
+def timers(phases: dict[str, list[float]]) -> Iterator[None]:
+    """The phases of `phase_timer` and the cache's first pass (`fill_timer`)."""
+    with phase_timer(phases), fill_timer(phases):
+        yield
 
 
 def print_topk(epochs: dict[str, dict[str, float]], args: argparse.Namespace) -> None:

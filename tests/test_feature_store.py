@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from _stores import train_refused_by_the_store
 from _tones import make_corpus, tiny_run
 from typer.testing import CliRunner
 
@@ -255,15 +256,9 @@ def test_a_store_that_refuses_writes_is_left_with_one_warning(
     caplog: pytest.LogCaptureFixture,
     code: int,
 ) -> None:
-    def refuse(self: FeatureStore, path: Path, states: torch.Tensor) -> None:
-        raise OSError(code, os.strerror(code), str(path))
-
-    monkeypatch.setattr(FeatureStore, "save", refuse)
-    with caplog.at_level(logging.WARNING, logger="peft_ser"):
-        result = train(_frozen(corpus, tmp_path / "a", tmp_path / "store", **{"data.folds": "1"}))
-    warned = [r.getMessage() for r in caplog.records if "without the persistent" in r.getMessage()]
-    assert len(warned) == 1 and str(tmp_path / "store") in warned[0]
-    assert result.folds[0]["test"]["n"] == 8
+    config = _frozen(corpus, tmp_path / "a", tmp_path / "store", **{"data.folds": "1"})
+    fold = train_refused_by_the_store(config, tmp_path / "store", code, monkeypatch, caplog)
+    assert fold["test"]["n"] == 8
 
 
 def _train_into(arguments: tuple[str, str, str]) -> list[dict[str, float]]:

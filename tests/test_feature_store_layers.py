@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import safetensors.torch
 import torch
+from _stores import train_refused_by_the_store
 from _tones import tiny_run
 from test_train_faults import Interrupted, _interrupt_after_epoch, _outcome
 
@@ -187,15 +187,9 @@ def test_a_store_that_refuses_writes_is_left_with_one_warning(
     caplog: pytest.LogCaptureFixture,
     code: int,
 ) -> None:
-    def refuse(self: FeatureStore, path: Path, states: torch.Tensor) -> None:
-        raise OSError(code, os.strerror(code), str(path))
-
-    monkeypatch.setattr(FeatureStore, "save", refuse)
-    with caplog.at_level(logging.WARNING, logger="peft_ser"):
-        result = train(_run(corpus, tmp_path / "a", tmp_path / "store", **{"optim.epochs": 1}))
-    warned = [r.getMessage() for r in caplog.records if "without the persistent" in r.getMessage()]
-    assert len(warned) == 1 and str(tmp_path / "store") in warned[0]
-    assert result.folds[0]["test"]["n"] == 8
+    config = _run(corpus, tmp_path / "a", tmp_path / "store", **{"optim.epochs": 1})
+    fold = train_refused_by_the_store(config, tmp_path / "store", code, monkeypatch, caplog)
+    assert fold["test"]["n"] == 8
 
 
 @pytest.mark.slow

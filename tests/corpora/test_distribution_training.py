@@ -60,8 +60,8 @@ def test_evaluation_scores_a_class_model_on_the_categorical_utterances(folders):
     """evaluate reads the whole folder; a class model is scored on the utterances its task can
     use (`usable`), which are the categorical preparation's, fold by fold."""
     categorical, distribution = folders
-    expected, _ = evaluation_plan("model-folder", categorical, None)
-    seen, _ = evaluation_plan("model-folder", distribution, None)
+    expected = evaluation_plan("model-folder", categorical, None).prepared
+    seen = evaluation_plan("model-folder", distribution, None).prepared
     assert [f.name for f in seen.folds] == [f.name for f in expected.folds]
     for mine, theirs in zip(seen.folds, expected.folds, strict=True):
         for split in ("train", "dev", "test"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -77,10 +77,7 @@ def evaluate(
     """
     out = output_folder(evaluation_folder(source, output_dir), "--output-dir")
     named = model_source(source, NOT_A_SOURCE)
-    prepared, plan = evaluation_plan(named, corpus, folds)
-    # A run is scored in the precision it trained and tested in; a saved model the same on
-    # every CPU (SCORING).
-    precision = named.read_config().mixed_precision if isinstance(named, RunDir) else SCORING
+    prepared, plan, precision = evaluation_plan(named, corpus, folds)
     accelerator = accelerator_for(precision)
     scores, attributes = [], []
     for model_ref, model_folds in plan:
@@ -207,16 +204,26 @@ def _score_fold(
     return score
 
 
+class EvaluationPlan(NamedTuple):
+    """What `evaluate` scores: the corpus, each model to load (a saved folder or a zoo name)
+    with the folds to score it on, and the precision to score in."""
+
+    prepared: PreparedCorpus
+    models: list[tuple[str, list[Fold]]]
+    precision: str
+
+
 def evaluation_plan(
     source: ModelSource,
     corpus: str | Path | None,
     folds: Sequence[FoldSelector] | None,
-) -> tuple[PreparedCorpus, list[tuple[str, list[Fold]]]]:
-    """The corpus to score on, and each model to load (a saved folder or a zoo name) with the
-    folds to score it on: a run's completed folds, each by its own model, or one model on the
-    selected folds. Each model is scored on the utterances its task can use
-    (`peft_ser.models.tasks.usable`): a class or attribute model not on those kept for their
-    votes alone, a distribution model on every one with votes on its labels."""
+) -> EvaluationPlan:
+    """The corpus to score on, and each model with the folds to score it on: a run's
+    completed folds, each by its own model, in the precision the run trained and tested in, or
+    one model on the selected folds, the same on every CPU (`SCORING`). Each model is scored
+    on the utterances its task can use (`peft_ser.models.tasks.usable`): a class or attribute
+    model not on those kept for their votes alone, a distribution model on every one with
+    votes on its labels."""
     if isinstance(source, RunDir):
         run = source.read_config()
         data = run.data if corpus is None else run.data.model_copy(update={"corpus": str(corpus)})
@@ -224,13 +231,15 @@ def evaluation_plan(
         chosen = select_folds(prepared.folds, folds if folds is not None else run.data.folds)
         models = run_models(source, chosen)
         check_fits(run.model, prepared, source.path)
-        return prepared, [(str(path), [fold]) for fold, path in models]
+        return EvaluationPlan(
+            prepared, [(str(path), [fold]) for fold, path in models], run.mixed_precision
+        )
     if corpus is None:
         raise UserError(
             f"{source}: evaluating a saved model or a zoo model needs a prepared corpus (--corpus)"
         )
     prepared = resolve_corpus(DataConfig.model_validate({"corpus": str(corpus)}))
-    return prepared, [(source, select_folds(prepared.folds, folds))]
+    return EvaluationPlan(prepared, [(source, select_folds(prepared.folds, folds))], SCORING)
 
 
 def check_fits(config: ModelConfig, prepared: PreparedCorpus, source: str | Path) -> None:
