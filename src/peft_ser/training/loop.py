@@ -229,7 +229,7 @@ class FoldRunner:
         sampler, lengths = self.source.sampler(
             "train", self.step_batch, shuffle=True, epoch=epoch, accumulate=self.accumulate
         )
-        waste = padding_waste(sampler.micro_batches(), lengths, self._group_padding())
+        waste = self._padding_waste(sampler.micro_batches(), lengths)
         self.trained.train()
         bar = progress_bar(
             self.config.progress and self.accelerator.is_main_process,
@@ -253,11 +253,15 @@ class FoldRunner:
         bar.close()
         return tracker.loss(), tracker.metrics(), waste
 
-    def _group_padding(self) -> float | None:
-        """The training batches' grouping by length, where the encoder runs on them (a frozen
-        backbone's cached states feed the head alone, which runs on the whole batch)."""
-        head_only = self.source.cached and not self.source.below
-        return None if head_only else self.config.data.group_padding
+    def _padding_waste(self, batches: list[list[int]], lengths: list[int]) -> float:
+        """The share of the frames the training batches compute that are padding: of the
+        layers' frames in their groups of similar length (`data.group_padding`) where the
+        encoder runs, of the cached states' frames where a frozen backbone's states feed the
+        head alone (which runs on the whole batch)."""
+        if self.source.cached and not self.source.below:
+            return padding_waste(batches, lengths)
+        frames = self.model.backbone.frame_counts(torch.tensor(lengths, dtype=torch.long))
+        return padding_waste(batches, frames.tolist(), self.config.data.group_padding)
 
     def _step(
         self, group: list[Batch | FeatureBatch | None], epoch: int
