@@ -39,8 +39,9 @@ import torch
 from bench_epoch import Phases, phase_timer, write_clips
 from flops import FlopCount, matmul_rate, ssl_lora_step_flops
 
-from peft_ser.config import ModelConfig, RunConfig, load_run_config
+from peft_ser.config import DataConfig, ModelConfig, RunConfig, load_run_config
 from peft_ser.data.manifest import PAPER4, Fold, PreparedCorpus, save_prepared
+from peft_ser.models.backbones.base import Backbone
 from peft_ser.models.backbones.registry import BACKBONES
 from peft_ser.models.ser_model import SERModel, build_model
 from peft_ser.training import train
@@ -64,6 +65,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank")
     parser.add_argument("--backbone", default="wavlm-base-plus", help="an SSL registry backbone")
     parser.add_argument("--num-workers", type=int, help="data.num_workers (default: the run's)")
+    parser.add_argument(
+        "--group-padding",
+        type=lambda text: None if text == "none" else float(text),
+        default=DataConfig.model_fields["group_padding"].default,
+        help="data.group_padding: training batches in groups of similar length (none: whole)",
+    )
     parser.add_argument("--matmul-size", type=int, help="square bf16 matmul (default 8192)")
     parser.add_argument("--seed", type=int, default=0, help="clip generation")
     parser.add_argument("--tiny", action="store_true", help="tiny WavLM, 1-s clips: smoke run")
@@ -111,6 +118,7 @@ def run_config(prepared: Path, out: Path, args: argparse.Namespace) -> RunConfig
         "data.corpus": str(prepared),
         "data.folds": "1",
         "data.batch_size": args.batch,
+        "data.group_padding": args.group_padding,
         "model.backbone": args.backbone,
         "model.method": "lora",
         "model.lora_rank": args.rank,
@@ -152,14 +160,16 @@ def random_weights(measured: Measured) -> Callable[..., SERModel]:
     return build
 
 
-def recording_encode(measured: Measured, timing: Phases) -> Callable[..., Any]:
-    """`SERModel.encode` that notes each batch's size and padded samples under its phase."""
-    encode = SERModel.encode
+def recording_passes(measured: Measured, timing: Phases) -> Callable[..., Any]:
+    """`Backbone._below` that notes the size and padded samples of each pass under its phase:
+    a training batch runs in groups of similar length (`data.group_padding`), each counted as
+    the encoder computes it (the head, under 1 % of the FLOPs, is counted per group too)."""
+    below = Backbone._below
 
-    def recorded(self: SERModel, waveforms: torch.Tensor, lengths: Any = None) -> Any:
+    def recorded(self: Backbone, waveforms: torch.Tensor, lengths: torch.Tensor) -> Any:
         batch, samples = waveforms.shape
         measured.shapes[timing.current or "other"].append((batch, samples))
-        return encode(self, waveforms, lengths)
+        return below(self, waveforms, lengths)
 
     return recorded
 
@@ -173,7 +183,7 @@ def run_fold(config: RunConfig, device: torch.device) -> Measured:
     with (
         phase_timer(measured.seconds) as timing,
         mock.patch("peft_ser.training.loop.build_model", random_weights(measured)),
-        mock.patch.object(SERModel, "encode", recording_encode(measured, timing)),
+        mock.patch.object(Backbone, "_below", recording_passes(measured, timing)),
     ):
         train(config)
     measured.wall = time.perf_counter() - began
