@@ -134,27 +134,33 @@ class SSLBackbone(Backbone):
         return encoder.dropout(hidden), frame_lengths
 
     def frame_counts(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self._conv_lengths(lengths)[-1]
+
+    def _conv_lengths(self, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Each clip's valid length after each convolution of the feature encoder."""
+        found: list[torch.Tensor] = []
         for conv_layer in self.model.feature_extractor.conv_layers:
             kernel, stride = conv_layer.conv.kernel_size[0], conv_layer.conv.stride[0]
             lengths = conv_output_length(lengths, kernel, stride)
-        return lengths
+            found.append(lengths)
+        return found
 
     def _conv_features(
         self, waveforms: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolutional feature encoder with the group norm computed per clip."""
-        hidden = waveforms[:, None, :].to(self.model.feature_extractor.conv_layers[0].conv.weight)
-        for conv_layer in self.model.feature_extractor.conv_layers:
-            conv = conv_layer.conv
-            hidden = conv(hidden)
-            lengths = conv_output_length(lengths, conv.kernel_size[0], conv.stride[0])
+        conv_layers = self.model.feature_extractor.conv_layers
+        hidden = waveforms[:, None, :].to(conv_layers[0].conv.weight)
+        valid_lengths = self._conv_lengths(lengths)
+        for conv_layer, valid in zip(conv_layers, valid_lengths, strict=True):
+            hidden = conv_layer.conv(hidden)
             norm = getattr(conv_layer, "layer_norm", None)
             if isinstance(norm, nn.GroupNorm):
-                hidden = masked_group_norm(hidden, lengths, norm)
+                hidden = masked_group_norm(hidden, valid, norm)
             elif norm is not None:
                 hidden = norm(hidden.transpose(-2, -1)).transpose(-2, -1)
             hidden = conv_layer.activation(hidden)
-        return hidden, lengths
+        return hidden, valid_lengths[-1]
 
     def run_layer(
         self, index: int, hidden: torch.Tensor, valid: torch.Tensor, carry: Any
