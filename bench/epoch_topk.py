@@ -26,7 +26,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -83,19 +83,25 @@ def _override(item: str) -> tuple[str, Any]:
 
 
 @contextmanager
-def fill_timer(phases: dict[str, list[float]]) -> Iterator[None]:
-    """Time the feature cache's first pass (`BatchSource.fill_cache`) into ``phases["fill"]``."""
-    fill = BatchSource.fill_cache
+def call_timer(owner: type, name: str, record: Callable[[float], None]) -> Iterator[None]:
+    """Pass the seconds of every call of ``owner.name`` to ``record``."""
+    method = getattr(owner, name)
 
-    def timed(self: BatchSource, *args: Any) -> None:
+    def timed(self: Any, *args: Any) -> Any:
         began = time.perf_counter()
         try:
-            fill(self, *args)
+            return method(self, *args)
         finally:
-            phases["fill"].append(time.perf_counter() - began)
+            record(time.perf_counter() - began)
 
-    with mock.patch.object(BatchSource, "fill_cache", timed):
+    with mock.patch.object(owner, name, timed):
         yield
+
+
+def fill_timer(phases: dict[str, list[float]]) -> AbstractContextManager[None]:
+    """Time the feature cache's first pass (`BatchSource.fill_cache`) into ``phases["fill"]``
+    (only when there is one: an arm without the cache has no such phase)."""
+    return call_timer(BatchSource, "fill_cache", lambda seconds: phases["fill"].append(seconds))
 
 
 ARMS = {"all": (False, False), "top": (True, False), "cached": (True, True)}
@@ -209,21 +215,10 @@ def workload(root: Path, args: argparse.Namespace) -> None:
         print(f"  test UAR, {name}: mean {statistics.mean(uars):.3f} over the folds ({each})")
 
 
-@contextmanager
-def below_timer(seconds: list[float]) -> Iterator[None]:
+def below_timer(seconds: list[float]) -> AbstractContextManager[None]:
     """Time every pass through the front end and the layers below the tuned ones into
     ``seconds``: the work the cache saves."""
-    below = Backbone._below
-
-    def timed(self: Backbone, *args: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return below(self, *args)
-        finally:
-            seconds.append(time.perf_counter() - began)
-
-    with mock.patch.object(Backbone, "_below", timed):
-        yield
+    return call_timer(Backbone, "_below", seconds.append)
 
 
 def agreement(
