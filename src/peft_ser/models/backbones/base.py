@@ -277,9 +277,9 @@ class Backbone(nn.Module, ABC):
 def _regrouped(parts: list[BackboneOutput], groups: list[torch.Tensor]) -> BackboneOutput:
     """The groups' outputs as one batch in the rows' order, states zero-padded to the longest.
 
-    Rows are stacked in order from the padded groups: of the ways tried, the cheapest with its
-    backward pass (0.6 of the time of joining the groups and reordering the rows by index, on a
-    Whisper-tiny-sized batch; writing into a zero tensor by index was slower still)."""
+    Rows are stacked in order from the padded groups: of the ways tried on a Whisper-tiny-sized
+    batch, the cheapest with its backward pass (joining the groups and reordering the rows by
+    index was slower, and writing into a zero tensor by index slower still)."""
     frames = max(part.hidden_states.shape[2] for part in parts)
     rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for part, indices in zip(parts, groups, strict=True):
